@@ -1,0 +1,6 @@
+"""`declip extract` (not wired yet)."""
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pass
