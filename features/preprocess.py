@@ -1,0 +1,62 @@
+"""Named preprocessing recipes, recorded in the store next to the features they produced.
+
+``declip`` is DeCLIP's (declip-method §2.1): squash-resize to the model's input size with bilinear interpolation
+(PIL, hence antialiased), no crop, CLIP mean/std. ``openclip`` is open_clip's own: bicubic shorter-side resize and a
+centre crop. Different recipes give different features, so the recipe is part of the backbone key.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.errors import DeclipError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that turns a decoded RGB image into the model's input tensor."""
+
+    name: str
+    size: int
+    interpolation: str  # "bilinear" | "bicubic"
+    crop: bool  # centre crop after a shorter-side resize (False: squash to size × size)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    dtype: str = "float32"  # model input/compute dtype; "float16" only on CUDA
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPES = ("declip", "openclip")
+_PIL = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def make_recipe(name: str, size: int, mean, std, dtype: str = "float32") -> Recipe:
+    if name == "declip":
+        return Recipe("declip", size, "bilinear", False, tuple(mean), tuple(std), dtype)
+    if name == "openclip":
+        return Recipe("openclip", size, "bicubic", True, tuple(mean), tuple(std), dtype)
+    raise DeclipError(f"unknown preprocessing recipe {name!r}; choose one of {', '.join(RECIPES)}")
+
+
+def resize_for(recipe: Recipe, image: Image.Image) -> Image.Image:
+    size = recipe.size
+    if not recipe.crop:
+        return image.resize((size, size), _PIL[recipe.interpolation])
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), _PIL[recipe.interpolation])
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def to_tensor(recipe: Recipe, image: Image.Image) -> torch.Tensor:
+    """RGB PIL image → normalised float32 CHW tensor."""
+    arr = np.asarray(resize_for(recipe, image), dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(recipe.mean, dtype=np.float32)) / np.asarray(recipe.std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))

@@ -1,0 +1,305 @@
+"""The zarr (v3) feature store: cached layer features keyed by backbone/layer, per dataset.
+
+Layout (design §3.3)::
+
+    <store>/datasets/<dataset>/samples.parquet       the manifest rows, aligned row for row with every array below
+    <store>/datasets/<dataset>/soft_masks            (N, 256, 256) uint8, fake = 255: DeCLIP's soft BCE targets
+    <store>/datasets/<dataset>/native_bits           bit-packed native-resolution binary masks (fake = 1)
+    <store>/datasets/<dataset>/mask_done             (blocks,) bool
+    <store>/features/<backbone>/<layer>/<dataset>/feats   (N, C, H, W) float16, one sample per chunk
+    <store>/features/<backbone>/<layer>/<dataset>/cls     (N, C) float16 class token (ViT only)
+    <store>/features/<backbone>/<layer>/<dataset>/valid   (N,) uint8: 1 = features written, 0 = image unreadable
+    <store>/features/<backbone>/<layer>/<dataset>/done    (blocks,) bool: block b holds rows [b*R, (b+1)*R)
+
+Writers own whole blocks (a block is a whole number of chunks, or one shard when sharded), so concurrent writers
+never touch the same chunk. A block's ``done`` flag is set only after its data writes returned (zarr's local store
+writes each chunk to a temporary file and renames it), so an interrupted run never leaves rows that look done.
+Opening an existing feature group with different metadata is refused: features from other weights or another
+recipe must never mix with cached ones.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import fsspec
+import numpy as np
+import pandas as pd
+import zarr
+
+from pipeline.errors import DeclipError
+
+SCHEMA_VERSION = 1
+MASK_SIZE = 256
+# Fields that must agree for cached features to be reused; the rest of the record is informational.
+IDENTITY_FIELDS = (
+    "schema_version", "backbone", "weights_checksum", "recipe", "layer", "semantics", "channels", "grid",
+    "dtype", "n_rows", "block_rows", "dataset_checksum",
+)
+
+
+def dataset_checksum(samples: pd.DataFrame) -> str:
+    """Identifies the exact rows (file contents and order) a feature array is aligned with."""
+    digest = hashlib.sha256()
+    for row in samples[["image_path", "mask_path", "sha256"]].itertuples(index=False):
+        digest.update("\x1f".join(str(v) for v in row).encode() + b"\x1e")
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("declip", "torch", "open_clip_torch", "zarr", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+@dataclass
+class LayerArrays:
+    """The arrays of one (backbone, layer, dataset) feature group."""
+
+    path: str
+    feats: zarr.Array
+    cls: zarr.Array | None
+    valid: zarr.Array
+    done: zarr.Array
+    meta: dict[str, Any]
+
+    @property
+    def block_rows(self) -> int:
+        return int(self.meta["block_rows"])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.meta["n_rows"])
+
+    def block_range(self, block: int) -> tuple[int, int]:
+        start = block * self.block_rows
+        return start, min(start + self.block_rows, self.n_rows)
+
+    def pending_blocks(self) -> np.ndarray:
+        return np.flatnonzero(~self.done[:])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done[:].all())
+
+
+class FeatureStore:
+    """A zarr hierarchy at a local path or fsspec URL (``s3://…`` needs s3fs)."""
+
+    def __init__(self, url: str, mode: str = "a", storage_options: dict | None = None):
+        self.url = str(url).rstrip("/")
+        self.storage_options = storage_options or {}
+        try:
+            self.root = zarr.open_group(self.url, mode=mode, storage_options=self.storage_options or None)
+        except FileNotFoundError as exc:
+            raise DeclipError(f"no feature store at {self.url}; run `declip extract` to create one") from exc
+        self.fs, self._fs_root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+
+    # ---- small files next to the arrays (sample tables, problem records) ----
+    def _put_file(self, rel: str, data: bytes) -> None:
+        path = f"{self._fs_root}/{rel}"
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{path}.partial"
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, path)
+
+    def _get_file(self, rel: str) -> bytes:
+        return self.fs.cat_file(f"{self._fs_root}/{rel}")
+
+    def _exists(self, rel: str) -> bool:
+        return self.fs.exists(f"{self._fs_root}/{rel}")
+
+    # ---- datasets ----
+    def datasets(self) -> list[str]:
+        return sorted(self.root["datasets"].group_keys()) if "datasets" in self.root else []
+
+    def create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int = 64) -> None:
+        """Register a dataset's rows (or check that the registered rows are the same ones)."""
+        checksum = dataset_checksum(samples)
+        path = f"datasets/{key}"
+        if path in self.root:
+            existing = self.root[path].attrs.get("dataset_checksum")
+            if existing != checksum:
+                raise DeclipError(
+                    f"dataset {key!r} in store {self.url} was registered from different files (checksum "
+                    f"{existing[:12]} vs {checksum[:12]}); use another --dataset name or another store"
+                )
+            return
+        n = len(samples)
+        group = self.root.create_group(path)
+        blocks = max(1, math.ceil(n / block_rows))
+        group.create_array("soft_masks", shape=(n, MASK_SIZE, MASK_SIZE), chunks=(1, MASK_SIZE, MASK_SIZE),
+                           dtype="uint8", fill_value=0, compressors=None)
+        bytes_per = [math.ceil(int(w) * int(h) / 8) if lab == 1 and mp else 0
+                     for w, h, lab, mp in samples[["width", "height", "label", "mask_path"]].itertuples(index=False)]
+        offsets = np.concatenate([[0], np.cumsum(bytes_per, dtype=np.int64)])
+        group.create_array("native_offsets", data=offsets, chunks=(max(1, len(offsets)),))
+        group.create_array("native_bits", shape=(max(1, int(offsets[-1])),), chunks=(1 << 20,), dtype="uint8",
+                           fill_value=0, compressors=[zarr.codecs.ZstdCodec(level=1)])
+        group.create_array("mask_done", shape=(blocks,), chunks=(1,), dtype="bool", fill_value=False)
+        buf = io.BytesIO()
+        samples.reset_index(drop=True).to_parquet(buf, index=False)
+        self._put_file(f"{path}/samples.parquet", buf.getvalue())
+        # attrs last: a dataset group is usable only once its checksum is recorded
+        group.attrs.update({"dataset_checksum": checksum, "n_rows": n, "root": str(root), "layout": layout,
+                            "block_rows": block_rows, "schema_version": SCHEMA_VERSION})
+
+    def samples(self, key: str) -> pd.DataFrame:
+        self._require_dataset(key)
+        return pd.read_parquet(io.BytesIO(self._get_file(f"datasets/{key}/samples.parquet")))
+
+    def dataset_attrs(self, key: str) -> dict:
+        self._require_dataset(key)
+        return dict(self.root[f"datasets/{key}"].attrs)
+
+    def _require_dataset(self, key: str) -> None:
+        if f"datasets/{key}" not in self.root or "dataset_checksum" not in self.root[f"datasets/{key}"].attrs:
+            known = ", ".join(self.datasets()) or "none"
+            raise DeclipError(f"store {self.url} has no dataset {key!r} (known: {known}); extract it first")
+
+    def write_masks(self, key: str, block: int, soft: np.ndarray, native: list[np.ndarray | None]) -> None:
+        """Write one block of masks, then mark it done."""
+        group = self.root[f"datasets/{key}"]
+        br = int(group.attrs["block_rows"])
+        start = block * br
+        group["soft_masks"][start:start + len(soft)] = soft
+        offsets = group["native_offsets"]
+        for i, mask in enumerate(native):
+            lo, hi = offsets[start + i], offsets[start + i + 1]
+            if mask is not None and hi > lo:
+                group["native_bits"][lo:hi] = np.packbits(mask.astype(bool).ravel())
+        group["mask_done"][block] = True
+
+    def pending_mask_blocks(self, key: str) -> np.ndarray:
+        return np.flatnonzero(~self.root[f"datasets/{key}/mask_done"][:])
+
+    def soft_masks(self, key: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        arr = self.root[f"datasets/{key}/soft_masks"]
+        if isinstance(rows, slice):
+            return arr[rows]
+        return np.stack([arr[int(i)] for i in rows]) if len(rows) else np.zeros((0, MASK_SIZE, MASK_SIZE), "uint8")
+
+    def native_mask(self, key: str, row: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """The native-resolution binary mask of ``row`` (None for rows without one: real and fully generated)."""
+        group = self.root[f"datasets/{key}"]
+        lo, hi = group["native_offsets"][row], group["native_offsets"][row + 1]
+        if hi == lo:
+            return None
+        h, w = shape
+        return np.unpackbits(group["native_bits"][lo:hi], count=h * w).reshape(h, w).astype(bool)
+
+    # ---- features ----
+    @staticmethod
+    def layer_path(backbone: str, layer: str, dataset: str) -> str:
+        return f"features/{backbone}/{layer}/{dataset}"
+
+    def has_layer(self, backbone: str, layer: str, dataset: str) -> bool:
+        path = self.layer_path(backbone, layer, dataset)
+        return path in self.root and "meta" in self.root[path].attrs
+
+    def open_layer(self, backbone: str, layer: str, dataset: str, meta: dict | None = None,
+                   shards: bool = False) -> LayerArrays:
+        """Open a feature group; with ``meta``, create it or refuse if the existing one disagrees."""
+        path = self.layer_path(backbone, layer, dataset)
+        if self.has_layer(backbone, layer, dataset):
+            group = self.root[path]
+            existing = group.attrs["meta"]
+            if meta is not None:
+                _refuse_mismatch(self.url, path, existing, meta)
+            return self._arrays(path, group, existing)
+        if meta is None:
+            raise DeclipError(f"store {self.url} has no features at {path}; run `declip extract` for it")
+        return self._create_layer(path, meta, shards)
+
+    def _create_layer(self, path: str, meta: dict, shards: bool) -> LayerArrays:
+        n, br, c = meta["n_rows"], meta["block_rows"], meta["channels"]
+        h, w = meta["grid"]
+        group = self.root.require_group(path)
+        kw = {"shards": (br, c, h, w)} if shards else {}
+        group.create_array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype="float16", fill_value=0,
+                           compressors=None, overwrite=True, **kw)
+        if meta["has_cls"]:
+            group.create_array("cls", shape=(n, c), chunks=(br, c), dtype="float16", fill_value=0,
+                               compressors=None, overwrite=True)
+        group.create_array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, overwrite=True)
+        group.create_array("done", shape=(max(1, math.ceil(n / br)),), chunks=(1,), dtype="bool",
+                           fill_value=False, overwrite=True)
+        record = dict(meta, created=dt.datetime.now(dt.timezone.utc).isoformat(), versions=library_versions(),
+                      schema_version=SCHEMA_VERSION, layout="NCHW", dtype="float16")
+        group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
+        return self._arrays(path, group, record)
+
+    @staticmethod
+    def _arrays(path: str, group: zarr.Group, meta: dict) -> LayerArrays:
+        cls = group["cls"] if "cls" in group else None
+        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta)
+
+    def write_block(self, arrays: LayerArrays, block: int, feats: np.ndarray, cls: np.ndarray | None,
+                    valid: np.ndarray, problems: list[dict]) -> None:
+        """Write one block's rows, then (and only then) mark the block done."""
+        start, stop = arrays.block_range(block)
+        assert len(feats) == stop - start, (len(feats), start, stop)
+        arrays.feats[start:stop] = feats
+        if arrays.cls is not None and cls is not None:
+            arrays.cls[start:stop] = cls
+        arrays.valid[start:stop] = valid.astype("uint8")
+        if problems:
+            self._put_file(f"{arrays.path}/problems/block-{block:06d}.json", json.dumps(problems).encode())
+        arrays.done[block] = True
+
+    def layer_problems(self, arrays: LayerArrays) -> list[dict]:
+        base = f"{self._fs_root}/{arrays.path}/problems"
+        if not self.fs.exists(base):
+            return []
+        out: list[dict] = []
+        for name in sorted(self.fs.ls(base, detail=False)):
+            if name.endswith(".json"):
+                out.extend(json.loads(self.fs.cat_file(name)))
+        return out
+
+    def iter_layers(self) -> Iterator[tuple[str, str, str]]:
+        """(backbone, layer, dataset) of every feature group."""
+        if "features" not in self.root:
+            return
+        for backbone in sorted(self.root["features"].group_keys()):
+            for layer in sorted(self.root[f"features/{backbone}"].group_keys(), key=_layer_sort_key):
+                for dataset in sorted(self.root[f"features/{backbone}/{layer}"].group_keys()):
+                    if self.has_layer(backbone, layer, dataset):
+                        yield backbone, layer, dataset
+
+    def delete_layer(self, backbone: str, layer: str, dataset: str) -> None:
+        path = self.layer_path(backbone, layer, dataset)
+        if path not in self.root:
+            raise DeclipError(f"store {self.url} has no {path}")
+        del self.root[path]
+
+
+def _layer_sort_key(name: str) -> tuple[int, str]:
+    digits = name.removeprefix("layer")
+    return (int(digits), name) if digits.isdigit() else (10**6, name)
+
+
+def _refuse_mismatch(url: str, path: str, existing: dict, wanted: dict) -> None:
+    diffs = [f"{field}: stored {existing.get(field)!r} vs requested {wanted.get(field)!r}"
+             for field in IDENTITY_FIELDS if field in wanted and _norm(existing.get(field)) != _norm(wanted.get(field))]
+    if diffs:
+        raise DeclipError(
+            f"refusing to write into {url}/{path}: its cached features were made differently ("
+            + "; ".join(diffs) + "). Nothing was changed. Use another --store, or remove the old features with "
+            f"`declip store rm {path.removeprefix('features/')} --store {url}` if you mean to replace them."
+        )
+
+
+def _norm(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # tuples vs lists, as stored in JSON attrs

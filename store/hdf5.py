@@ -1,0 +1,56 @@
+"""HDF5 export/import of one (backbone, layer, dataset) slice: for tools that want one file, not a zarr tree.
+
+The file holds ``feats`` (N, C, H, W) float16, ``cls`` when present, ``valid``, and the feature metadata as a JSON
+attribute; import writes it back into a store (refusing a mismatch like any other write) and marks it complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+
+from pipeline.errors import DeclipError
+from store.feature_store import FeatureStore
+
+_ROWS_PER_COPY = 256
+
+
+def export_hdf5(store: FeatureStore, backbone: str, layer: str, dataset: str, out: str) -> str:
+    arrays = store.open_layer(backbone, layer, dataset)
+    if not arrays.complete:
+        raise DeclipError(f"{arrays.path} is incomplete; finish `declip extract` before exporting it")
+    tmp = f"{out}.partial"
+    with h5py.File(tmp, "w") as f:
+        n = arrays.n_rows
+        dset = f.create_dataset("feats", shape=arrays.feats.shape, dtype="float16",
+                                chunks=(1, *arrays.feats.shape[1:]))
+        for lo in range(0, n, _ROWS_PER_COPY):
+            dset[lo:lo + _ROWS_PER_COPY] = arrays.feats[lo:lo + _ROWS_PER_COPY]
+        if arrays.cls is not None:
+            f.create_dataset("cls", data=arrays.cls[:])
+        f.create_dataset("valid", data=arrays.valid[:])
+        f.attrs["meta"] = json.dumps(arrays.meta)
+        f.attrs["key"] = f"{backbone}/{layer}/{dataset}"
+        samples = store.samples(dataset)
+        f.create_dataset("image_path", data=np.array(samples["image_path"].tolist(), dtype=h5py.string_dtype()))
+    os.replace(tmp, out)
+    return out
+
+
+def import_hdf5(store: FeatureStore, path: str) -> str:
+    """Write an exported slice back; the dataset must already be registered in ``store`` with the same rows."""
+    with h5py.File(path, "r") as f:
+        meta = json.loads(f.attrs["meta"])
+        backbone, layer, dataset = str(f.attrs["key"]).split("/")
+        store.samples(dataset)  # raises a clear error when the dataset is not registered
+        identity = {k: v for k, v in meta.items() if k not in ("created", "versions", "layout", "dtype")}
+        arrays = store.open_layer(backbone, layer, dataset, identity)
+        feats, valid = f["feats"], f["valid"][:]
+        cls = f["cls"][:] if "cls" in f else None
+        for block in arrays.pending_blocks():
+            lo, hi = arrays.block_range(int(block))
+            store.write_block(arrays, int(block), feats[lo:hi], None if cls is None else cls[lo:hi],
+                              valid[lo:hi], [])
+    return f"{backbone}/{layer}/{dataset}"
