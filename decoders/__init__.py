@@ -1,0 +1,19 @@
+"""Trainable decoders on cached CLIP features: DeCLIP's conv-N, linear and attention heads, state-dict compatible.
+
+Importing this package registers every decoder; list them with :func:`list_decoders`.
+"""
+from decoders.registry import (
+    FAMILIES, Decoder, build_decoder, canonical_name, decoder_from_config, list_decoders, register_decoder,
+)
+from decoders import attention, conv, linear  # noqa: F401  (registers the factories)
+from decoders.attention import AttentionDecoder
+from decoders.conv import ConvDecoder, needs_final_resize, upsample_skips
+from decoders.declip_checkpoint import load_decoder, load_declip_checkpoint, save_declip_checkpoint, save_decoder
+from decoders.init import init_declip_
+from decoders.linear import LinearDecoder
+
+__all__ = [
+    "FAMILIES", "AttentionDecoder", "ConvDecoder", "Decoder", "LinearDecoder", "build_decoder", "canonical_name",
+    "decoder_from_config", "init_declip_", "list_decoders", "load_declip_checkpoint", "load_decoder",
+    "needs_final_resize", "register_decoder", "save_declip_checkpoint", "save_decoder", "upsample_skips",
+]
