@@ -38,7 +38,7 @@ def load_declip_checkpoint(
         family: str | None = None,
         grid: tuple[int, int] | None = None,
         in_channels: int | None = None,
-        faithful: bool = True,
+        faithful: bool | None = None,
 ) -> tuple[Decoder, dict[str, Any]]:
     """Load a DeCLIP checkpoint's decoder into our module (eval mode, outputs identical to DeCLIP's decoder).
 
@@ -47,7 +47,8 @@ def load_declip_checkpoint(
         family: "vit", "resnet" or "fused"; inferred from the backbone keys and the decoder layout if None.
         grid: feature grid; 16x16 for ViT and ViT+RN50, by ``feature_layer`` for RN50 if None.
         in_channels: checked against ``fc.0.weight`` if given.
-        faithful: DeCLIP-trained attention decoders expect its causal mask, so imports are faithful by default.
+        faithful: None means True for the attention decoder (DeCLIP trained it with its causal mask, so outputs
+            only match with it) and False otherwise (no effect on conv/linear, so configs equal our defaults).
 
     Returns:
         The decoder and an info dict (feature_layer, decoder_type, family, in_channels, grid, total_steps,
@@ -60,6 +61,7 @@ def load_declip_checkpoint(
     state = OrderedDict((k, v) for k, v in ckpt["model"].items() if k.startswith(DECODER_PREFIXES))
     ignored = len(ckpt["model"]) - len(state)
     c_in, width = _infer_channels(state, name, path, in_channels)
+    faithful = name == "attention" if faithful is None else faithful
     base = dict(name=name, in_channels=c_in, layer=layer, width=width, faithful=faithful)
     config = _match_config(state, base, _candidate_geometries(ckpt["model"], name, layer, family, grid), path)
     decoder = decoder_from_config(config)
@@ -112,6 +114,9 @@ def _read_declip(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # weights_only refuses garbage with the same exception type
+            raise DeclipError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]}); "
+                              f"re-download it or check the path") from exc
         raise DeclipError(
             f"{path} contains pickled Python objects that weights_only loading refuses ({str(exc).splitlines()[0]}). "
             f"If you trust the file, convert it once: c = torch.load(PATH, map_location='cpu', weights_only=False); "
@@ -153,7 +158,7 @@ def _decoder_name(decoder_type: Any, path: Path) -> str:
 def _infer_channels(state: dict[str, torch.Tensor], name: str, path: Path, want: int | None) -> tuple[int, float]:
     """Input channels from ``fc.0.weight`` ([512, C, 5, 5] for conv, [1, C] for the token head); conv width too."""
     if "fc.0.weight" not in state:
-        raise DeclipError(f"{path}: no decoder weights ('model'['fc.0.weight'] is missing); is this a DeCLIP "
+        raise DeclipError(f"{path}: no decoder weights (model['fc.0.weight'] is missing); is this a DeCLIP "
                           f"localisation checkpoint?")
     weight = state["fc.0.weight"]
     c_in = int(weight.shape[1])
