@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
+from torchvision.transforms import InterpolationMode
 
 from pipeline.errors import DeclipError
 
@@ -32,7 +34,7 @@ class Recipe:
 
 
 RECIPES = ("declip", "openclip")
-_PIL = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+_MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 
 def make_recipe(name: str, size: int, mean, std, dtype: str = "float32") -> Recipe:
@@ -44,15 +46,11 @@ def make_recipe(name: str, size: int, mean, std, dtype: str = "float32") -> Reci
 
 
 def resize_for(recipe: Recipe, image: Image.Image) -> Image.Image:
-    size = recipe.size
+    """torchvision's PIL resize, as both DeCLIP (``Resize((224, 224))``) and open_clip use it."""
+    mode = _MODES[recipe.interpolation]
     if not recipe.crop:
-        return image.resize((size, size), _PIL[recipe.interpolation])
-    w, h = image.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    image = image.resize((nw, nh), _PIL[recipe.interpolation])
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return image.crop((left, top, left + size, top + size))
+        return TF.resize(image, [recipe.size, recipe.size], interpolation=mode)
+    return TF.center_crop(TF.resize(image, recipe.size, interpolation=mode), [recipe.size, recipe.size])
 
 
 def to_tensor(recipe: Recipe, image: Image.Image) -> torch.Tensor:
