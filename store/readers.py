@@ -16,6 +16,7 @@ import torch
 from features.fusion import fuse
 from features.prefetch import background_map
 from pipeline.errors import DeclipError
+from store.fastpath import RowReader
 from store.feature_store import FeatureStore, LayerArrays
 
 
@@ -56,6 +57,7 @@ class LayerReader:
             )
         self.meta = self.arrays.meta
         self.shape = tuple(self.arrays.feats.shape[1:])
+        self.rows = RowReader(self.arrays.feats)
 
     def nbytes(self, n_rows: int | None = None) -> int:
         n = self.arrays.n_rows if n_rows is None else n_rows
@@ -63,20 +65,16 @@ class LayerReader:
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray | None]:
         cls = self.arrays.cls[:] if self.arrays.cls is not None else None
-        return self.arrays.feats[:], cls
+        return self.rows.read_all(), cls
 
     def read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-index reads into a (reusable) buffer; sorted rows read sequentially on disk."""
-        if out is None or out.shape[0] < len(rows):
-            out = np.empty((len(rows), *self.shape), dtype=np.float16)
-        feats = self.arrays.feats
-        for i, row in enumerate(rows):
-            out[i] = feats[int(row)]
+        """Per-index reads into a (reusable) buffer; the class tokens (small, block-chunked) via one slice."""
+        feats = self.rows.read(rows, out)
         cls = None
-        if self.arrays.cls is not None:
-            cls_all = self.arrays.cls
-            cls = np.stack([cls_all[int(r)] for r in rows]) if len(rows) else None
-        return out[: len(rows)], cls
+        if self.arrays.cls is not None and len(rows):
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            cls = self.arrays.cls[lo:hi][np.asarray(rows) - lo]
+        return feats, cls
 
     def valid(self) -> np.ndarray:
         return self.arrays.valid[:].astype(bool)
@@ -122,22 +120,23 @@ class FeatureSource:
             self._cache = [r.read_all() for r in self.readers]
 
     def get(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Features (B, C, H, W) float32 and the class token (B, C) or None, for the given rows."""
+        """Features (B, C, H, W) and the class token (B, C) or None, for the given rows, in their order.
+
+        Single sources come back as float16 (cast on the device, after the copy: half the bytes to move);
+        fused sources are resized and concatenated in float32.
+        """
         parts = []
         for i, reader in enumerate(self.readers):
             if self._cache is not None:
                 feats, cls = self._cache[i]
-                parts.append((feats[rows], cls[rows] if cls is not None else None))
+                parts.append((np.take(feats, rows, axis=0), cls[rows] if cls is not None else None))
             else:
-                order = np.argsort(rows)
-                feats, cls = reader.read_rows(rows[order])
-                inverse = np.empty_like(order)
-                inverse[order] = np.arange(len(order))
-                parts.append((feats[inverse], cls[inverse] if cls is not None else None))
-        feats = [torch.from_numpy(np.ascontiguousarray(f)) for f, _ in parts]
+                parts.append(reader.read_rows(rows))
+        feats = [torch.from_numpy(f) for f, _ in parts]
+        if self.spec.fused:
+            return fuse(feats[0], feats[1]), None
         cls = parts[0][1]
-        x = fuse(feats[0], feats[1]) if self.spec.fused else feats[0].float()
-        return x, (torch.from_numpy(cls).float() if cls is not None and not self.spec.fused else None)
+        return feats[0], (torch.from_numpy(np.ascontiguousarray(cls)) if cls is not None else None)
 
     def iter_batches(self, rows: np.ndarray, batch_size: int, shuffle: bool, seed: int,
                      prefetch: int = 2) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor | None]]:

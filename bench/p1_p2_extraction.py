@@ -1,0 +1,67 @@
+"""P1: full extraction path ÷ forward alone on the same batches (target ≥ 0.80).
+P2: all layers in one pass ÷ one (the deepest) layer, wall time (target ≤ 1.15 while the disk keeps up).
+
+Usage: python bench/p1_p2_extraction.py [--images 256] [--backbone demo-vit-small@random-0] [--batch 32]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import make_jpeg_manifest, report, timed, workdir
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--backbone", default="demo-vit-small@random-0")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    from features.backbones import load_backbone
+    from features.images import open_rgb
+    from features.preprocess import make_recipe, to_tensor
+    from features.taps import forward_layers, layer_names
+    from pipeline.extraction import ExtractConfig, run_extraction
+    from pipeline.manifest import read_manifest
+
+    root = workdir("p1")
+    manifest = make_jpeg_manifest(args.images, root)
+    backbone = load_backbone(args.backbone, args.device)
+    names = layer_names(backbone)
+    recipe = make_recipe("declip", backbone.image_size, backbone.mean, backbone.std)
+    m = read_manifest(manifest)
+    pixels = torch.stack([to_tensor(recipe, open_rgb(m.abspath(p))) for p in m.df["image_path"]])
+    t: dict[str, float] = {}
+    forward_layers(backbone, pixels[: args.batch].to(args.device), names)  # warm-up
+    with timed(t, "forward"):
+        for lo in range(0, len(pixels), args.batch):
+            out = forward_layers(backbone, pixels[lo:lo + args.batch].to(args.device), names)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+    del out
+
+    def extract(layers: str, name: str) -> float:
+        cfg = ExtractConfig(manifest=str(manifest), store=str(root / f"{name}.zarr"), backbone=args.backbone,
+                            layers=layers, batch_size=args.batch, device=args.device, progress=False)
+        stats = run_extraction(cfg, backbone=backbone)
+        print(f"  [{name}] stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in stats.seconds.items())
+              + f"; wall {stats.wall:.2f}s")
+        return stats.wall
+
+    t["full_all"] = extract("all", "all")
+    t["full_one"] = extract(names[-1], "one")
+    n = len(pixels)
+    print(f"{args.backbone}, {n} JPEG images 256², batch {args.batch}, {len(names)} layers, "
+          f"torch threads {torch.get_num_threads()}")
+    report("P1 extraction throughput ÷ forward-alone throughput (all layers)",
+           ("forward alone, img/s", n / t["forward"]), ("full path (read+decode+fwd+write), img/s", n / t["full_all"]),
+           t["forward"] / t["full_all"], "≥ 0.80")
+    report("P2 wall: all layers in one pass ÷ the deepest layer alone",
+           (f"all {len(names)} layers, s", t["full_all"]), ("one layer, s", t["full_one"]),
+           t["full_all"] / t["full_one"], "≤ 1.15")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""A zero-copy read path for the common local case: uncompressed, unsharded, one-sample chunks.
+
+Measured here (bench/p3_store_read.py, 2 cores): zarr-python's per-chunk pipeline costs ~5 ms per 512 KiB
+sample read, 8× a plain file read, and a whole-layer ``a[:]`` runs at ~460 MiB/s against ~2 GiB/s for a
+memmap. When a chunk's bytes on disk *are* the sample (``bytes`` codec, little-endian, no compressor, no
+shard, local file system), we read them straight into the caller's buffer; every other layout goes through zarr.
+A chunk file that was never written (all fill value) reads as the fill value, as zarr would.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import zarr
+from zarr.codecs import BytesCodec
+from zarr.storage import LocalStore
+
+
+class RowReader:
+    """Reads rows (first-axis samples) of a zarr array into preallocated buffers."""
+
+    def __init__(self, array: zarr.Array, threads: int = 4):
+        self.array = array
+        self.row_shape = tuple(array.shape[1:])
+        self.dtype = array.dtype
+        self.row_bytes = int(np.prod(self.row_shape)) * array.dtype.itemsize
+        self.base = _direct_base(array)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rows") if self.base else None
+
+    @property
+    def direct(self) -> bool:
+        return self.base is not None
+
+    def _path(self, row: int) -> str:
+        key = self.array.metadata.encode_chunk_key((row,) + (0,) * len(self.row_shape))
+        return os.path.join(self.base, key)
+
+    def _read_into(self, row: int, out: np.ndarray) -> None:
+        try:
+            with open(self._path(row), "rb", buffering=0) as fh:
+                got = fh.readinto(memoryview(out).cast("B"))
+            if got != self.row_bytes:
+                raise OSError(f"{self._path(row)}: {got} of {self.row_bytes} bytes")
+        except FileNotFoundError:
+            out[...] = self.array.fill_value
+
+    def read(self, rows, out: np.ndarray | None = None) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if out is None:  # zeros, not empty: calloc'd pages fill ~2x faster here than malloc'd ones (measured)
+            out = np.zeros((len(rows), *self.row_shape), dtype=self.dtype)
+        if not self.direct:
+            for i, row in enumerate(rows):
+                out[i] = self.array[int(row)]
+            return out
+        list(self._pool.map(lambda i: self._read_into(int(rows[i]), out[i]), range(len(rows))))
+        return out
+
+    def read_all(self) -> np.ndarray:
+        if not self.direct:
+            return self.array[:]
+        return self.read(np.arange(self.array.shape[0]))
+
+
+def _direct_base(array: zarr.Array) -> str | None:
+    meta = array.metadata
+    chunks = getattr(meta, "chunks", None)
+    codecs = getattr(meta, "codecs", ())
+    if not isinstance(array.store, LocalStore) or sys.byteorder != "little":
+        return None
+    if chunks is None or chunks[0] != 1 or tuple(chunks[1:]) != tuple(array.shape[1:]):
+        return None
+    if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec) or codecs[0].endian.value != "little":
+        return None
+    return os.path.join(str(array.store.root), array.store_path.path)
