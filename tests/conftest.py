@@ -22,3 +22,75 @@ torch.set_num_threads(2)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def _write_tiny_dolos(root, seed: int = 0, size: int = 64) -> None:
+    """A small Dolos-layout tree: two "generators" that tint or brighten a box, plus reals. Masks: black = fake.
+
+    The edits shift the region's colour so that even random-weight features carry a learnable signal.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    tree = root / "celebahq"
+    counts = {"train": 16, "valid": 4, "test": 4}
+
+    def photo() -> Image.Image:
+        base = rng.normal(128, 40, (size // 8, size // 8, 3))
+        img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+        noise = rng.normal(0, 25, (size, size, 3))
+        return Image.fromarray(np.clip(np.asarray(img, float) + noise, 0, 255).astype(np.uint8))
+
+    for split, n in counts.items():
+        (tree / "real" / split).mkdir(parents=True)
+        for i in range(n // 2):
+            photo().save(tree / "real" / split / f"r{split}{i:02d}.png")
+        for gen in ("tint", "bright"):
+            img_dir, mask_dir = tree / "fake" / gen / "images" / split, tree / "fake" / gen / "masks" / split
+            img_dir.mkdir(parents=True)
+            mask_dir.mkdir(parents=True)
+            for i in range(n):
+                img = photo()
+                x0, y0 = rng.integers(4, size // 2, 2)
+                w, h = rng.integers(size // 6, size // 2, 2)
+                box = (int(x0), int(y0), int(min(size, x0 + w)), int(min(size, y0 + h)))
+                region = np.asarray(img.crop(box), dtype=float)
+                shift = (70, -30, -30) if gen == "tint" else (60, 60, 60)
+                img.paste(Image.fromarray(np.clip(region + shift, 0, 255).astype(np.uint8)), box[:2])
+                mask = Image.new("L", (size, size), 255)
+                mask.paste(0, box)
+                img.save(img_dir / f"{gen}{split}{i:02d}.png")
+                mask.save(mask_dir / f"{gen}{split}{i:02d}.png")
+
+
+@pytest.fixture(scope="session")
+def tiny_dolos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-dolos")
+    _write_tiny_dolos(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tiny_dolos, tmp_path_factory):
+    from pipeline.manifest import scan_dataset, write_manifest
+
+    result = scan_dataset(tiny_dolos, "dolos", progress=False)
+    assert result.problems.empty, result.problems
+    path = tmp_path_factory.mktemp("manifest") / "manifest.parquet"
+    write_manifest(result.manifest, path, tiny_dolos, "dolos")
+    return path
+
+
+TINY_BACKBONE = "test-vit-tiny@random-0"
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_manifest, tmp_path_factory):
+    """The tiny dataset extracted once with a random-weight tiny ViT, every layer."""
+    from pipeline.extraction import ExtractConfig, run_extraction
+
+    store = tmp_path_factory.mktemp("store") / "features.zarr"
+    run_extraction(ExtractConfig(manifest=str(tiny_manifest), store=str(store), backbone=TINY_BACKBONE,
+                                 layers="all", batch_size=8, progress=False))
+    return store
