@@ -1,0 +1,134 @@
+"""Training on cached features: beats feature-free baselines, resumes exactly, multi-head = separate runs."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY_BACKBONE
+from pipeline import training
+from pipeline.baselines import baseline_rows
+from pipeline.errors import DeclipError
+from pipeline.evaluation import EvalConfig, evaluate
+from pipeline.training import TrainConfig, train, train_heads
+
+
+def _cfg(store, out, **kw):
+    base = dict(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset="dolos-celebahq", train_subsets=("tint",),
+                out=str(out), decoder="linear", batch_size=8, max_epochs=4, patience=2, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _state(path):
+    return torch.load(path / "best" / "decoder.pt", weights_only=True)["state_dict"]
+
+
+def test_training_beats_all_zero_and_mask_prior_baselines(tiny_store, tmp_path):
+    cfg = _cfg(tiny_store, tmp_path / "run", decoder="attention", max_epochs=12, patience=6, train_subsets=("tint",))
+    summary = train(cfg)
+    assert (tmp_path / "run" / "best" / "decoder.pt").exists() and (tmp_path / "run" / "epochs.csv").exists()
+    base = baseline_rows(str(tiny_store), "dolos-celebahq", ["tint"], ["tint"], metrics=["iou"], split="valid")
+    iou = base[base["metric"] == "iou"].set_index("decoder")["value"]
+    assert iou["baseline:all-zero"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["best_val"] > max(iou["baseline:mask-prior"], iou["baseline:all-zero"]) + 5, (summary, iou)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_store, tmp_path, monkeypatch):
+    full = train(_cfg(tiny_store, tmp_path / "full", max_epochs=5, patience=10))
+    real_end = training._end_epoch
+
+    def crash_after_epoch_2(head, scores, loss, epoch, seconds):
+        real_end(head, scores, loss, epoch, seconds)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_end_epoch", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_store, tmp_path / "cut", max_epochs=5, patience=10))
+    monkeypatch.setattr(training, "_end_epoch", real_end)
+    resumed = train(_cfg(tiny_store, tmp_path / "cut", max_epochs=5, patience=10))
+    assert resumed["epochs"] == full["epochs"] == 5 and resumed["best_epoch"] == full["best_epoch"]
+    for k, v in _state(tmp_path / "full").items():
+        torch.testing.assert_close(_state(tmp_path / "cut")[k], v, rtol=0, atol=0)
+    rows = pd.read_csv(tmp_path / "cut" / "epochs.csv")
+    assert rows["epoch"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_heads_trained_together_equal_separate_runs(tiny_store, tmp_path):
+    cfgs = [_cfg(tiny_store, tmp_path / "together" / name, source=f"{TINY_BACKBONE}/{name}") for name in ("layer1", "layer3")]
+    train_heads(cfgs)
+    for c in cfgs:
+        train(replace(c, out=str(tmp_path / "alone" / c.source.rsplit("/", 1)[1])))
+    for name in ("layer1", "layer3"):
+        a, b = _state(tmp_path / "together" / name), _state(tmp_path / "alone" / name)
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_streaming_equals_in_memory(tiny_store, tmp_path):
+    train(_cfg(tiny_store, tmp_path / "ram", max_epochs=2))
+    train(_cfg(tiny_store, tmp_path / "stream", max_epochs=2, memory_gb=0.0))
+    a, b = _state(tmp_path / "ram"), _state(tmp_path / "stream")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_faithful_attention_trains_declip_subset_only(tiny_store, tmp_path):
+    cfg = _cfg(tiny_store, tmp_path / "att", decoder="attention", faithful=True, max_epochs=1, patience=10)
+    from decoders import build_decoder
+
+    init = build_decoder("attention", in_channels=64, grid=(8, 8), family="vit", layer="layer1", faithful=True,
+                         seed=0).state_dict()
+    train(cfg)
+    state = torch.load(tmp_path / "att" / "state.pt", weights_only=True)["decoder"]
+    assert torch.equal(state["att1.attn.in_proj_weight"], init["att1.attn.in_proj_weight"])
+    assert torch.equal(state["att1.ln_1.weight"], init["att1.ln_1.weight"])
+    assert not torch.equal(state["att1.mlp.c_fc.weight"], init["att1.mlp.c_fc.weight"])
+
+
+def test_detection_mode_uses_reals_and_selects_on_ap(tiny_store, tmp_path):
+    summary = train(_cfg(tiny_store, tmp_path / "det", mode="detection", max_epochs=2))
+    log = pd.read_csv(tmp_path / "det" / "epochs.csv")
+    assert {"val_ap", "val_acc", "val_auc"} <= set(log.columns)
+    assert 0.0 <= summary["best_val"] <= 1.0 and summary["mode"] == "detection"
+
+
+def test_other_config_in_same_dir_is_refused(tiny_store, tmp_path):
+    train(_cfg(tiny_store, tmp_path / "r", max_epochs=1))
+    with pytest.raises(DeclipError, match="different config"):
+        train(_cfg(tiny_store, tmp_path / "r", max_epochs=1, lr=0.5))
+
+
+def test_unknown_subset_is_a_clear_error(tiny_store, tmp_path):
+    with pytest.raises(DeclipError, match="no localization rows"):
+        train(_cfg(tiny_store, tmp_path / "x", train_subsets=("nope",)))
+
+
+def test_evaluate_scores_native_masks(tiny_store, tmp_path):
+    train(_cfg(tiny_store, tmp_path / "run", max_epochs=2))
+    table = evaluate(EvalConfig(store=str(tiny_store), checkpoint=str(tmp_path / "run" / "best"),
+                                dataset="dolos-celebahq", test_subsets=("tint", "bright"), out=str(tmp_path / "ev"),
+                                save_maps=True))
+    assert set(table["test_set"]) == {"tint", "bright"}
+    assert {"iou", "f1_fixed", "f1_best", "ap", "image_auc"} <= set(table["metric"])
+    assert bool(table["random_weights"].all())
+    per_image = pd.read_parquet(tmp_path / "ev" / "tint" / "per_image.parquet")
+    from PIL import Image
+
+    from store.feature_store import FeatureStore
+
+    store = FeatureStore(str(tiny_store), mode="r")
+    samples = store.samples("dolos-celebahq")
+    fake = per_image[per_image["label"] == 1].iloc[0]
+    row = int(np.flatnonzero(samples["image_path"].to_numpy() == fake["image_id"])[0])
+    gt = store.native_mask("dolos-celebahq", row, (64, 64))
+    prob = np.asarray(Image.open(tmp_path / "ev" / "tint" / "maps" / (fake["image_id"].rsplit("/", 1)[1]))) / 255.0
+    pred = prob > 0.5
+    union = (pred | gt).sum()
+    expected = 100.0 * ((pred & gt).sum() + 1e-8) / (union + 1e-8)
+    assert fake["iou"] == pytest.approx(expected, abs=2.0)  # maps are stored as 8-bit PNGs
+    iou_mean = table[(table["metric"] == "iou") & (table["test_set"] == "tint")]["value"].iloc[0]
+    assert iou_mean == pytest.approx(per_image.loc[per_image["label"] == 1, "iou"].mean())
