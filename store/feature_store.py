@@ -130,12 +130,15 @@ class FeatureStore:
         path = f"datasets/{key}"
         if path in self.root:
             existing = self.root[path].attrs.get("dataset_checksum")
-            if existing != checksum:
+            if existing is None:  # an interrupted registration (attrs are written last): redo it from scratch
+                del self.root[path]
+            elif existing != checksum:
                 raise DeclipError(
                     f"dataset {key!r} in store {self.url} was registered from different files (checksum "
                     f"{existing[:12]} vs {checksum[:12]}); use another --dataset name or another store"
                 )
-            return
+            else:
+                return
         n = len(samples)
         group = self.root.create_group(path)
         blocks = max(1, math.ceil(n / block_rows))

@@ -33,6 +33,7 @@ def export_hdf5(store: FeatureStore, backbone: str, layer: str, dataset: str, ou
         f.create_dataset("valid", data=arrays.valid[:])
         f.attrs["meta"] = json.dumps(arrays.meta)
         f.attrs["key"] = f"{backbone}/{layer}/{dataset}"
+        f.attrs["problems"] = json.dumps(_block_problems(store, arrays))  # unreadable-image records, per block
         samples = store.samples(dataset)
         f.create_dataset("image_path", data=np.array(samples["image_path"].tolist(), dtype=h5py.string_dtype()))
     os.replace(tmp, out)
@@ -45,12 +46,35 @@ def import_hdf5(store: FeatureStore, path: str) -> str:
         meta = json.loads(f.attrs["meta"])
         backbone, layer, dataset = str(f.attrs["key"]).split("/")
         store.samples(dataset)  # raises a clear error when the dataset is not registered
+        registered = store.dataset_attrs(dataset)
+        for field, have in (("dataset_checksum", registered.get("dataset_checksum")),
+                            ("n_rows", registered.get("n_rows"))):
+            if meta.get(field) != have:
+                raise DeclipError(
+                    f"{path} holds features for other rows than dataset {dataset!r} in {store.url} ({field}: file "
+                    f"{meta.get(field)!r} vs store {have!r}). Nothing was changed. Import it into a store whose "
+                    f"{dataset!r} was registered from the same manifest."
+                )
         identity = {k: v for k, v in meta.items() if k not in ("created", "versions", "layout", "dtype")}
         arrays = store.open_layer(backbone, layer, dataset, identity)
+        problems = json.loads(f.attrs.get("problems", "{}"))
         feats, valid = f["feats"], f["valid"][:]
         cls = f["cls"][:] if "cls" in f else None
         for block in arrays.pending_blocks():
             lo, hi = arrays.block_range(int(block))
             store.write_block(arrays, int(block), feats[lo:hi], None if cls is None else cls[lo:hi],
-                              valid[lo:hi], [])
+                              valid[lo:hi], problems.get(str(int(block)), []))
     return f"{backbone}/{layer}/{dataset}"
+
+
+def _block_problems(store: FeatureStore, arrays) -> dict[str, list[dict]]:
+    """{block: problem records} as write_block stored them (``problems/block-NNNNNN.json``)."""
+    base = f"{store._fs_root}/{arrays.path}/problems"
+    if not store.fs.exists(base):
+        return {}
+    out = {}
+    for name in sorted(store.fs.ls(base, detail=False)):
+        stem = name.rsplit("/", 1)[-1]
+        if stem.startswith("block-") and stem.endswith(".json"):
+            out[str(int(stem[len("block-"):-len(".json")]))] = json.loads(store.fs.cat_file(name))
+    return out
