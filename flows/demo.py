@@ -1,0 +1,56 @@
+"""Prefect flow ``demo``: build the embedded dataset, scan it, run the grid (which extracts once), write the report."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from flows.grid import grid_flow
+from flows.runtime import task_runner
+from pipeline.demo import DemoConfig, grid_config, layers_for
+
+
+@task(name="build-demo-data", cache_policy=NONE)
+def build_data(cfg: dict) -> str:
+    from pipeline.demo_data import build_demo_dataset
+
+    c = DemoConfig(**cfg)
+    return str(build_demo_dataset(c.data_dir, seed=c.seed, size=c.size))
+
+
+@task(name="scan-manifest", cache_policy=NONE)
+def scan(root: str, manifest: str) -> dict:
+    from pipeline.errors import DeclipError
+    from pipeline.manifest import scan_dataset, write_manifest
+
+    result = scan_dataset(root, "dolos", progress=False)
+    if len(result.problems):
+        raise DeclipError(f"the demo dataset in {root} has problems: {result.problems.to_dict('records')[:3]}")
+    write_manifest(result.manifest, manifest, root, "dolos")
+    df = result.manifest
+    return {"dataset": str(df["dataset"].iloc[0]), "rows": len(df),
+            "generators": sorted(df.loc[df["kind"] == "partial", "subset"].unique().tolist())}
+
+
+@task(name="report", cache_policy=NONE)
+def report(results: str) -> str:
+    from pipeline.report import write_report
+
+    return str(write_report(results))
+
+
+@flow(name="demo")
+def demo_flow(cfg: dict) -> dict:
+    from features.backbones import load_backbone
+
+    c = DemoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    root = build_data(asdict(c))
+    scanned = scan(root, str(c.manifest))
+    layers = layers_for(c, load_backbone(c.backbone).num_blocks)
+    gcfg = grid_config(c, scanned["dataset"], scanned["generators"], layers)
+    runner = task_runner(c.task_runner, c.max_workers)
+    result = grid_flow.with_options(task_runner=runner)(gcfg)
+    page = report(result["results"])
+    return {"report": page, "grid": result, "scan": scanned, "out": str(Path(c.out).resolve())}

@@ -1,0 +1,153 @@
+"""Prefect flow ``grid``: extract what is missing (one pass per backbone), train the cells on a bounded pool, evaluate
+every trained cell on every test set, add the baselines, and publish the results table.
+
+The store and the run directories decide what is done, not Prefect's cache: a re-run skips finished cells, and a
+failing cell is recorded in its directory (``failed.json``) and in the flow's return value without stopping others.
+"""
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from flows.extract import extract_backbone
+from flows.runtime import task_runner
+from pipeline.extraction import ExtractConfig
+
+
+def code_version() -> str:
+    import importlib.metadata as md
+    import subprocess
+
+    version = md.version("declip")
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{version}+{sha}" if sha else version
+
+
+@task(name="train-cell", cache_policy=NONE)
+def train_cell(cfg: dict) -> dict:
+    from pipeline.training import TrainConfig, train
+
+    out = Path(cfg["out"])
+    try:
+        summary = train(TrainConfig(**dict(cfg, train_subsets=tuple(cfg["train_subsets"]))))
+        (out / "failed.json").unlink(missing_ok=True)
+        return {"status": "ok", "run": out.name, **summary}
+    except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"status": "failed", "run": out.name, "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(), "config": cfg}
+        (out / "failed.json").write_text(json.dumps(record, indent=2, default=str))
+        return record
+
+
+@task(name="evaluate-cell", cache_policy=NONE)
+def evaluate_cell(cfg: dict, trained: dict | None) -> dict:
+    from flows.train import _eval_cfg
+    from pipeline.evaluation import evaluate
+
+    if trained is not None and trained.get("status") != "ok":
+        return {"status": "skipped", "out": cfg["out"], "reason": "training failed"}
+    try:
+        evaluate(_eval_cfg(cfg))
+        return {"status": "ok", "out": cfg["out"]}
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "failed", "out": cfg["out"], "error": f"{type(exc).__name__}: {exc}"}
+
+
+@task(name="baselines", cache_policy=NONE)
+def baselines_task(cfg: dict) -> str:
+    from pipeline.baselines import baseline_rows
+
+    out = Path(cfg["out"]) / "baselines.parquet"
+    if not out.exists():
+        table = baseline_rows(cfg["store"], cfg["dataset"], cfg["train_sets"], cfg["test_sets"], cfg.get("metrics"))
+        tmp = out.with_suffix(".partial")
+        table.to_parquet(tmp, index=False)
+        tmp.replace(out)
+    return str(out)
+
+
+def _extract_missing(g) -> list[dict]:
+    if not g.manifest:
+        return []
+    jobs: dict[str, set[str]] = {}
+    for backbone in g.backbones:
+        jobs.setdefault(backbone, set()).update(g.layers)
+    for fused in g.fused:
+        for part in fused.split("+"):
+            b, layer = part.rsplit("/", 1)
+            jobs.setdefault(b, set()).add(layer)
+    base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
+                         batch_size=g.extract_batch_size, device=g.device, progress=False)
+    return [extract_backbone(asdict(replace(base, backbone=b, layers=",".join(sorted(layers)))))
+            for b, layers in jobs.items()]
+
+
+@flow(name="grid")
+def grid_flow(cfg: dict) -> dict:
+    """Run (or resume) one ablation grid; returns counts, failures and where the results table is."""
+    from pipeline.grid import GridConfig, cell_finished, collect_results, eval_finished, plan_cells, write_results
+
+    g = GridConfig.from_dict(cfg)
+    Path(g.out).mkdir(parents=True, exist_ok=True)
+    (Path(g.out) / "grid.json").write_text(json.dumps(g.to_json(), indent=2))
+    if g.task_runner == "threads" and g.device == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
+    extracted = _extract_missing(g)
+    cells = plan_cells(g)
+    train_futures, eval_futures = {}, []
+    for cell in cells:
+        if not cell_finished(cell):
+            train_futures[cell.run_id] = train_cell.submit(asdict(cell.train))
+    for cell in cells:
+        upstream = train_futures.get(cell.run_id)
+        for ev in cell.evals:
+            if upstream is not None or not eval_finished(ev):
+                eval_futures.append(evaluate_cell.submit(asdict(ev), upstream))
+    baseline = baselines_task.submit(asdict(g)) if g.baselines else None
+    trained = [f.result() for f in train_futures.values()]
+    evaluated = [f.result() for f in eval_futures]
+    if baseline is not None:
+        baseline.result()
+    table = collect_results(g, cells, code_version())
+    path = write_results(table, Path(g.out))
+    _publish(table)
+    failed = [t for t in trained if t["status"] != "ok"] + [e for e in evaluated if e["status"] == "failed"]
+    return {
+        "cells": len(cells), "trained": sum(t["status"] == "ok" for t in trained),
+        "skipped_cells": len(cells) - len(train_futures), "evaluated": sum(e["status"] == "ok" for e in evaluated),
+        "failed": [{k: f.get(k) for k in ("run", "out", "error")} for f in failed],
+        "extracted": [{k: e[k] for k in ("backbone", "blocks_run", "images_encoded")} for e in extracted],
+        "results": str(path), "rows": len(table),
+    }
+
+
+def _publish(table) -> None:
+    """The IoU summary as a Prefect artifact (visible in the UI when a server is configured)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    iou = table[table["metric"] == "iou"]
+    if iou.empty:
+        return
+    pivot = iou.pivot_table(index=["decoder", "layer"], columns="test_set", values="value", aggfunc="mean")
+    note = "**backbone weights are random**\n\n" if bool(iou["random_weights"].fillna(False).any()) else ""
+    create_markdown_artifact(key="grid-iou", markdown=note + pivot.round(2).to_markdown(),
+                             description="mean IoU (%) per decoder × layer × test set, averaged over train sets")
+
+
+def run_grid(cfg: dict) -> dict:
+    """Entry point used by the CLI and the demo: picks the task runner the config asks for."""
+    runner = task_runner(cfg.get("task_runner", "threads"), cfg.get("max_workers", 1), cfg.get("dask_address"))
+    return grid_flow.with_options(task_runner=runner)(cfg)
