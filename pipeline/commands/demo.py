@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     result = demo_flow(asdict(cfg))
     grid = result["grid"]
     print(f"demo finished in {time.perf_counter() - start:.0f} s: {result['scan']['rows']} images, "
-          f"generators {', '.join(result['scan']['generators'])}; {grid['cells']} grid cells, "
-          f"{len(grid['failed'])} failed")
+          f"generators {', '.join(result['scan']['generators'])}; {grid['cells']} grid cells "
+          f"({grid['trained']} trained now, {grid['skipped_cells']} already done), {len(grid['failed'])} failed")
     if "random" in args.backbone:
         print("NOTE: the backbone weights are RANDOM (offline demo): the numbers show the pipeline, not CLIP.")
     print(f"results table: {grid['results']}")
