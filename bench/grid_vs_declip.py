@@ -1,0 +1,128 @@
+"""A small grid's total wall time, cached (extract once, train and evaluate on the cache) ÷ the same grid run the
+DeCLIP way (every training step, validation pass and test pass re-encodes its images), with the per-stage split.
+
+The DeCLIP way is measured with the same training/evaluation code: its feature source decodes, preprocesses and
+runs the frozen backbone for every batch it is asked for, instead of reading the store.
+Usage: python bench/grid_vs_declip.py [--images 12] [--epochs 2]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import workdir
+
+
+class ReencodingSource:
+    """Stands in for a cached FeatureSource: same interface, but encodes images on every request."""
+
+    def __init__(self, cached, backbone, layer: str, root: Path, paths: list[str]):
+        from features.preprocess import make_recipe
+
+        self.cached, self.backbone, self.layer, self.root, self.paths = cached, backbone, layer, root, paths
+        self.recipe = make_recipe("declip", backbone.image_size, backbone.mean, backbone.std)
+        self.channels, self.grid, self.family, self.meta = cached.channels, cached.grid, cached.family, cached.meta
+
+    def valid(self):
+        return self.cached.valid()
+
+    def nbytes(self, n_rows=None):
+        return 1 << 60  # never "fits": nothing is held
+
+    def load_into_memory(self):
+        pass
+
+    def get(self, rows):
+        from features.images import open_rgb
+        from features.preprocess import to_tensor
+        from features.taps import forward_layers
+
+        x = torch.stack([to_tensor(self.recipe, open_rgb(str(self.root / self.paths[int(r)]))) for r in rows])
+        feats, cls = forward_layers(self.backbone, x, [self.layer])[self.layer]
+        return feats, cls
+
+
+def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, declip_way: bool) -> dict:
+    from features.backbones import load_backbone
+    from pipeline import evaluation, training
+    from pipeline.evaluation import EvalConfig, evaluate
+    from pipeline.train_data import TrainData
+    from pipeline.training import TrainConfig, train
+
+    original_open = TrainData.open
+    if declip_way:
+        backbone = load_backbone(backbone_key)
+
+        def reencoding_open(store_url, ds, sources, memory_gb):
+            data = original_open(store_url, ds, sources, memory_gb)
+            root = Path(data.store.dataset_attrs(ds)["root"])
+            paths = data.samples["image_path"].tolist()
+            for name in list(data.sources):
+                data.sources[name] = ReencodingSource(data.sources[name], backbone, name.rsplit("/", 1)[1], root,
+                                                      paths)
+            return data
+
+        training.TrainData.open = evaluation.TrainData.open = reencoding_open
+    t = {"train": 0.0, "evaluate": 0.0}
+    try:
+        for layer in layers:
+            for decoder in decoders:
+                for gen in gens:
+                    run = out / f"{layer}-{decoder}-{gen}"
+                    start = time.perf_counter()
+                    train(TrainConfig(store=str(store), source=f"{backbone_key}/{layer}", dataset=dataset,
+                                      train_subsets=(gen,), out=str(run), decoder=decoder, width=0.125,
+                                      batch_size=16, max_epochs=epochs, progress=False))
+                    t["train"] += time.perf_counter() - start
+                    start = time.perf_counter()
+                    evaluate(EvalConfig(store=str(store), checkpoint=str(run / "best"), dataset=dataset,
+                                        test_subsets=tuple(gens), out=str(run / "eval"), metrics=("iou",)))
+                    t["evaluate"] += time.perf_counter() - start
+    finally:
+        training.TrainData.open = evaluation.TrainData.open = original_open
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=12, help="fake images per generator")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--backbone", default="demo-vit-small@random-0")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    from pipeline.demo_data import build_demo_dataset
+    from pipeline.extraction import ExtractConfig, run_extraction
+    from pipeline.manifest import scan_dataset, write_manifest
+
+    root = workdir("grid")
+    data = build_demo_dataset(root / "data", seed=0, size=args.images)
+    scanned = scan_dataset(data, "dolos", progress=False)
+    write_manifest(scanned.manifest, root / "m.parquet", data, "dolos")
+    dataset = str(scanned.manifest["dataset"].iloc[0])
+    gens = ["telea", "ns"]
+    layers, decoders = ["layer3", "layer7"], ["linear", "conv-4"]
+    start = time.perf_counter()
+    run_extraction(ExtractConfig(manifest=str(root / "m.parquet"), store=str(root / "s.zarr"), backbone=args.backbone,
+                                 layers=",".join(layers), progress=False))
+    extract = time.perf_counter() - start
+    cached = run_grid(root / "s.zarr", dataset, root / "cached", layers, decoders, gens, args.epochs, args.backbone,
+                      False)
+    declip = run_grid(root / "s.zarr", dataset, root / "declip", layers, decoders, gens, args.epochs, args.backbone,
+                      True)
+    total_cached = extract + cached["train"] + cached["evaluate"]
+    total_declip = declip["train"] + declip["evaluate"]
+    cells = len(layers) * len(decoders) * len(gens)
+    print(f"grid: {cells} cells ({len(layers)} layers × {len(decoders)} decoders × {len(gens)} train sets), "
+          f"{len(gens)} test sets, {args.epochs} epochs, {len(scanned.manifest)} images, {args.backbone}")
+    print(f"  cached:     extract {extract:7.1f} s  train {cached['train']:7.1f} s  evaluate {cached['evaluate']:7.1f} s"
+          f"  total {total_cached:7.1f} s")
+    print(f"  DeCLIP way: extract {0:7.1f} s  train {declip['train']:7.1f} s  evaluate {declip['evaluate']:7.1f} s"
+          f"  total {total_declip:7.1f} s")
+    print(f"  ratio cached ÷ DeCLIP way: {total_cached / total_declip:.3f}  (speed-up {total_declip / total_cached:.2f}×)")
+
+
+if __name__ == "__main__":
+    main()
