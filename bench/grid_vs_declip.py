@@ -47,12 +47,12 @@ class ReencodingSource:
 
 def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, declip_way: bool) -> dict:
     from features.backbones import load_backbone
-    from pipeline import evaluation, training
-    from pipeline.evaluation import EvalConfig, evaluate
-    from pipeline.train_data import TrainData
-    from pipeline.training import TrainConfig, train
+    from pipeline.runs import evaluation, training
+    from pipeline.runs.evaluation import EvalConfig, evaluate
+    from pipeline.runs.cached_splits import CachedSplits
+    from pipeline.runs.training import TrainConfig, train
 
-    original_open = TrainData.open
+    original_open = CachedSplits.open
     if declip_way:
         backbone = load_backbone(backbone_key)
 
@@ -65,7 +65,7 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
                                                       paths)
             return data
 
-        training.TrainData.open = evaluation.TrainData.open = reencoding_open
+        training.CachedSplits.open = evaluation.CachedSplits.open = reencoding_open
     t = {"train": 0.0, "evaluate": 0.0}
     try:
         for layer in layers:
@@ -82,7 +82,7 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
                                         test_subsets=tuple(gens), out=str(run / "eval"), metrics=("iou",)))
                     t["evaluate"] += time.perf_counter() - start
     finally:
-        training.TrainData.open = evaluation.TrainData.open = original_open
+        training.CachedSplits.open = evaluation.CachedSplits.open = original_open
     return t
 
 
@@ -93,9 +93,9 @@ def main() -> None:
     ap.add_argument("--backbone", default="demo-vit-small@random-0")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    from pipeline.demo_data import build_demo_dataset
-    from pipeline.extraction import ExtractConfig, run_extraction
-    from pipeline.manifest import scan_dataset, write_manifest
+    from pipeline.data.demo_data import build_demo_dataset
+    from pipeline.runs.extraction import ExtractConfig, run_extraction
+    from pipeline.data.manifest import scan_dataset, write_manifest
 
     root = workdir("grid")
     data = build_demo_dataset(root / "data", seed=0, size=args.images)

@@ -23,8 +23,8 @@ def main() -> None:
     from features.images import open_rgb
     from features.preprocess import make_recipe, to_tensor
     from features.taps import forward_layers, layer_names
-    from pipeline.extraction import ExtractConfig, run_extraction
-    from pipeline.manifest import read_manifest
+    from pipeline.runs.extraction import ExtractConfig, run_extraction
+    from pipeline.data.manifest import read_manifest
 
     root = workdir("p1")
     manifest = make_jpeg_manifest(args.images, root)

@@ -23,9 +23,9 @@ BENCH = Path(__file__).resolve().parent
 
 
 def build(root: Path, size: int, backbone: str, layers: str) -> tuple[Path, Path, str]:
-    from pipeline.demo_data import build_demo_dataset
-    from pipeline.extraction import ExtractConfig, run_extraction
-    from pipeline.manifest import scan_dataset, write_manifest
+    from pipeline.data.demo_data import build_demo_dataset
+    from pipeline.runs.extraction import ExtractConfig, run_extraction
+    from pipeline.data.manifest import scan_dataset, write_manifest
 
     data = build_demo_dataset(root / "data", seed=0, size=size)
     result = scan_dataset(data, "dolos", progress=False)
@@ -44,9 +44,9 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
     from features.images import open_rgb
     from features.preprocess import make_recipe, to_tensor
     from features.taps import forward_layers
-    from pipeline.train_data import TrainData, select_rows
+    from pipeline.runs.cached_splits import CachedSplits, select_rows
 
-    data = TrainData.open(str(store), dataset, [f"{backbone_key}/{layer}"], None)
+    data = CachedSplits.open(str(store), dataset, [f"{backbone_key}/{layer}"], None)
     rows = select_rows(data.samples, data.valid, ("all",), "train", "localization")
     data.warm(rows)
     src = data.sources[f"{backbone_key}/{layer}"]
@@ -90,7 +90,7 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
 
 
 def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_gb: float | None, label: str) -> None:
-    from pipeline.training import TrainConfig, train, train_heads
+    from pipeline.runs.training import TrainConfig, train, train_heads
 
     root = workdir("p5")
     cfgs = [TrainConfig(store=str(store), source=f"{backbone_key}/{layer}", dataset=dataset, train_subsets=("all",),
@@ -111,7 +111,7 @@ def p6_child(store: str, dataset: str, source: str) -> None:
     """Run in a fresh process: stream-train one epoch and print peak RSS."""
     import resource
 
-    from pipeline.training import TrainConfig, train
+    from pipeline.runs.training import TrainConfig, train
 
     out = workdir("p6")
     train(TrainConfig(store=store, source=source, dataset=dataset, train_subsets=("all",), out=str(out),

@@ -8,8 +8,9 @@ from decoders.registry import (
 from decoders import attention, conv, linear  # noqa: F401  (registers the factories)
 from decoders.attention import AttentionDecoder
 from decoders.conv import ConvDecoder, needs_final_resize, upsample_skips
-from decoders.declip_checkpoint import load_decoder, load_declip_checkpoint, save_declip_checkpoint, save_decoder
-from decoders.init import init_declip_
+from decoders.checkpoint_io import load_decoder, save_decoder
+from decoders.declip_checkpoint import load_declip_checkpoint, save_declip_checkpoint
+from decoders.weight_init import init_declip_
 from decoders.linear import LinearDecoder
 
 __all__ = [

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from decoders.linear import scores_to_logits, token_head
 from decoders.registry import Decoder, make_config, register_decoder
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 
 class LayerNorm(nn.LayerNorm):

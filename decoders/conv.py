@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from decoders.init import init_declip_
+from decoders.weight_init import init_declip_
 from decoders.registry import OUTPUT_SIZE, Decoder, make_config, register_decoder
 
 BASE_FILTERS = (512, 256, 128, 64)

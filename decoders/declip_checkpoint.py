@@ -1,4 +1,4 @@
-"""Checkpoint I/O: DeCLIP's released ``.pth`` files (method §8) and our own decoder directory format.
+"""DeCLIP's released ``.pth`` checkpoints (method §8): import into our decoders, and export back.
 
 DeCLIP saves ``{"model": state_dict, "optimizer", "total_steps", "feature_layer", "decoder_type"}`` where the
 state dict holds the decoder under ``fc.*`` (and ``att1.*``/``att2.*``) and, for ViT-only and RN50-only runs, the
@@ -8,10 +8,8 @@ stored shapes against candidate decoders built on the meta device (no memory, no
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +19,8 @@ import torch
 
 from decoders.conv import BASE_FILTERS
 from decoders.registry import CONFIG_KEYS, Decoder, canonical_name, decoder_from_config, list_decoders
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
+from decoders.checkpoint_io import atomic_torch_save
 
 REQUIRED_KEYS = ("model", "feature_layer", "decoder_type")
 DECODER_PREFIXES = ("fc.", "att1.", "att2.")
@@ -233,75 +232,3 @@ def _layout_difference(found: dict[str, tuple], expected: dict[str, tuple]) -> s
 
 def _as_int(value: Any) -> int:
     return int(value.item()) if isinstance(value, torch.Tensor) else int(value)
-
-
-# ----------------------------------------------------------------------------------------- our directory format
-
-
-def save_decoder(decoder: Decoder, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``DIR/decoder.pt`` ({config, state_dict}) and ``DIR/config.json`` (config + ``extra``), atomically.
-
-    Training runs and ``declip import-checkpoint`` both produce this layout, so evaluation reads one format.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    extra = dict(extra or {})
-    clash = [k for k in extra if k in CONFIG_KEYS and extra[k] != decoder.config[k]]
-    if clash:
-        raise ValueError(f"extra metadata would overwrite decoder config keys {clash}")
-    state = OrderedDict((k, v.detach().cpu().clone()) for k, v in decoder.state_dict().items())
-    atomic_torch_save({"config": dict(decoder.config), "state_dict": state}, directory / "decoder.pt")
-    meta = {**decoder.config, "grid": list(decoder.config["grid"]), **extra}
-    atomic_write_text(directory / "config.json", json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-    return directory
-
-
-def load_decoder(directory: str | os.PathLike) -> tuple[Decoder, dict[str, Any]]:
-    """Read a directory written by :func:`save_decoder`; returns the decoder (eval mode) and ``config.json``."""
-    directory = Path(directory)
-    weights, meta_path = directory / "decoder.pt", directory / "config.json"
-    for needed in (weights, meta_path):
-        if not needed.is_file():
-            raise DeclipError(f"{needed} not found; {directory} is not a decoder checkpoint directory "
-                              f"(train a model or run `declip import-checkpoint FILE.pth --out {directory}`)")
-    try:
-        blob = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DeclipError(f"{weights} is not readable ({type(exc).__name__}: {exc}); re-create the checkpoint") from exc
-    if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
-        raise DeclipError(f"{weights} must hold {{'config', 'state_dict'}}; re-create it with save_decoder")
-    decoder = decoder_from_config(blob["config"])
-    try:
-        decoder.load_state_dict(blob["state_dict"], strict=True)
-    except RuntimeError as exc:
-        raise DeclipError(f"{weights}: weights do not match its config ({exc}); re-create the checkpoint") from exc
-    return decoder.eval(), json.loads(meta_path.read_text())
-
-
-# -------------------------------------------------------------------------------------------------- atomic io
-
-
-def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temp file in the same directory, then ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

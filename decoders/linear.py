@@ -11,7 +11,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from decoders.init import init_declip_
+from decoders.weight_init import init_declip_
 from decoders.registry import OUTPUT_SIZE, Decoder, make_config, register_decoder
 
 

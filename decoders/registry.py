@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 FAMILIES = ("vit", "resnet", "fused")
 OUTPUT_SIZE = 256

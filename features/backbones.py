@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from features.backbones import Backbone
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 

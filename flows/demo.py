@@ -9,12 +9,12 @@ from prefect.cache_policies import NONE
 
 from flows.grid import grid_flow
 from flows.runtime import task_runner
-from pipeline.demo import DemoConfig, grid_config, layers_for
+from pipeline.runs.demo import DemoConfig, grid_config, layers_for
 
 
 @task(name="build-demo-data", cache_policy=NONE)
 def build_data(cfg: dict) -> str:
-    from pipeline.demo_data import build_demo_dataset
+    from pipeline.data.demo_data import build_demo_dataset
 
     c = DemoConfig(**cfg)
     return str(build_demo_dataset(c.data_dir, seed=c.seed, size=c.size))
@@ -22,8 +22,8 @@ def build_data(cfg: dict) -> str:
 
 @task(name="scan-manifest", cache_policy=NONE)
 def scan(root: str, manifest: str) -> dict:
-    from pipeline.errors import DeclipError
-    from pipeline.manifest import scan_dataset, write_manifest
+    from core.errors import DeclipError
+    from pipeline.data.manifest import scan_dataset, write_manifest
 
     result = scan_dataset(root, "dolos", progress=False)
     if len(result.problems):
@@ -36,7 +36,7 @@ def scan(root: str, manifest: str) -> dict:
 
 @task(name="report", cache_policy=NONE)
 def report(results: str) -> str:
-    from pipeline.report import write_report
+    from pipeline.runs.report import write_report
 
     return str(write_report(results))
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from pipeline.extraction import ExtractConfig, run_extraction
+from pipeline.runs.extraction import ExtractConfig, run_extraction
 
 
 @task(name="extract-backbone", cache_policy=NONE, retries=0)

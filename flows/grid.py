@@ -17,7 +17,7 @@ from prefect.cache_policies import NONE
 
 from flows.extract import extract_backbone
 from flows.runtime import task_runner
-from pipeline.extraction import ExtractConfig
+from pipeline.runs.extraction import ExtractConfig
 
 
 def code_version() -> str:
@@ -35,7 +35,7 @@ def code_version() -> str:
 
 @task(name="train-cell", cache_policy=NONE)
 def train_cell(cfg: dict) -> dict:
-    from pipeline.training import TrainConfig, train
+    from pipeline.runs.training import TrainConfig, train
 
     out = Path(cfg["out"])
     try:
@@ -52,13 +52,13 @@ def train_cell(cfg: dict) -> dict:
 
 @task(name="evaluate-cell", cache_policy=NONE)
 def evaluate_cell(cfg: dict, trained: dict | None) -> dict:
-    from flows.train import _eval_cfg
-    from pipeline.evaluation import evaluate
+    from flows.evaluate import eval_config_from_dict
+    from pipeline.runs.evaluation import evaluate
 
     if trained is not None and trained.get("status") != "ok":
         return {"status": "skipped", "out": cfg["out"], "reason": "training failed"}
     try:
-        evaluate(_eval_cfg(cfg))
+        evaluate(eval_config_from_dict(cfg))
         return {"status": "ok", "out": cfg["out"]}
     except Exception as exc:  # noqa: BLE001
         return {"status": "failed", "out": cfg["out"], "error": f"{type(exc).__name__}: {exc}"}
@@ -66,7 +66,7 @@ def evaluate_cell(cfg: dict, trained: dict | None) -> dict:
 
 @task(name="baselines", cache_policy=NONE)
 def baselines_task(cfg: dict) -> str:
-    from pipeline.baselines import baseline_rows
+    from pipeline.runs.baselines import baseline_rows
 
     out = Path(cfg["out"]) / "baselines.parquet"
     if not out.exists():
@@ -96,7 +96,7 @@ def _extract_missing(g) -> list[dict]:
 @flow(name="grid")
 def grid_flow(cfg: dict) -> dict:
     """Run (or resume) one ablation grid; returns counts, failures and where the results table is."""
-    from pipeline.grid import GridConfig, cell_finished, collect_results, eval_finished, plan_cells, write_results
+    from pipeline.runs.grid import GridConfig, cell_finished, collect_results, eval_finished, plan_cells, write_results
 
     g = GridConfig.from_dict(cfg)
     Path(g.out).mkdir(parents=True, exist_ok=True)

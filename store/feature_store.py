@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 SCHEMA_VERSION = 1
 MASK_SIZE = 256

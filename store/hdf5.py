@@ -11,7 +11,7 @@ import os
 import h5py
 import numpy as np
 
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 from store.feature_store import FeatureStore
 
 _ROWS_PER_COPY = 256

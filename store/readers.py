@@ -15,7 +15,7 @@ import torch
 
 from features.fusion import fuse
 from features.prefetch import background_map
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 from store.fastpath import RowReader
 from store.feature_store import FeatureStore, LayerArrays
 

@@ -73,7 +73,7 @@ def tiny_dolos(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_manifest(tiny_dolos, tmp_path_factory):
-    from pipeline.manifest import scan_dataset, write_manifest
+    from pipeline.data.manifest import scan_dataset, write_manifest
 
     result = scan_dataset(tiny_dolos, "dolos", progress=False)
     assert result.problems.empty, result.problems
@@ -88,7 +88,7 @@ TINY_BACKBONE = "test-vit-tiny@random-0"
 @pytest.fixture(scope="session")
 def tiny_store(tiny_manifest, tmp_path_factory):
     """The tiny dataset extracted once with a random-weight tiny ViT, every layer."""
-    from pipeline.extraction import ExtractConfig, run_extraction
+    from pipeline.runs.extraction import ExtractConfig, run_extraction
 
     store = tmp_path_factory.mktemp("store") / "features.zarr"
     run_extraction(ExtractConfig(manifest=str(tiny_manifest), store=str(store), backbone=TINY_BACKBONE,

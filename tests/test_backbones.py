@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from features.backbones import BackboneKey, load_backbone, parse_declip_arch, state_checksum
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 
 def test_key_parsing():

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from decoders import build_decoder, load_declip_checkpoint, load_decoder, save_declip_checkpoint
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 REPO = Path(__file__).resolve().parents[1]
 

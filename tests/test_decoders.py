@@ -10,7 +10,7 @@ from decoders import (
     build_decoder, decoder_from_config, list_decoders, load_decoder, needs_final_resize, register_decoder,
     save_decoder, upsample_skips,
 )
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 ALL = ["linear", "attention", "conv-4", "conv-12", "conv-20"]
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.demo_data import METHODS, SOURCE_SPLITS, build_demo_dataset, demo_counts, random_mask, source_files
-from pipeline.errors import DeclipError
-from pipeline.manifest import counts_table, scan_dataset
+from pipeline.data.demo_data import METHODS, SOURCE_SPLITS, build_demo_dataset, demo_counts, random_mask, source_files
+from core.errors import DeclipError
+from pipeline.data.manifest import counts_table, scan_dataset
 
 
 @pytest.fixture(scope="module")

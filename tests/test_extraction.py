@@ -16,9 +16,9 @@ from PIL import Image
 
 from conftest import TINY_BACKBONE
 from features.backbones import load_backbone
-from pipeline.errors import DeclipError
-from pipeline.extraction import ExtractConfig, run_extraction
-from pipeline.manifest import read_manifest, scan_dataset, write_manifest
+from core.errors import DeclipError
+from pipeline.runs.extraction import ExtractConfig, run_extraction
+from pipeline.data.manifest import read_manifest, scan_dataset, write_manifest
 from store.feature_store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_BACKBONE
-from pipeline.errors import DeclipError
-from pipeline.grid import GridConfig, plan_cells
+from core.errors import DeclipError
+from pipeline.runs.grid import GridConfig, plan_cells
 
 
 def _cfg(store, out, **kw):

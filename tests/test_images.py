@@ -6,7 +6,7 @@ from PIL import Image
 
 import features.images as images
 from features.images import ImageProblem, decode_rgb, open_mask_gray, open_rgb
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 
 def _rgb(h=20, w=30, seed=0):

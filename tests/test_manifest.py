@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.errors import DeclipError
-from pipeline.manifest import COLUMNS, counts_table, read_manifest, scan_dataset, write_manifest
+from core.errors import DeclipError
+from pipeline.data.manifest import COLUMNS, counts_table, read_manifest, scan_dataset, write_manifest
 
 
 def put_image(path: Path, size=(24, 32), data=None):

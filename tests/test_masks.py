@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.masks import POLARITIES, binary_native, empty_mask, fake_is_white, soft_target_256
+from pipeline.data.masks import POLARITIES, binary_native, empty_mask, fake_is_white, soft_target_256
 
 
 def test_polarity_values():

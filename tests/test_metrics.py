@@ -7,10 +7,10 @@ import pytest
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
                              jaccard_score, roc_auc_score)
 
-from pipeline import metrics_pixel as mp
-from pipeline.errors import DeclipError
-from pipeline.metrics import REGISTRY, MetricAccumulator, describe_metrics, metric_names
-from pipeline.metrics_image import image_ap, image_auc, image_bacc, image_score
+from pipeline.metrics import pixel as mp
+from core.errors import DeclipError
+from pipeline.metrics.registry import REGISTRY, MetricAccumulator, describe_metrics, metric_names
+from pipeline.metrics.image import image_ap, image_auc, image_bacc, image_score
 
 PER_IMAGE = metric_names("image-pixel")
 

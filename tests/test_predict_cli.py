@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from conftest import TINY_BACKBONE
-from pipeline.errors import DeclipError
-from pipeline.predict import predict
-from pipeline.training import TrainConfig, train
+from core.errors import DeclipError
+from pipeline.runs.predict import predict
+from pipeline.runs.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def test_predict_folder_with_broken_file_matches_cached_features(checkpoint, tin
     decoder, _ = load_decoder(checkpoint)
     with torch.no_grad():
         cached = torch.sigmoid(decoder(feats.float(), cls.float()))[0, 0].numpy()
-    from pipeline.resize import to_native
+    from pipeline.metrics.resize import to_native
 
     cached = to_native(cached, (64, 64))
     predicted = np.asarray(Image.open(tmp_path / "out" / "maps" / f"{src[0].stem}.png")) / 255.0

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.report import RANDOM_NOTE, domain_averages, train_test_matrix, write_report
+from pipeline.runs.report import RANDOM_NOTE, domain_averages, train_test_matrix, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_no_banner_with_real_weights_and_cli(tmp_path):
 
 
 def test_missing_results_is_a_clean_error(tmp_path):
-    from pipeline.errors import DeclipError
+    from core.errors import DeclipError
 
     with pytest.raises(DeclipError, match="run `declip grid` first"):
         write_report(tmp_path / "nope.parquet")

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as tv1
 import torchvision.transforms.v2.functional as tv2
 
-from pipeline.resize import to_native
+from pipeline.metrics.resize import to_native
 
 
 def test_identity_returns_same_array_without_copy():

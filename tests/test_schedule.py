@@ -1,5 +1,5 @@
 """DeCLIP's plateau schedule on scripted validation curves."""
-from pipeline.schedule import PlateauSchedule
+from pipeline.runs.schedule import PlateauSchedule
 
 
 def run(curve, **kw):

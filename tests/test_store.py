@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 from store.feature_store import IDENTITY_FIELDS, FeatureStore, dataset_checksum
 
 BB_A, BB_B, DS = "bbA@random-0", "bbB@random-0", "ds"

@@ -9,7 +9,7 @@ from features.backbones import load_backbone
 from features.fusion import fuse
 from features.preprocess import make_recipe, to_tensor
 from features.taps import forward_layers, layer_info, layer_names, parse_layers
-from pipeline.errors import DeclipError
+from core.errors import DeclipError
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import TINY_BACKBONE
-from pipeline import training
-from pipeline.baselines import baseline_rows
-from pipeline.errors import DeclipError
-from pipeline.evaluation import EvalConfig, evaluate
-from pipeline.training import TrainConfig, train, train_heads
+from pipeline.runs import training
+from pipeline.runs.baselines import baseline_rows
+from core.errors import DeclipError
+from pipeline.runs.evaluation import EvalConfig, evaluate
+from pipeline.runs.training import TrainConfig, train, train_heads
 
 
 def _cfg(store, out, **kw):

@@ -1,0 +1,62 @@
+"""The ``declip`` console script: one argparse tree, one module per command family.
+
+Each module in :mod:`pipeline.cli` exposes ``register(subparsers)``, adds its sub-commands and sets
+``func`` on them. Heavy imports (torch, prefect, open_clip) happen inside the handlers so ``declip --help``
+stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+from core.errors import DeclipError
+
+COMMAND_MODULES = (
+    "data", "extract", "store", "train", "evaluate", "grid", "report", "predict", "checkpoint", "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="declip",
+        description="DeCLIP deepfake localization on cached frozen-CLIP features "
+        "(extract once into a zarr store; train, evaluate and run ablation grids on the cache).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"pipeline.cli.{name}").register(sub)
+    return parser
+
+
+def _quiet_defaults() -> None:
+    """No analytics, quiet Prefect; the user's own settings win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_defaults()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        code = args.func(args)
+    except DeclipError as exc:
+        if args.verbose:
+            raise
+        print(f"declip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept and a re-run resumes from it", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

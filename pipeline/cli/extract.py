@@ -1,0 +1,71 @@
+"""``declip extract``: cache frozen CLIP layer features of a manifest into the zarr store (a Prefect flow)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="encode a manifest once and cache layer features in the store",
+                       description="Run the extraction flow: one forward pass per block yields every requested "
+                       "layer; re-running skips what is cached. Unreadable images are skipped and recorded.")
+    p.add_argument("--manifest", required=True, help="manifest.parquet from `declip data scan`")
+    p.add_argument("--store", required=True, help="feature store path or fsspec URL (created if missing)")
+    p.add_argument("--backbone", help="ARCH@WEIGHTS[~RECIPE]: ViT-L-14@openai, ViT-B-32@random-0, "
+                   "ViT-L-14@/path/weights.pt; ~openclip selects open_clip's bicubic+crop preprocessing")
+    p.add_argument("--arch", help="DeCLIP name instead of --backbone: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
+    p.add_argument("--layers", "--feature_layer", dest="layers", default=None,
+                   help="0-23 | 20 | layer20 | layer3,layer4 | all (default: all)")
+    p.add_argument("--dataset", help="name of the cached dataset (default: the manifest's dataset column)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--half", action="store_true", help="fp16 forward (CUDA only; recorded in the recipe)")
+    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--shards", action="store_true", help="shard arrays by block (network/object storage)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
+    p.set_defaults(func=run)
+
+
+def backbone_jobs(backbone: str | None, arch: str | None, layers: str | None) -> list[dict]:
+    """One job per backbone; DeCLIP's fused arch caches the ViT layer and RN50 layer3."""
+    from features.backbones import parse_declip_arch
+    from core.errors import DeclipError
+
+    if bool(backbone) == bool(arch):
+        raise DeclipError("give exactly one of --backbone (e.g. ViT-L-14@openai) or --arch (e.g. CLIP:ViT-L/14)")
+    if backbone:
+        return [{"backbone": backbone, "layers": layers or "all"}]
+    keys = parse_declip_arch(arch)
+    if len(keys) == 1:
+        return [{"backbone": str(keys[0]), "layers": layers or "all"}]
+    return [{"backbone": str(keys[0]), "layers": layers or "layer20"}, {"backbone": str(keys[1]), "layers": "layer3"}]
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pipeline.runs.extraction import ExtractConfig, run_extraction
+
+    jobs = backbone_jobs(args.backbone, args.arch, args.layers)
+    cfg = ExtractConfig(manifest=args.manifest, store=args.store, backbone=jobs[0]["backbone"],
+                        layers=jobs[0]["layers"], dataset=args.dataset, batch_size=args.batch_size,
+                        device=args.device, half=args.half, strict=args.strict, workers=args.workers,
+                        shards=args.shards, progress=not args.no_progress)
+    if args.no_flow:
+        results = [run_extraction(ExtractConfig(**dict(asdict(cfg), **job))).to_dict() for job in jobs]
+    else:
+        from flows.runtime import prefect_defaults
+
+        prefect_defaults()
+        from flows.extract import extract_flow
+
+        results = extract_flow(asdict(cfg), jobs)
+    for r in results:
+        secs = ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
+        print(f"{r['backbone']} → {r['dataset']}: {len(r['layers'])} layers, {r['rows']} rows, "
+              f"{r['blocks_run']}/{r['blocks_total']} blocks run, {r['images_encoded']} images encoded "
+              f"({r['images_per_s']:.1f} img/s; {secs}), {r['bad_images']} unreadable")
+    if any(r["bad_images"] for r in results):
+        print("unreadable images were skipped; `declip store info` lists them")
+    return 0

@@ -1,0 +1,33 @@
+"""``declip predict``: run a trained or imported decoder with its backbone on images, folders or globs."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predicted manipulation maps, overlays and scores for new images",
+                       description="Apply a decoder checkpoint (ours, or imported from DeCLIP) plus its frozen "
+                       "backbone to images. Unreadable files are reported in scores.csv and skipped.")
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--ckpt", required=True, help="a run's best/ directory or an imported checkpoint directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--backbone", help="override the backbone (needed for imported DeCLIP checkpoints whose "
+                   "weights are not ViT-L-14@openai), e.g. ViT-L-14@/path/ViT-L-14.pt")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--no-overlays", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.runs.predict import predict
+
+    table = predict(args.ckpt, args.inputs, args.out, backbone=args.backbone, device=args.device,
+                    batch_size=args.batch_size, threshold=args.threshold, overlays=not args.no_overlays)
+    ok = table[table["status"] == "ok"]
+    skipped = table[table["status"] != "ok"]
+    print(f"{len(ok)} images → {args.out}/maps (and overlays), scores in {args.out}/scores.csv")
+    for rec in skipped.itertuples():
+        print(f"skipped {rec.path}: {rec.reason} ({rec.detail})")
+    return 0

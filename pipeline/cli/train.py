@@ -1,0 +1,96 @@
+"""``declip train``: train decoders on cached features (DeCLIP's recipe by default), as a Prefect flow."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train decoder(s) on cached features",
+                       description="Train on the store only (no images, no backbone). Several --decoder or "
+                       "--source values train every combination together from one read of each batch.")
+    p.add_argument("--store", required=True)
+    p.add_argument("--dataset", required=True, help="cached dataset key (see `declip store ls`)")
+    p.add_argument("--source", action="append",
+                   help="BACKBONE/LAYER, or BACKBONE/LAYER+BACKBONE/LAYER for DeCLIP's fused model; repeatable")
+    p.add_argument("--backbone", help="with --feature_layer instead of --source, e.g. ViT-L-14@openai")
+    p.add_argument("--arch", help="DeCLIP name: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
+    p.add_argument("--feature_layer", "--layer", dest="feature_layer", action="append",
+                   help="layer20 etc.; repeatable (one head per layer)")
+    p.add_argument("--decoder", "--decoder_type", dest="decoder", action="append",
+                   help="linear, attention, conv-4, conv-12, conv-20 (default conv-20); repeatable")
+    p.add_argument("--train", "--train_dataset", dest="train", required=True,
+                   help="training generator(s), comma-separated (a subset of the dataset), or all")
+    p.add_argument("--out", required=True, help="run directory (one sub-directory per head when several)")
+    p.add_argument("--mode", choices=["localization", "detection"], default=None)
+    p.add_argument("--fully_supervised", action="store_true", help="DeCLIP alias for --mode localization")
+    p.add_argument("--faithful", action="store_true",
+                   help="attention decoder as DeCLIP shipped it (causal mask, partial trainable set)")
+    p.add_argument("--width", type=float, default=1.0, help="decoder channel multiplier (1.0 = DeCLIP)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
+    p.add_argument("--max-epochs", "--niter", dest="max_epochs", type=int, default=400)
+    p.add_argument("--patience", "--earlystop_epoch", dest="patience", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--memory-gb", type=float, default=None, help="RAM budget for holding features (default: half)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect")
+    p.set_defaults(func=run)
+
+
+def resolve_sources(args: argparse.Namespace) -> list[str]:
+    from features.backbones import parse_declip_arch
+    from core.errors import DeclipError
+
+    if args.source:
+        return list(args.source)
+    layers = args.feature_layer or []
+    if not layers or bool(args.backbone) == bool(args.arch):
+        raise DeclipError("give --source BACKBONE/LAYER, or --backbone/--arch with --feature_layer")
+    if args.backbone:
+        return [f"{args.backbone}/{layer}" for layer in layers]
+    keys = parse_declip_arch(args.arch)
+    if len(keys) == 1:
+        return [f"{keys[0]}/{layer}" for layer in layers]
+    return [f"{keys[0]}/{layer}+{keys[1]}/layer3" for layer in layers]
+
+
+def build_configs(args: argparse.Namespace) -> list[dict]:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from pipeline.runs.training import TrainConfig
+
+    sources = resolve_sources(args)
+    decoders = args.decoder or ["conv-20"]
+    mode = args.mode or "localization"
+    combos = [(s, d) for s in sources for d in decoders]
+    cfgs = []
+    for source, decoder in combos:
+        out = args.out if len(combos) == 1 else str(Path(args.out) / f"{source.replace('/', '_')}__{decoder}")
+        cfgs.append(asdict(TrainConfig(
+            store=args.store, source=source, dataset=args.dataset, train_subsets=tuple(args.train.split(",")),
+            out=out, decoder=decoder, width=args.width, faithful=args.faithful, mode=mode, lr=args.lr,
+            batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience, seed=args.seed,
+            device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress)))
+    return cfgs
+
+
+def run(args: argparse.Namespace) -> int:
+    cfgs = build_configs(args)
+    if args.no_flow:
+        from flows.train import train_task
+
+        results = train_task.fn(cfgs)
+    else:
+        from flows.runtime import prefect_defaults
+
+        prefect_defaults()
+        from flows.train import train_flow
+
+        results = train_flow(cfgs)
+    for r in results:
+        metric = "IoU %" if r["mode"] == "localization" else "AP"
+        print(f"{r['decoder']} on {r['source']}: best val {metric} {r['best_val']:.3f} at epoch {r['best_epoch']} "
+              f"of {r['epochs']} → {r['out']}/best")
+    return 0

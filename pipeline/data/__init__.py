@@ -1,0 +1,1 @@
+"""Datasets on disk: layout adapters, manifests, problem checks, mask conventions, the embedded demo data."""

@@ -1,0 +1,81 @@
+"""List-file layout: ``image,mask`` lines (TruFor, CocoGlide, IMDLBenCo style), paths relative to ROOT.
+
+The list is ``--list-file`` (relative to the working directory, else to ROOT) or ``ROOT/list.txt``. Blank lines and
+``#`` comments are skipped, as is a header line ``image,mask``. An empty mask field, a missing one, or ``Negative``
+(any case) marks an authentic image (kind real, label 0, subset ``real``); otherwise kind partial, subset ``fake``.
+Paths that leave ROOT (``..``, or absolute elsewhere) are refused unless ``allow_outside_root``: a manifest whose
+paths reach outside its root would not move with it. Polarity is ``--polarity`` (default ``fake_is_white``); there
+is no split column, so split is "". Dataset = ``--dataset`` or ROOT's folder name; group_id = image stem.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.errors import DeclipError
+from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, rel
+
+NAME = "list"
+DEFAULT_POLARITY = "fake_is_white"
+DEFAULT_LIST = "list.txt"
+_AUTHENTIC = {"", "negative"}
+
+
+def list_path(root: Path, opts: ScanOptions) -> Path:
+    """Where the list file is: ``--list-file`` as given (or under ROOT), else ``ROOT/list.txt``."""
+    if not opts.list_file:
+        return root / DEFAULT_LIST
+    given = Path(opts.list_file)
+    return given if given.is_absolute() or given.exists() else root / given
+
+
+def missing(root: Path, opts: ScanOptions) -> str | None:
+    """``None`` if the list file exists, else its expected path."""
+    path = list_path(root, opts)
+    return None if path.is_file() else f"no list file {path} (pass --list-file)"
+
+
+def _resolve(root: Path, text: str) -> tuple[str, bool]:
+    """(path relative to ROOT, inside ROOT?)."""
+    full = os.path.normpath(text if os.path.isabs(text) else root / text)
+    inside = os.path.commonpath([str(root), full]) == str(root)
+    return rel(root, full), inside
+
+
+def _parse(path: Path) -> list[tuple[int, str, str, str]]:
+    """(line number, image, mask, raw line) for each data line."""
+    rows = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if number == 1 and [p.lower() for p in parts[:2]] == ["image", "mask"]:
+            continue
+        rows.append((number, parts[0], parts[1] if len(parts) > 1 else "", line))
+    return rows
+
+
+def collect(root: Path, opts: ScanOptions) -> Collected:
+    """One row per listed image; refuses paths outside ROOT unless allowed."""
+    out, outside, seen = Collected(), [], set()
+    path = list_path(root, opts)
+    ds, polarity = opts.dataset or root.name, opts.polarity or DEFAULT_POLARITY
+    for number, image, mask, line in _parse(path):
+        img_rel, img_in = _resolve(root, image)
+        authentic = mask.lower() in _AUTHENTIC
+        mask_rel, mask_in = ("", True) if authentic else _resolve(root, mask)
+        if not (img_in and mask_in) and not opts.allow_outside_root:
+            outside.append(f"  line {number}: {line}")
+            continue
+        if img_rel in seen:
+            out.problems.append(Problem(img_rel, "duplicate-entry", f"{path.name} line {number} lists it again"))
+            continue
+        seen.add(img_rel)
+        stem = Path(img_rel).stem
+        out.candidates.append(Candidate(ds, "real", "", stem, img_rel, "", 0, "real", polarity) if authentic else
+                              Candidate(ds, "fake", "", stem, img_rel, mask_rel, 1, "partial", polarity))
+    if outside:
+        raise DeclipError(f"{path}: {len(outside)} line(s) point outside ROOT {root}:\n" + "\n".join(outside[:5]) +
+                          "\nmove the files under ROOT, or pass --allow-outside-root if that is intended")
+    return out

@@ -1,0 +1,198 @@
+"""Dataset manifests (``design.md`` §3.1): scan a dataset folder into one parquet row per usable image.
+
+A scan pairs files with a layout adapter (:mod:`pipeline.data.layouts`), reads every image and mask once (sha256, size,
+full decode, mask checks; :mod:`pipeline.data.problems`), flags identical bytes in two splits, and keeps every problem
+out of the manifest. The parquet records the absolute dataset root and the layout, so later stages resolve paths
+without being told the root again.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import DeclipError
+from pipeline.data.layouts import ADAPTERS, Candidate, Problem, ScanOptions, choose_layout
+from pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
+
+COLUMNS = ["dataset", "subset", "split", "group_id", "image_path", "mask_path", "label", "kind", "mask_polarity",
+           "variant", "width", "height", "sha256"]
+INT_COLUMNS = ("label", "width", "height")
+SPLIT_ORDER = ("train", "valid", "val", "test")
+SORT_KEY = ["dataset", "subset", "split", "variant", "image_path"]
+META_ROOT, META_LAYOUT = b"declip.root", b"declip.layout"
+
+
+@dataclass
+class ScanResult:
+    """A scan's output: the manifest, the problem table (path, reason, detail) and the layouts tried."""
+
+    manifest: pd.DataFrame
+    problems: pd.DataFrame
+    layouts_tried: list[str] = field(default_factory=list)
+    layout: str = ""
+
+
+@dataclass
+class Manifest:
+    """A manifest read back from parquet, with the dataset root its relative paths hang from."""
+
+    df: pd.DataFrame
+    root: Path
+    layout: str
+
+    def abspath(self, rel: str) -> Path:
+        """Absolute path of a manifest path (``image_path`` or ``mask_path``)."""
+        return Path(os.path.normpath(self.root / rel))
+
+
+def _progress_enabled(progress: bool) -> bool:
+    return progress and sys.stderr.isatty()
+
+
+def _measure_files(root: Path, candidates: list[Candidate], progress: bool) -> dict[tuple[str, bool], object]:
+    """FileInfo or Problem per (relative path, is_mask), each file read once, in a small thread pool."""
+    from tqdm import tqdm
+
+    jobs = sorted({(c.image_path, False) for c in candidates} | {(c.mask_path, True) for c in candidates
+                                                                 if c.mask_path})
+    workers = min(8, os.cpu_count() or 2)
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda job: measure(root / job[0], job[1]), jobs)
+        done = list(tqdm(results, total=len(jobs), desc="scan", unit="file", disable=not _progress_enabled(progress)))
+    return dict(zip(jobs, done))
+
+
+def _relative(problem: Problem, rel_path: str) -> Problem:
+    return Problem(rel_path, problem.reason, problem.detail)
+
+
+def _row_or_problem(c: Candidate, files: dict) -> dict | Problem:
+    """A manifest row for ``c``, or the first problem that keeps it out."""
+    image = files[(c.image_path, False)]
+    if isinstance(image, Problem):
+        return _relative(image, c.image_path)
+    if c.mask_path:
+        mask = files[(c.mask_path, True)]
+        if isinstance(mask, Problem):
+            if mask.reason == "missing-file":
+                return Problem(c.image_path, "missing-mask", f"mask {c.mask_path} does not exist")
+            return _relative(mask, c.mask_path)
+        if mask.mask_issue:
+            return Problem(c.mask_path, "mask-not-binary", mask.mask_issue)
+        if (mask.width, mask.height) != (image.width, image.height):
+            return Problem(c.image_path, "mask-size-mismatch", f"image {image.width}x{image.height}, mask "
+                           f"{c.mask_path} {mask.width}x{mask.height}; re-export the mask at the image's size")
+    return dict(asdict(c), width=image.width, height=image.height, sha256=image.sha256)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = df.sort_values(SORT_KEY, kind="mergesort").reset_index(drop=True)
+    return normalize(df)
+
+
+def normalize(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns in manifest order with fixed dtypes (int64 for label/width/height, str elsewhere)."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DeclipError(f"manifest lacks columns {missing}; re-run `declip data scan`")
+    out = df[COLUMNS].copy()
+    for col in COLUMNS:
+        out[col] = out[col].astype("int64") if col in INT_COLUMNS else out[col].fillna("").astype(str)
+    return out
+
+
+def _problem_frame(problems: list[Problem]) -> pd.DataFrame:
+    df = pd.DataFrame([asdict(p) for p in problems], columns=PROBLEM_COLUMNS).drop_duplicates()
+    return df.sort_values(["path", "reason", "detail"], kind="mergesort").reset_index(drop=True)
+
+
+def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str | None = None,
+                 polarity: str | None = None, list_file: str | None = None, allow_outside_root: bool = False,
+                 unmasked_real: bool = False, progress: bool = True) -> ScanResult:
+    """Scan ``root`` with ``layout`` (or ``"auto"``) into a manifest plus a problem table; never crashes on a file.
+
+    Args:
+        root: dataset folder; manifest paths are relative to it.
+        layout: ``dolos``, ``autosplice``, ``pairs``, ``list`` or ``auto``.
+        dataset: dataset name instead of the layout's default.
+        polarity: ``fake_is_white`` / ``fake_is_black`` instead of the layout's default.
+        list_file: the list layout's file (default ``ROOT/list.txt``).
+        allow_outside_root: let a list file point outside ROOT.
+        unmasked_real: in the pairs layout, images without a mask are authentic instead of a problem.
+        progress: show a progress bar (only on a terminal).
+    """
+    from pipeline.data.masks import check_polarity
+
+    base = Path(root).resolve()
+    if not base.is_dir():
+        raise DeclipError(f"{root}: no such dataset folder; pass the folder that holds the images")
+    if polarity is not None:
+        try:
+            check_polarity(polarity)
+        except ValueError as exc:
+            raise DeclipError(str(exc)) from None
+    opts = ScanOptions(dataset, polarity, list_file, allow_outside_root, unmasked_real)
+    name, tried = choose_layout(base, layout, opts)
+    collected = ADAPTERS[name].collect(base, opts)
+    files = _measure_files(base, collected.candidates, progress)
+    rows, problems = [], list(collected.problems)
+    for c in collected.candidates:
+        item = _row_or_problem(c, files)
+        (problems if isinstance(item, Problem) else rows).append(item)
+    dups = duplicates_across_splits(rows)
+    leaked = {p.path for p in dups}
+    rows = [r for r in rows if r["image_path"] not in leaked]
+    return ScanResult(_frame(rows), _problem_frame(problems + dups), tried, name)
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike, root: str | os.PathLike, layout: str) -> Path:
+    """Write ``df`` as parquet with ``declip.root`` (absolute) and ``declip.layout`` metadata, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(normalize(df), preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta.update({META_ROOT: str(Path(root).resolve()).encode(), META_LAYOUT: layout.encode()})
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Read a manifest written by :func:`write_manifest`; refuses parquet files without the declip metadata."""
+    import pyarrow.parquet as pq
+
+    src = Path(path)
+    if not src.is_file():
+        raise DeclipError(f"{src}: no such manifest; create it with `declip data scan --out {src} ROOT`")
+    try:
+        table = pq.read_table(src)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise DeclipError(f"{src}: not a readable parquet file ({exc}); re-run `declip data scan`") from None
+    meta = table.schema.metadata or {}
+    if META_ROOT not in meta:
+        raise DeclipError(f"{src}: not a declip manifest (no declip.root metadata); re-run `declip data scan`")
+    return Manifest(normalize(table.to_pandas()), Path(meta[META_ROOT].decode()), meta.get(META_LAYOUT, b"").decode())
+
+
+def counts_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Image counts, one row per subset (``dataset:subset`` when several datasets) and one column per split."""
+    label = df["subset"] if df["dataset"].nunique() <= 1 else df["dataset"] + ":" + df["subset"]
+    split = df["split"].replace("", "-")
+    table = pd.crosstab(label.rename("subset"), split.rename("split"))
+    known = [s for s in SPLIT_ORDER if s in table.columns]
+    table = table[known + sorted(c for c in table.columns if c not in known)]
+    table["total"] = table.sum(axis=1)
+    return table

@@ -1,0 +1,183 @@
+"""The named metric registry and the accumulator the evaluator feeds one image at a time.
+
+Peer tools disagree on thresholds, inversion, boundary bands, empty-mask rules and per-image vs pooled
+aggregation (datasets.md Part 2), so every metric here is a :class:`MetricSpec` that states all of them, and
+:meth:`MetricAccumulator.summary` copies those statements into every result row.
+
+Levels:
+    ``image-pixel``: computed per FAKE image, then the mean over images (undefined values skipped and counted).
+    ``pooled``: TP/FP/FN summed over all fake images at ``p > 0.5``, then one value.
+    ``image``: detection over real + fake images from one declared image score per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from pipeline.metrics import image as mi
+from pipeline.metrics import pixel as mp
+from core.errors import DeclipError
+
+Level = Literal["image-pixel", "pooled", "image"]
+LEVELS: tuple[str, ...] = ("image-pixel", "pooled", "image")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Everything a result row must say about a metric, plus the function that computes it."""
+
+    name: str
+    level: Level
+    description: str
+    threshold_rule: str
+    aggregation: str
+    fn: Callable = field(repr=False, compare=False)
+    higher_is_better: bool = True
+    scale: Literal["percent", "unit"] = "unit"
+    inverted: bool = False
+    boundary_band: bool = False
+
+
+REGISTRY: dict[str, MetricSpec] = {}
+
+
+def register(spec: MetricSpec) -> MetricSpec:
+    """Add ``spec`` to the registry; names are unique."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"metric {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+_MEAN, _POOLED, _DATASET = "mean over images", "pooled pixels", "dataset"
+_BAND = "band: fake core = gt min-filtered 15x15, real core = not(gt max-filtered 11x11), reflect border; "
+
+for _spec in (
+    MetricSpec("iou", "image-pixel", "DeCLIP headline IoU, percent: 100*(|A&B|+1e-8)/(|A|B|+1e-8); empty union "
+               "(empty gt and empty prediction) scores 100", "pred>0.5", _MEAN, mp.iou, scale="percent"),
+    MetricSpec("iou_empty0", "image-pixel", "IoU in percent with an empty union scored 0 (IMDLBenCo convention)",
+               "pred>0.5", _MEAN, mp.iou_empty0, scale="percent"),
+    MetricSpec("f1_fixed", "image-pixel", "TruFor/DeCLIP F1_fixed, 2TP/(2TP+FN+FP) over core pixels only; " + _BAND
+               + "0/0 scores 0", "pred>0.5", _MEAN, mp.f1_fixed, boundary_band=True),
+    MetricSpec("f1_best", "image-pixel", "DeCLIP F1_best: band F1 maximised over thresholds pred>t for every "
+               "distinct core value t (oracle), reported as max(F1_best, F1_fixed); " + _BAND + "0/0 scores 0",
+               "oracle per image", _MEAN, mp.f1_best, boundary_band=True),
+    MetricSpec("f1_inverted", "image-pixel", "INVERTED band F1: max(F1(p), F1(1-p)) at 0.5 (TruFor / IMDLBenCo "
+               "'double'); not comparable to DeCLIP's F1_fixed", "pred>0.5 or pred<=0.5", _MEAN, mp.f1_inverted,
+               inverted=True, boundary_band=True),
+    MetricSpec("f1_best_inverted", "image-pixel", "INVERTED oracle band F1 as TruFor reports F1_best: "
+               "max over thresholds of max(F1(p), F1(1-p))", "oracle per image, inverted", _MEAN,
+               mp.f1_best_inverted, inverted=True, boundary_band=True),
+    MetricSpec("ap", "image-pixel", "pixel average precision over all pixels (step-wise, = sklearn / torchmetrics "
+               "binary AP), no band; undefined (skipped, counted) when the mask has no positives", "none", _MEAN,
+               mp.ap),
+    MetricSpec("pixel_auc", "image-pixel", "pixel ROC AUC over all pixels; undefined (skipped, counted) when the "
+               "mask is all one class", "none", _MEAN, mp.pixel_auc),
+    MetricSpec("pooled_iou", "pooled", "IoU in percent from TP/FP/FN summed over all fake images (large masks "
+               "dominate); nan if no positive pixel anywhere", "pred>0.5", _POOLED,
+               lambda tp, fp, fn: 100.0 * tp / (tp + fp + fn) if tp + fp + fn else float("nan"), scale="percent"),
+    MetricSpec("pooled_f1", "pooled", "F1 2TP/(2TP+FP+FN) from counts summed over all fake images, all pixels, "
+               "no band; nan if no positive pixel anywhere", "pred>0.5", _POOLED,
+               lambda tp, fp, fn: 2.0 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")),
+    MetricSpec("image_auc", "image", "image ROC AUC, fake = positive; nan unless both classes present", "none",
+               _DATASET, mi.image_auc),
+    MetricSpec("image_ap", "image", "image average precision, fake = positive; nan unless both classes present",
+               "none", _DATASET, mi.image_ap),
+    MetricSpec("image_acc", "image", "image accuracy, score>0.5 predicts fake", "score>0.5", _DATASET,
+               mi.image_acc),
+    MetricSpec("image_bacc", "image", "balanced accuracy (mean of real and fake recall); nan unless both classes "
+               "present", "score>0.5", _DATASET, mi.image_bacc),
+):
+    register(_spec)
+
+
+def metric_names(level: str | None = None) -> list[str]:
+    """Registered metric names in registry order, optionally only one level."""
+    if level is not None and level not in LEVELS:
+        raise ValueError(f"unknown metric level {level!r}; choose one of {LEVELS}")
+    return [n for n, s in REGISTRY.items() if level is None or s.level == level]
+
+
+def describe_metrics() -> pd.DataFrame:
+    """One row per registered metric with every convention, for ``--list`` and the report."""
+    cols = ["level", "scale", "threshold_rule", "aggregation", "higher_is_better", "inverted", "boundary_band",
+            "description"]
+    return pd.DataFrame([{"metric": s.name, **{c: getattr(s, c) for c in cols}} for s in REGISTRY.values()])
+
+
+def _resolve(names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        return metric_names()
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise DeclipError(f"unknown metric(s) {unknown}; known: {', '.join(metric_names())}")
+    return list(dict.fromkeys(names))
+
+
+class MetricAccumulator:
+    """Collects per-image results and pooled counts; pixel metrics use fake images, image metrics use all."""
+
+    def __init__(self, names: Sequence[str] | None = None, image_score_rule: str = "mean_prob") -> None:
+        self.names = _resolve(names)
+        mi.image_score(np.zeros((1, 1)), image_score_rule)  # fail early on an unknown rule
+        self.image_score_rule = image_score_rule
+        self._pixel = [n for n in self.names if REGISTRY[n].level == "image-pixel"]
+        self._rows: list[dict] = []
+        self._pooled = np.zeros(3, dtype=np.int64)  # TP, FP, FN
+
+    def add(self, prob_native: np.ndarray, gt: np.ndarray | None, label: int, image_id: str) -> None:
+        """Score one image; ``gt`` is its native-size boolean mask (None or ignored for real images)."""
+        prob = np.asarray(prob_native, dtype=np.float32)
+        row: dict = {"image_id": image_id, "label": int(label),
+                     "image_score": mi.image_score(prob, self.image_score_rule)}
+        if int(label) == 1:
+            row.update(self._pixel_values(prob, gt))
+        self._rows.append(row)
+
+    def _pixel_values(self, prob: np.ndarray, gt: np.ndarray | None) -> dict[str, float]:
+        """Per-image metric values of a fake image; a fake without a mask gets nan everywhere."""
+        if gt is None:
+            return {n: float("nan") for n in self._pixel}
+        case = mp.PixelCase(prob, gt)
+        self._pooled += case.counts
+        return {n: float(REGISTRY[n].fn(case)) for n in self._pixel}
+
+    def per_image(self) -> pd.DataFrame:
+        """One row per image: image_id, label, image_score and each per-image metric (nan for real images)."""
+        cols = ["image_id", "label", "image_score", *self._pixel]
+        return pd.DataFrame(self._rows, columns=cols)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per metric with its value, conventions, images used and undefined count."""
+        per_image = self.per_image()
+        fakes = per_image[per_image["label"] == 1]
+        rows = []
+        for name in self.names:
+            spec = REGISTRY[name]
+            value, n_images, n_undefined = self._aggregate(spec, per_image, fakes)
+            rule = spec.threshold_rule
+            if spec.level == "image":
+                rule = f"{rule}; score={self.image_score_rule}"
+            rows.append({"metric": name, "value": value, "level": spec.level, "threshold_rule": rule,
+                         "aggregation": spec.aggregation, "scale": spec.scale, "n_images": n_images,
+                         "n_undefined": n_undefined, "inverted": spec.inverted,
+                         "boundary_band": spec.boundary_band, "higher_is_better": spec.higher_is_better,
+                         "description": spec.description})
+        return pd.DataFrame(rows)
+
+    def _aggregate(self, spec: MetricSpec, per_image: pd.DataFrame, fakes: pd.DataFrame) -> tuple[float, int, int]:
+        """(value, n_images, n_undefined); dataset-level metrics report n_undefined 0 and a nan value if undefined."""
+        if spec.level == "image-pixel":
+            vals = fakes[spec.name].to_numpy(dtype=np.float64)
+            ok = ~np.isnan(vals)
+            return (float(vals[ok].mean()) if ok.any() else float("nan")), int(vals.size), int((~ok).sum())
+        if spec.level == "pooled":
+            return float(spec.fn(*(int(c) for c in self._pooled))), len(fakes), 0
+        scores = per_image["image_score"].to_numpy(dtype=np.float64)
+        labels = per_image["label"].to_numpy() == 1
+        return float(spec.fn(scores, labels)), len(per_image), 0

@@ -1,0 +1,1 @@
+"""Jobs on the cache: extraction, training, evaluation, baselines, grids, prediction, reports."""

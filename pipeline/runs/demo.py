@@ -1,0 +1,58 @@
+"""The embedded demo: real photos shipped in scikit-image/scikit-learn, classical inpainting as the "generators",
+a random-weight ViT (no weights can be downloaded offline), and the full pipeline on top.
+
+The settings here are chosen to finish in a few minutes on 2 CPU cores; ``--backbone ViT-L-14@openai`` (with
+network access) runs the same job with DeCLIP's real backbone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: str = "demo-out"
+    backbone: str = "demo-vit-small@random-0"
+    size: int = 40  # fake images per generator
+    seed: int = 0
+    layers: tuple[str, ...] = ("layer1", "layer4", "layer7")
+    decoders: tuple[str, ...] = ("linear", "attention", "conv-4")
+    width: float = 0.125  # conv channel multiplier: DeCLIP's 512/256/128/64 → 64/32/16/8 on CPU
+    max_epochs: int = 6
+    patience: int = 3
+    batch_size: int = 16
+    max_workers: int = 2
+    task_runner: str = "threads"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.out) / "data"
+
+    @property
+    def manifest(self) -> Path:
+        return Path(self.out) / "manifest.parquet"
+
+    @property
+    def store(self) -> Path:
+        return Path(self.out) / "store.zarr"
+
+
+def layers_for(cfg: DemoConfig, num_blocks: int) -> tuple[str, ...]:
+    """The demo's layers, or an early/middle/late spread when the backbone is deeper (e.g. ViT-L-14: 24 blocks)."""
+    wanted = [int(layer.removeprefix("layer")) for layer in cfg.layers]
+    if max(wanted) < num_blocks:
+        return cfg.layers
+    return tuple(f"layer{k}" for k in sorted({num_blocks // 8, num_blocks // 2, num_blocks - 4}))
+
+
+def grid_config(cfg: DemoConfig, dataset: str, generators: list[str], layers: tuple[str, ...]) -> dict:
+    from pipeline.runs.grid import GridConfig
+
+    return GridConfig(
+        store=str(cfg.store), dataset=dataset, out=str(Path(cfg.out) / "grid"), backbones=(cfg.backbone,),
+        layers=layers, decoders=cfg.decoders, train_sets=tuple(generators), test_sets=tuple(generators),
+        seeds=(cfg.seed,), manifest=str(cfg.manifest), width=cfg.width, max_epochs=cfg.max_epochs,
+        patience=cfg.patience, batch_size=cfg.batch_size, max_workers=cfg.max_workers,
+        task_runner=cfg.task_runner, save_maps=1,
+    ).to_json()

@@ -1,0 +1,181 @@
+"""Evaluation on cached features: predicted maps resized to each native mask, scored by the metric registry.
+
+DeCLIP's protocol (declip-method §6): sigmoid of the 256×256 logits, bilinearly resized (antialiased) to the
+native mask size, thresholded at 0.5, per-image IoU in percent averaged over the fake images of each test set.
+Every other registered metric is computed alongside; image-level metrics use the real test images when the
+dataset has them, with the score rule stated in the output.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from decoders import Decoder, load_decoder
+from core.errors import DeclipError
+from pipeline.metrics.registry import MetricAccumulator
+from pipeline.metrics.resize import to_native
+from pipeline.runs.cached_splits import CachedSplits
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    store: str
+    checkpoint: str  # a decoder directory (our training output, or `declip import-checkpoint --out`)
+    dataset: str
+    test_subsets: tuple[str, ...]
+    out: str
+    source: str | None = None  # default: the checkpoint's own source
+    split: str = "test"
+    metrics: tuple[str, ...] | None = None
+    image_score_rule: str = "mean_prob"
+    include_reals: bool = True
+    save_maps: bool = False
+    batch_size: int = 64
+    device: str = "cpu"
+    memory_gb: float | None = None
+
+
+@torch.no_grad()
+def _probs(decoder: Decoder, feats: torch.Tensor, cls: torch.Tensor | None, device: str) -> np.ndarray:
+    logits = decoder(feats.to(device).float(), None if cls is None else cls.to(device).float())
+    return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+
+
+def score_many(models: list[tuple[Decoder, str]], data: CachedSplits, rows: np.ndarray, *, metrics=None,
+               image_score_rule: str = "mean_prob", batch_size: int = 64, device: str = "cpu",
+               maps_dirs: list[Path | None] | None = None) -> list[MetricAccumulator]:
+    """Run several (decoder, source) pairs over ``rows`` from one read of each batch; one accumulator each.
+
+    Maps are resized to each native mask size and scored there (DeCLIP's protocol).
+    """
+    for decoder, _ in models:
+        decoder.eval()
+    accs = [MetricAccumulator(metrics, image_score_rule=image_score_rule) for _ in models]
+    maps_dirs = maps_dirs or [None] * len(models)
+    paths = data.samples["image_path"].tolist()
+    sources = sorted({source for _, source in models})
+    for batch in data.batches(rows, batch_size, shuffle=False, seed=0, sources=sources):
+        truth = []
+        for row in batch.rows:
+            rec = data.samples.iloc[int(row)]
+            label = int(rec["label"])
+            gt = data.native_mask(int(row)) if label == 1 else None
+            truth.append(((int(rec["height"]), int(rec["width"])), gt, label, paths[int(row)]))
+        for (decoder, source), acc, maps in zip(models, accs, maps_dirs):
+            probs = _probs(decoder, *batch.features[source], device)
+            for prob, (size, gt, label, path) in zip(probs, truth):
+                native = to_native(prob, size)
+                acc.add(native, gt, label, path)
+                if maps is not None:
+                    _save_map(maps, path, native)
+    return accs
+
+
+def score_rows(decoder: Decoder, data: CachedSplits, source: str, rows: np.ndarray, *, metrics=None,
+               image_score_rule: str = "mean_prob", batch_size: int = 64, device: str = "cpu",
+               maps_dir: Path | None = None) -> MetricAccumulator:
+    """Run the decoder over ``rows`` and accumulate every metric at native mask resolution."""
+    return score_many([(decoder, source)], data, rows, metrics=metrics, image_score_rule=image_score_rule,
+                      batch_size=batch_size, device=device, maps_dirs=[maps_dir])[0]
+
+
+def _save_map(directory: Path, image_path: str, prob: np.ndarray) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    name = Path(image_path).with_suffix(".png").name
+    Image.fromarray(np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)).save(directory / name)
+
+
+def validate_many(models: list[tuple[Decoder, str]], data: CachedSplits, rows: np.ndarray, mode: str,
+                  device: str, batch_size: int = 64) -> list[dict]:
+    """Per-epoch validation scores: mean IoU (localization) or image AP/accuracy/AUC (detection)."""
+    names = ["iou"] if mode == "localization" else ["image_ap", "image_acc", "image_auc"]
+    out = []
+    for acc in score_many(models, data, rows, metrics=names, device=device, batch_size=batch_size):
+        summary = acc.summary().set_index("metric")["value"]
+        if mode == "localization":
+            out.append({"iou": float(summary["iou"])})
+        else:
+            out.append({"ap": float(summary["image_ap"]), "acc": float(summary["image_acc"]),
+                        "auc": float(summary["image_auc"])})
+    return out
+
+
+def test_rows(samples: pd.DataFrame, valid: np.ndarray, subset: str, split: str, include_reals: bool) -> np.ndarray:
+    keep = (samples["split"] == split) & (
+        ((samples["subset"] == subset) & (samples["label"] == 1))
+        | ((samples["label"] == 0) & include_reals)
+    )
+    return np.flatnonzero(keep.to_numpy() & valid)
+
+
+def evaluate(cfg: EvalConfig) -> pd.DataFrame:
+    """Evaluate one checkpoint on each test subset; returns the summary rows.
+
+    Writes ``out/<subset>/{per_image,summary}.{parquet,csv}`` (and ``maps/`` on request), plus ``out/summary.*``
+    across subsets when there are several.
+    """
+    decoder, meta = load_decoder(cfg.checkpoint)
+    decoder.to(cfg.device)
+    source = cfg.source or meta.get("source")
+    if not source:
+        raise DeclipError(f"{cfg.checkpoint} does not say which cached features it reads; pass --source "
+                          "BACKBONE/LAYER (e.g. ViT-L-14@openai/layer20)")
+    data = CachedSplits.open(cfg.store, cfg.dataset, [source], cfg.memory_gb)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    described = _describe(cfg, meta, source, data.sources[source].meta)
+    for subset in cfg.test_subsets:
+        rows = test_rows(data.samples, data.valid, subset, cfg.split, cfg.include_reals)
+        if not (data.labels[rows] == 1).any():
+            raise DeclipError(f"no fake {cfg.split} images of subset {subset!r} in dataset {cfg.dataset!r}")
+        t0 = time.perf_counter()
+        set_dir = out / subset
+        acc = score_rows(decoder, data, source, rows, metrics=cfg.metrics, image_score_rule=cfg.image_score_rule,
+                         batch_size=cfg.batch_size, device=cfg.device,
+                         maps_dir=set_dir / "maps" if cfg.save_maps else None)
+        set_dir.mkdir(parents=True, exist_ok=True)
+        per_image = acc.per_image()
+        _write_table(per_image, set_dir / "per_image")
+        summary = acc.summary()
+        summary.insert(0, "test_set", subset)
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
+        for key, value in described.items():
+            summary[key] = value
+        _write_table(summary, set_dir / "summary")
+        summaries.append(summary)
+    table = pd.concat(summaries, ignore_index=True)
+    if len(cfg.test_subsets) > 1:
+        _write_table(table, out / "summary")
+    return table
+
+
+def _describe(cfg: EvalConfig, meta: dict, source: str, store_meta: dict) -> dict:
+    return {
+        "checkpoint": cfg.checkpoint, "source": source, "dataset": cfg.dataset, "split": cfg.split,
+        "decoder": meta.get("name"), "faithful": bool(meta.get("faithful", False)), "width": meta.get("width", 1.0),
+        "train_subsets": ",".join(meta.get("train_subsets", [])) or meta.get("train_dataset", ""),
+        "seed": meta.get("seed", -1), "image_score_rule": cfg.image_score_rule,
+        "random_weights": bool(store_meta.get("random_weights")), "backbone": store_meta.get("backbone"),
+        "layer": source.split("+")[0].rsplit("/", 1)[1],
+    }
+
+
+def _write_table(df: pd.DataFrame, stem: Path) -> None:
+    for suffix, writer in ((".parquet", lambda p: df.to_parquet(p, index=False)),
+                           (".csv", lambda p: df.to_csv(p, index=False))):
+        tmp = stem.with_suffix(f"{suffix}.{os.getpid()}-{threading.get_ident()}.partial")
+        writer(tmp)
+        tmp.replace(stem.with_suffix(suffix))
+
+
+def config_dict(cfg: EvalConfig) -> dict:
+    return asdict(cfg)

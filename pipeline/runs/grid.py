@@ -1,0 +1,171 @@
+"""Ablation grids: backbone × layer × decoder × train set × seed cells, each evaluated on every test set.
+
+A cell's directory name is a hash of its training config, so re-running a grid finds finished cells (their
+``summary.json``) and adding a layer or a test set creates only the new cells and evaluations. The results table
+is rebuilt from the per-evaluation summaries on disk, so it never disagrees with what was computed.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import DeclipError
+from pipeline.runs.evaluation import EvalConfig
+from pipeline.runs.training import TrainConfig
+
+RESULT_COLUMNS = [
+    "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "test_set", "dataset", "split",
+    "seed", "metric", "value", "level", "threshold_rule", "aggregation", "scale", "n_images", "n_undefined",
+    "image_score_rule", "random_weights", "run_id", "checkpoint", "code_version",
+]
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """Everything a grid varies and fixes; read from TOML (``declip grid --config``) or flags."""
+
+    store: str
+    dataset: str
+    out: str
+    backbones: tuple[str, ...]
+    layers: tuple[str, ...]
+    decoders: tuple[str, ...] = ("linear", "attention", "conv-4")
+    train_sets: tuple[str, ...] = ()
+    test_sets: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    manifest: str | None = None  # when given, missing layers are extracted first
+    fused: tuple[str, ...] = ()  # extra sources "VIT/LAYER+RN/LAYER"
+    width: float = 1.0
+    faithful: bool = False
+    mode: str = "localization"
+    batch_size: int = 64
+    max_epochs: int = 400
+    patience: int = 5
+    lr: float = 1e-3
+    extract_batch_size: int = 32
+    device: str = "cpu"
+    task_runner: str = "threads"
+    max_workers: int = 1
+    dask_address: str | None = None
+    metrics: tuple[str, ...] | None = None
+    baselines: bool = True
+    save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
+
+    @classmethod
+    def from_toml(cls, path: str, **overrides) -> "GridConfig":
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise DeclipError(f"cannot read grid config {path}: {exc}") from exc
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(raw, source=path)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "grid config") -> "GridConfig":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise DeclipError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        for key in ("store", "out", "manifest"):  # workers in other processes need absolute paths
+            if values.get(key) and "://" not in str(values[key]):
+                values[key] = str(Path(values[key]).expanduser().resolve())
+        try:
+            cfg = cls(**values)
+        except TypeError as exc:
+            raise DeclipError(f"{source}: {exc}") from exc
+        if not cfg.train_sets or not cfg.test_sets:
+            raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
+        return cfg
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass(frozen=True)
+class Cell:
+    train: TrainConfig
+    evals: tuple[EvalConfig, ...] = field(default=())
+
+    @property
+    def run_id(self) -> str:
+        return self.train.identity()
+
+
+def sources(cfg: GridConfig) -> list[str]:
+    return [f"{b}/{layer}" for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
+
+
+def plan_cells(cfg: GridConfig) -> list[Cell]:
+    """Every training cell of the grid and its evaluations (deterministic order)."""
+    runs = Path(cfg.out) / "runs"
+    cells = []
+    for source, decoder, train_set, seed in itertools.product(sources(cfg), cfg.decoders, cfg.train_sets, cfg.seeds):
+        train = TrainConfig(store=cfg.store, source=source, dataset=cfg.dataset, train_subsets=(train_set,),
+                            out="", decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,
+                            lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
+                            seed=seed, device=cfg.device, progress=False)
+        out = runs / train.identity()
+        train = TrainConfig(**dict(asdict(train), out=str(out)))
+        evals = tuple(
+            EvalConfig(store=cfg.store, checkpoint=str(out / "best"), dataset=cfg.dataset, test_subsets=(test,),
+                       out=str(out / "eval"), metrics=cfg.metrics, device=cfg.device,
+                       save_maps=cfg.save_maps > 0)
+            for test in cfg.test_sets
+        )
+        cells.append(Cell(train, evals))
+    return cells
+
+
+def cell_finished(cell: Cell) -> bool:
+    return (Path(cell.train.out) / "summary.json").exists()
+
+
+def eval_summary_path(ev: EvalConfig) -> Path:
+    return Path(ev.out) / ev.test_subsets[0] / "summary.parquet"
+
+
+def eval_finished(ev: EvalConfig) -> bool:
+    return eval_summary_path(ev).exists()
+
+
+def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd.DataFrame:
+    """The one results table: a row per (cell, test set, metric), plus the baseline rows."""
+    frames = []
+    for cell in cells:
+        for ev in cell.evals:
+            path = eval_summary_path(ev)
+            if not path.exists():
+                continue
+            df = pd.read_parquet(path)
+            df["train_set"] = ",".join(cell.train.train_subsets)
+            df["run_id"] = cell.run_id
+            df["seed"] = cell.train.seed
+            frames.append(df)
+    baseline = Path(cfg.out) / "baselines.parquet"
+    if baseline.exists():
+        frames.append(pd.read_parquet(baseline))
+    if not frames:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    table = pd.concat(frames, ignore_index=True)
+    table["code_version"] = code_version
+    for col in RESULT_COLUMNS:
+        if col not in table.columns:
+            table[col] = None
+    return table[RESULT_COLUMNS].sort_values(
+        ["decoder", "layer", "train_set", "test_set", "seed", "metric"], kind="stable").reset_index(drop=True)
+
+
+def write_results(table: pd.DataFrame, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix, writer in ((".parquet", lambda p: table.to_parquet(p, index=False)),
+                           (".csv", lambda p: table.to_csv(p, index=False))):
+        tmp = out / f"results{suffix}.partial"
+        writer(tmp)
+        tmp.replace(out / f"results{suffix}")
+    return out / "results.parquet"

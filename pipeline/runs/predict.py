@@ -1,0 +1,151 @@
+"""``declip predict``: a trained decoder (ours or an imported DeCLIP checkpoint) plus its frozen backbone on new
+images: probability maps (PNG at the image's size), overlays, and a CSV of image scores.
+
+This is the one place where images go through the backbone at decoder time, so it uses the same preprocessing
+recipe and layer taps as extraction; a decoder trained on cached ``ViT-L-14@openai/layer20`` features sees exactly
+the features it was trained on.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from decoders import Decoder, load_decoder
+from features.backbones import BackboneKey, load_backbone
+from features.fusion import fuse
+from features.images import ImageProblem, open_rgb
+from features.preprocess import make_recipe, to_tensor
+from features.taps import forward_layers
+from core.errors import DeclipError
+from pipeline.metrics.resize import to_native
+from store.readers import SourceSpec
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files, folders (recursive) and glob patterns → a sorted, de-duplicated list of image paths."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise DeclipError(f"{item}: no such file, folder or glob match")
+            found += [Path(m) for m in matches if Path(m).is_file()]
+    return list(dict.fromkeys(found))
+
+
+def resolve_source(meta: dict, backbone: str | None) -> SourceSpec:
+    """The checkpoint's own source, or (imported DeCLIP checkpoints) the backbone given plus its feature layer."""
+    if backbone is None and meta.get("source"):
+        return SourceSpec.parse(meta["source"])
+    layer = meta.get("feature_layer") or meta.get("layer")
+    family = meta.get("family")
+    if family == "fused":
+        vit = backbone or "ViT-L-14@openai"
+        return SourceSpec.parse(f"{vit}/{layer}+RN50@openai/layer3")
+    if backbone is None:
+        backbone = "ViT-L-14@openai" if family == "vit" else "RN50@openai"
+    return SourceSpec.parse(f"{backbone}/{layer}")
+
+
+@dataclass
+class Predictor:
+    decoder: Decoder
+    spec: SourceSpec
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self.backbones = [load_backbone(BackboneKey.parse(b), self.device) for b, _ in self.spec.parts]
+        self.recipes = [make_recipe(bb.key.recipe, bb.image_size, bb.mean, bb.std) for bb in self.backbones]
+        self.decoder.to(self.device).eval()
+
+    @torch.no_grad()
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        """(B, 256, 256) manipulation probabilities."""
+        feats, cls = [], None
+        for bb, recipe, (_, layer) in zip(self.backbones, self.recipes, self.spec.parts):
+            x = torch.stack([to_tensor(recipe, im) for im in images]).to(self.device)
+            f, c = forward_layers(bb, x, [layer])[layer]
+            feats.append(f)
+            cls = c if cls is None else cls
+        x = fuse(feats[0], feats[1]) if self.spec.fused else feats[0]
+        logits = self.decoder(x.float(), None if self.spec.fused or cls is None else cls.float())
+        return torch.sigmoid(logits[:, 0]).cpu().numpy()
+
+
+def _out_name(path: Path, common: Path) -> str:
+    try:
+        rel = path.resolve().relative_to(common)
+    except ValueError:
+        rel = Path(path.name)
+    return "__".join(rel.with_suffix("").parts) + ".png"
+
+
+def overlay(image: Image.Image, prob: np.ndarray, threshold: float = 0.5) -> Image.Image:
+    """The image with predicted-fake pixels tinted red (alpha by probability) and the p > threshold area outlined."""
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    alpha = (prob[..., None] * 0.6).astype(np.float32)
+    red = np.array([255.0, 0.0, 0.0], dtype=np.float32)
+    out = base * (1 - alpha) + red * alpha
+    mask = prob > threshold
+    out[_edges(mask)] = (255, 255, 0)
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    pad = np.pad(mask, 1, mode="edge")
+    inner = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+    return mask & ~inner
+
+
+def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | None = None, device: str = "cpu",
+            batch_size: int = 16, threshold: float = 0.5, overlays: bool = True, progress: bool = True) -> pd.DataFrame:
+    decoder, meta = load_decoder(checkpoint)
+    predictor = Predictor(decoder, resolve_source(meta, backbone), device)
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise DeclipError(f"no images found in {inputs}")
+    common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    out_dir = Path(out)
+    (out_dir / "maps").mkdir(parents=True, exist_ok=True)
+    if overlays:
+        (out_dir / "overlays").mkdir(exist_ok=True)
+    rows = []
+    from tqdm.auto import tqdm
+
+    for lo in tqdm(range(0, len(paths), batch_size), desc="predict", unit="batch", disable=not progress):
+        good, images = [], []
+        for path in paths[lo:lo + batch_size]:
+            try:
+                images.append(open_rgb(str(path)))
+                good.append(path)
+            except ImageProblem as exc:
+                rows.append({"path": str(path), "status": "skipped", "reason": exc.reason, "detail": str(exc)})
+        if not images:
+            continue
+        for path, image, prob in zip(good, images, predictor.probabilities(images)):
+            native = to_native(prob, (image.height, image.width))
+            name = _out_name(path, common)
+            Image.fromarray(np.clip(native * 255 + 0.5, 0, 255).astype(np.uint8)).save(out_dir / "maps" / name)
+            if overlays:
+                overlay(image, native, threshold).save(out_dir / "overlays" / name)
+            rows.append({"path": str(path), "status": "ok", "reason": "", "detail": "", "width": image.width,
+                         "height": image.height, "image_score": float(native.mean()),
+                         "max_prob": float(native.max()), "fake_fraction": float((native > threshold).mean()),
+                         "map": f"maps/{name}"})
+    table = pd.DataFrame(rows)
+    table.to_csv(out_dir / "scores.csv", index=False)
+    return table

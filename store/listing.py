@@ -1,0 +1,45 @@
+"""What a store holds, for ``declip store ls`` / ``info``: shapes, rows done, bytes, metadata."""
+from __future__ import annotations
+
+import pandas as pd
+
+from core.errors import DeclipError
+from store.feature_store import FeatureStore
+
+
+def _nbytes(store: FeatureStore, path: str) -> int:
+    try:
+        return int(store.fs.du(f"{store._fs_root}/{path}", total=True))
+    except FileNotFoundError:
+        return 0
+
+
+def list_entries(store: FeatureStore) -> pd.DataFrame:
+    rows = []
+    for backbone, layer, dataset in store.iter_layers():
+        arrays = store.open_layer(backbone, layer, dataset)
+        done = arrays.done[:]
+        rows_done = sum(min(arrays.block_range(b)[1], arrays.n_rows) - arrays.block_range(b)[0]
+                        for b in range(len(done)) if done[b])
+        rows.append({
+            "key": f"{backbone}/{layer}/{dataset}", "shape": "×".join(map(str, arrays.feats.shape)),
+            "dtype": str(arrays.feats.dtype), "rows_done": f"{rows_done}/{arrays.n_rows}",
+            "complete": bool(done.all()), "bytes": _nbytes(store, arrays.path),
+            "random_weights": bool(arrays.meta.get("random_weights")),
+        })
+    return pd.DataFrame(rows, columns=["key", "shape", "dtype", "rows_done", "complete", "bytes", "random_weights"])
+
+
+def entry_info(store: FeatureStore, key: str) -> dict:
+    parts = key.split("/")
+    if len(parts) != 3:
+        raise DeclipError(f"store key {key!r} must be BACKBONE/LAYER/DATASET (see `declip store ls`)")
+    arrays = store.open_layer(*parts)
+    problems = store.layer_problems(arrays)
+    valid = arrays.valid[:]
+    return {
+        "key": key, "shape": list(arrays.feats.shape), "dtype": str(arrays.feats.dtype),
+        "chunks": list(arrays.feats.chunks), "blocks_done": int(arrays.done[:].sum()),
+        "blocks_total": int(arrays.done.shape[0]), "rows_valid": int(valid.sum()), "bytes": _nbytes(store, arrays.path),
+        "unreadable": problems, "meta": arrays.meta,
+    }
