@@ -49,6 +49,7 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
     from features.backbones import load_backbone
     from pipeline.runs import evaluation, training
     from pipeline.runs.evaluation import EvalConfig, evaluate
+    from core.keys import SourceKey
     from pipeline.runs.cached_splits import CachedSplits
     from pipeline.runs.training import TrainConfig, train
 
@@ -61,7 +62,7 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
             root = Path(data.store.dataset_attrs(ds)["root"])
             paths = data.samples["image_path"].tolist()
             for name in list(data.sources):
-                data.sources[name] = ReencodingSource(data.sources[name], backbone, name.rsplit("/", 1)[1], root,
+                data.sources[name] = ReencodingSource(data.sources[name], backbone, name.layer, root,
                                                       paths)
             return data
 
@@ -73,7 +74,7 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
                 for gen in gens:
                     run = out / f"{layer}-{decoder}-{gen}"
                     start = time.perf_counter()
-                    train(TrainConfig(store=str(store), source=f"{backbone_key}/{layer}", dataset=dataset,
+                    train(TrainConfig(store=str(store), source=SourceKey.single(backbone_key, layer), dataset=dataset,
                                       train_subsets=(gen,), out=str(run), decoder=decoder, width=0.125,
                                       batch_size=16, max_epochs=epochs, progress=False))
                     t["train"] += time.perf_counter() - start

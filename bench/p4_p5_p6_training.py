@@ -42,16 +42,18 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
     from decoders import build_decoder
     from features.backbones import load_backbone
     from features.images import open_rgb
-    from features.preprocess import make_recipe, to_tensor
+    from features.preprocess import to_tensor
     from features.taps import forward_layers
+    from core.keys import SourceKey
     from pipeline.runs.cached_splits import CachedSplits, select_rows
 
-    data = CachedSplits.open(str(store), dataset, [f"{backbone_key}/{layer}"], None)
+    source = SourceKey.single(backbone_key, layer)
+    data = CachedSplits.open(str(store), dataset, [source], None)
     rows = select_rows(data.samples, data.valid, ("all",), "train", "localization")
     data.warm(rows)
-    src = data.sources[f"{backbone_key}/{layer}"]
+    src = data.sources[source]
     backbone = load_backbone(backbone_key)
-    recipe = make_recipe("declip", backbone.image_size, backbone.mean, backbone.std)
+    recipe = backbone.recipe()
     root = Path(data.store.dataset_attrs(dataset)["root"])
     paths = data.samples["image_path"].tolist()
     batches = [rows[i:i + 32] for i in range(0, len(rows), 32)]
@@ -70,8 +72,8 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
         t_cache = t_declip = t_enc = 0.0
         for b in batches:
             start = time.perf_counter()
-            batch = data.load(b, [f"{backbone_key}/{layer}"])
-            step(batch.features[f"{backbone_key}/{layer}"][0], batch.masks)
+            batch = data.load(b, [source])
+            step(batch.features[source][0], batch.masks)
             t_cache += time.perf_counter() - start
         for b in batches:
             start = time.perf_counter()
@@ -90,10 +92,11 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
 
 
 def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_gb: float | None, label: str) -> None:
+    from core.keys import SourceKey
     from pipeline.runs.training import TrainConfig, train, train_heads
 
     root = workdir("p5")
-    cfgs = [TrainConfig(store=str(store), source=f"{backbone_key}/{layer}", dataset=dataset, train_subsets=("all",),
+    cfgs = [TrainConfig(store=str(store), source=SourceKey.single(backbone_key, layer), dataset=dataset, train_subsets=("all",),
                         out=str(root / "together" / layer), decoder="linear", max_epochs=2, patience=10,
                         memory_gb=memory_gb, progress=False) for layer in layers]
     start = time.perf_counter()
@@ -101,7 +104,7 @@ def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_g
     together = time.perf_counter() - start
     start = time.perf_counter()
     for c in cfgs:
-        train(replace(c, out=str(root / "alone" / c.source.rsplit("/", 1)[1])))
+        train(replace(c, out=str(root / "alone" / c.source.layer)))
     alone = time.perf_counter() - start
     report(f"P5 {len(cfgs)} linear heads, 2 epochs, {label}: together ÷ separate runs",
            ("separate runs, s", alone), ("together (one read per batch), s", together), together / alone, "≤ 0.5")

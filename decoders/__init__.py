@@ -1,11 +1,11 @@
 """Trainable decoders on cached CLIP features: DeCLIP's conv-N, linear and attention heads, state-dict compatible.
 
-Importing this package registers every decoder; list them with :func:`list_decoders`.
+Every module of this package is imported when the registry is first read, so each registers its decoders;
+list them with :func:`list_decoders`.
 """
 from decoders.registry import (
     FAMILIES, Decoder, build_decoder, canonical_name, decoder_from_config, list_decoders, register_decoder,
 )
-from decoders import attention, conv, linear  # noqa: F401  (registers the factories)
 from decoders.attention import AttentionDecoder
 from decoders.conv import ConvDecoder, needs_final_resize, upsample_skips
 from decoders.checkpoint_io import load_decoder, save_decoder

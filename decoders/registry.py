@@ -1,23 +1,24 @@
 """Decoder base class and a timm-style registry: ``@register_decoder`` on small factories, fnmatch listing.
 
 The registry holds names only; geometry (channels, grid, family, layer) is passed explicitly to
-:func:`build_decoder` instead of being parsed out of the name, as DeCLIP does with ``re.search``.
+:func:`build_decoder` instead of being parsed out of the name, as DeCLIP does with ``re.search``. Every module of
+the ``decoders`` package is imported the first time the registry is read, so a new decoder is one new file.
 """
 from __future__ import annotations
 
-import fnmatch
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from core.errors import DeclipError
+from core.registry import Registry, import_submodules
 
-FAMILIES = ("vit", "resnet", "fused")
+FAMILIES = ("vit", "resnet", "fused")  # DeCLIP's; any registered feature family (features.families) is accepted
 OUTPUT_SIZE = 256
 CONFIG_KEYS = ("name", "in_channels", "grid", "family", "layer", "width", "faithful")
 
-_REGISTRY: dict[str, Callable[..., "Decoder"]] = {}
+_REGISTRY: Registry[Callable[..., "Decoder"]] = Registry("decoder", loader=lambda: import_submodules("decoders"))
 
 
 class Decoder(nn.Module):
@@ -79,19 +80,13 @@ def register_decoder(name: str) -> Callable[[Callable[..., Decoder]], Callable[.
     """Decorator: register a factory ``fn(*, in_channels, grid, family, layer, width, faithful) -> Decoder``."""
     key = canonical_name(name)
 
-    def wrap(fn: Callable[..., Decoder]) -> Callable[..., Decoder]:
-        if key in _REGISTRY:
-            raise ValueError(f"decoder {key!r} is registered twice ({_REGISTRY[key].__module__} and {fn.__module__})")
-        _REGISTRY[key] = fn
-        return fn
-
-    return wrap
+    return _REGISTRY.register(key)
 
 
 def list_decoders(pattern: str = "*") -> list[str]:
     """Registered decoder names matching an fnmatch pattern (``conv_*`` works like ``conv-*``)."""
     pat = canonical_name(pattern)
-    return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n, pat)), key=_natural_key)
+    return sorted(_REGISTRY.names(pat), key=_natural_key)
 
 
 def _natural_key(name: str) -> tuple:
@@ -114,8 +109,8 @@ def build_decoder(
     key = canonical_name(name)
     if key not in _REGISTRY:
         raise DeclipError(f"unknown decoder {name!r}; choose one of {', '.join(list_decoders())}")
-    if family not in FAMILIES:
-        raise DeclipError(f"unknown backbone family {family!r} for decoder {name!r}; choose one of {FAMILIES}")
+    if family not in known_families():
+        raise DeclipError(f"unknown backbone family {family!r} for decoder {name!r}; choose one of {known_families()}")
     if width <= 0:
         raise DeclipError(f"decoder width must be > 0, got {width}")
     kwargs = dict(
@@ -123,10 +118,17 @@ def build_decoder(
         width=float(width), faithful=bool(faithful),
     )
     if seed is None:
-        return _REGISTRY[key](**kwargs)
+        return _REGISTRY.get(key)(**kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _REGISTRY[key](**kwargs)
+        return _REGISTRY.get(key)(**kwargs)
+
+
+def known_families() -> tuple[str, ...]:
+    """DeCLIP's three plus every registered feature family (a new family needs no edit here)."""
+    from features.families import FAMILIES as FEATURE_FAMILIES
+
+    return tuple(dict.fromkeys((*FAMILIES, *FEATURE_FAMILIES.names())))
 
 
 def decoder_from_config(config: dict[str, Any], *, seed: int | None = None) -> Decoder:

@@ -1,6 +1,8 @@
-"""Frozen CLIP image towers from open_clip, named by a backbone key.
+"""Frozen image towers named by a backbone key, built by their feature family; open_clip's weight sources.
 
-A backbone key is ``ARCH@WEIGHTS`` with an optional ``~RECIPE`` suffix when the preprocessing is not DeCLIP's:
+:func:`load_backbone` is family-generic (:mod:`features.families` picks the family from the architecture); the rest
+of this module is how the open_clip families obtain weights. A backbone key (:class:`core.keys.BackboneKey`) is
+``ARCH@WEIGHTS`` with an optional ``~RECIPE`` suffix when the preprocessing is not the family's default:
 
 * ``ViT-L-14@openai`` -- an open_clip pretrained tag (downloaded by open_clip when online, or read from the
   Hugging Face cache);
@@ -20,94 +22,22 @@ import os
 import socket
 import zipfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from core.errors import DeclipError
+from core.keys import DECLIP_ARCHES, DEFAULT_RECIPE, BackboneKey, file_sha256, parse_declip_arch  # noqa: F401
+
+if TYPE_CHECKING:
+    from features.families import FeatureFamily
+    from features.preprocess import Recipe
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).with_name("model_configs")
-DEFAULT_RECIPE = "declip"
-_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-
-# DeCLIP's `--arch` values (after "CLIP:") mapped to our backbone keys. A comma means the fused ViT+RN50 model.
-DECLIP_ARCHES = {"ViT-L/14": "ViT-L-14@openai", "RN50": "RN50@openai"}
-
-
-@dataclass(frozen=True)
-class BackboneKey:
-    """Architecture + weights + preprocessing recipe: everything that determines the cached features."""
-
-    arch: str
-    weights: str
-    recipe: str = DEFAULT_RECIPE
-    weights_path: str | None = None
-
-    def __str__(self) -> str:
-        suffix = "" if self.recipe == DEFAULT_RECIPE else f"~{self.recipe}"
-        return f"{self.arch}@{self.weights}{suffix}"
-
-    @property
-    def is_random(self) -> bool:
-        return self.weights.startswith("random-")
-
-    @classmethod
-    def parse(cls, text: str) -> "BackboneKey":
-        """Parse ``ARCH@WEIGHTS[~RECIPE]``; a DeCLIP name such as ``CLIP:ViT-L/14`` is accepted too."""
-        text = text.strip()
-        if text.startswith("CLIP:"):
-            keys = parse_declip_arch(text)
-            if len(keys) != 1:
-                raise DeclipError(f"{text!r} names {len(keys)} backbones; use it where a fused backbone is allowed")
-            return keys[0]
-        body, _, recipe = text.partition("~")
-        arch, sep, weights = body.partition("@")
-        if not sep or not arch or not weights:
-            raise DeclipError(
-                f"backbone {text!r} must look like ARCH@WEIGHTS, e.g. ViT-L-14@openai, ViT-B-32@random-0 "
-                "or ViT-L-14@/path/to/ViT-L-14.pt"
-            )
-        recipe = recipe or DEFAULT_RECIPE
-        if _looks_like_path(weights):
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise DeclipError(f"weights file {path} does not exist; give an existing state_dict/.safetensors file")
-            return cls(arch, f"file-{file_sha256(str(path.resolve()))[:16]}", recipe, str(path.resolve()))
-        if weights.startswith("random"):
-            seed = weights.removeprefix("random").lstrip("-") or "0"
-            if not seed.isdigit():
-                raise DeclipError(f"random weights need an integer seed, e.g. {arch}@random-0 (got {weights!r})")
-            weights = f"random-{int(seed)}"
-        return cls(arch, weights, recipe)
-
-
-def parse_declip_arch(text: str) -> list[BackboneKey]:
-    """``CLIP:ViT-L/14`` → [ViT-L-14@openai]; ``CLIP:ViT-L/14,RN50`` → [ViT-L-14@openai, RN50@openai] (fused)."""
-    names = text.removeprefix("CLIP:").split(",")
-    unknown = [n for n in names if n not in DECLIP_ARCHES]
-    if unknown:
-        raise DeclipError(
-            f"unknown DeCLIP arch {text!r}; DeCLIP accepts CLIP:ViT-L/14, CLIP:RN50 and CLIP:ViT-L/14,RN50"
-        )
-    return [BackboneKey.parse(DECLIP_ARCHES[n]) for n in names]
-
-
-def _looks_like_path(weights: str) -> bool:
-    return os.sep in weights or weights.startswith(("~", ".")) or weights.lower().endswith(_FILE_SUFFIXES)
-
-
-@lru_cache(maxsize=16)
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _register_local_configs() -> None:
     import open_clip
@@ -123,12 +53,12 @@ def list_architectures() -> list[str]:
     return open_clip.list_models()
 
 
-def _check_arch(arch: str) -> None:
-    if arch not in list_architectures():
-        raise DeclipError(
-            f"unknown open_clip architecture {arch!r}; see `python -c \"import open_clip; print(open_clip.list_models())\"`"
-            f" (local test/demo configs live in {CONFIG_DIR})"
-        )
+def open_clip_config(arch: str) -> dict | None:
+    """open_clip's model config for ``arch`` (our local test/demo configs included), or None if it has none."""
+    import open_clip
+
+    _register_local_configs()
+    return open_clip.get_model_config(arch)
 
 
 def _hub_reachable(timeout: float = 2.0) -> bool:
@@ -165,7 +95,8 @@ def _hub_offline():
             os.environ["HF_HUB_OFFLINE"] = old
 
 
-def _create_clip(key: BackboneKey) -> nn.Module:
+def create_open_clip(key: BackboneKey) -> nn.Module:
+    """The whole open_clip model for ``key`` (random seed, local file or pretrained tag; never a fallback)."""
     import open_clip
 
     if key.is_random:
@@ -232,17 +163,32 @@ class Backbone:
 
     key: BackboneKey
     visual: nn.Module
-    family: str  # "vit" or "resnet"
+    family: str  # the feature family's name (features.families): "vit", "resnet", ...
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights_checksum: str
 
     @property
+    def feature_family(self) -> "FeatureFamily":
+        from features.families import FAMILIES
+
+        return FAMILIES.get(self.family)
+
+    @property
     def num_blocks(self) -> int:
-        if self.family == "vit":
-            return len(self.visual.transformer.resblocks)
-        return 4
+        return len(self.feature_family.layer_names(self))
+
+    @property
+    def recipe_name(self) -> str:
+        """The key's recipe, or the family's own default when the key names none."""
+        return self.feature_family.default_recipe if self.key.recipe == DEFAULT_RECIPE else self.key.recipe
+
+    def recipe(self, dtype: str = "float32") -> "Recipe":
+        """The preprocessing that produces this backbone's input (recorded in the store beside the features)."""
+        from features.preprocess import make_recipe
+
+        return make_recipe(self.recipe_name, self.image_size, self.mean, self.std, dtype)
 
     def to(self, device: str | torch.device, dtype: torch.dtype = torch.float32) -> "Backbone":
         self.visual.to(device=device, dtype=dtype)
@@ -250,33 +196,13 @@ class Backbone:
 
 
 def load_backbone(key: BackboneKey | str, device: str = "cpu") -> Backbone:
-    """Build the image tower for ``key``, frozen and in eval mode (DeCLIP runs its backbone in fp32 eval mode)."""
-    if isinstance(key, str):
-        key = BackboneKey.parse(key)
-    _check_arch(key.arch)
-    model = _create_clip(key)
-    visual = model.visual
-    del model  # the text tower is never used
+    """Build the image tower for ``key`` with its family, frozen and in eval mode (DeCLIP runs fp32 eval mode)."""
+    from features.families import family_for
+
+    key = BackboneKey.parse(key)
+    family = family_for(key.arch)
+    visual = family.build(key)
     visual.eval().requires_grad_(False)
-    family = _family(visual, key.arch)
-    size = visual.image_size
-    size = int(size[0] if isinstance(size, (tuple, list)) else size)
-    mean = tuple(float(v) for v in getattr(visual, "image_mean", None) or _OPENAI_MEAN)
-    std = tuple(float(v) for v in getattr(visual, "image_std", None) or _OPENAI_STD)
-    backbone = Backbone(key, visual, family, size, mean, std, state_checksum(visual))
+    size, mean, std = family.input_spec(visual)
+    backbone = Backbone(key, visual, family.name, size, mean, std, state_checksum(visual))
     return backbone.to(device)
-
-
-_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _family(visual: nn.Module, arch: str) -> str:
-    from open_clip.modified_resnet import ModifiedResNet
-    from open_clip.transformer import VisionTransformer
-
-    if isinstance(visual, VisionTransformer):
-        return "vit"
-    if isinstance(visual, ModifiedResNet):
-        return "resnet"
-    raise DeclipError(f"{arch} is neither an open_clip VisionTransformer nor a ModifiedResNet; layer taps need one")

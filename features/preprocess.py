@@ -6,6 +6,7 @@ centre crop. Different recipes give different features, so the recipe is part of
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from core.errors import DeclipError
+from core.registry import Registry, import_submodules
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,26 @@ class Recipe:
         return asdict(self)
 
 
-RECIPES = ("declip", "openclip")
+# name → builder(size, mean, std, dtype) -> Recipe. A new recipe is one decorated builder (in any features module).
+RECIPES: Registry[Callable[..., Recipe]] = Registry("preprocessing recipe",
+                                                    loader=lambda: import_submodules("features"))
 _MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 
+@RECIPES.register("declip")
+def declip_recipe(size: int, mean, std, dtype: str = "float32") -> Recipe:
+    """DeCLIP's: squash to size × size, bilinear (antialiased PIL), no crop."""
+    return Recipe("declip", size, "bilinear", False, tuple(mean), tuple(std), dtype)
+
+
+@RECIPES.register("openclip")
+def openclip_recipe(size: int, mean, std, dtype: str = "float32") -> Recipe:
+    """open_clip's: bicubic shorter-side resize, centre crop."""
+    return Recipe("openclip", size, "bicubic", True, tuple(mean), tuple(std), dtype)
+
+
 def make_recipe(name: str, size: int, mean, std, dtype: str = "float32") -> Recipe:
-    if name == "declip":
-        return Recipe("declip", size, "bilinear", False, tuple(mean), tuple(std), dtype)
-    if name == "openclip":
-        return Recipe("openclip", size, "bicubic", True, tuple(mean), tuple(std), dtype)
-    raise DeclipError(f"unknown preprocessing recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES.get(name)(size, mean, std, dtype)
 
 
 def resize_for(recipe: Recipe, image: Image.Image) -> Image.Image:

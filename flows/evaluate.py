@@ -8,8 +8,7 @@ from pipeline.runs.evaluation import EvalConfig, evaluate
 
 
 def eval_config_from_dict(d: dict) -> EvalConfig:
-    extra = {"metrics": tuple(d["metrics"])} if d.get("metrics") else {}
-    return EvalConfig(**dict(d, test_subsets=tuple(d["test_subsets"]), **extra))
+    return EvalConfig.from_json(d)
 
 
 @task(name="evaluate-checkpoint", cache_policy=NONE)

@@ -39,7 +39,7 @@ def train_cell(cfg: dict) -> dict:
 
     out = Path(cfg["out"])
     try:
-        summary = train(TrainConfig(**dict(cfg, train_subsets=tuple(cfg["train_subsets"]))))
+        summary = train(TrainConfig.from_json(cfg))
         (out / "failed.json").unlink(missing_ok=True)
         return {"status": "ok", "run": out.name, **summary}
     except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
@@ -84,9 +84,8 @@ def _extract_missing(g) -> list[dict]:
     for backbone in g.backbones:
         jobs.setdefault(backbone, set()).update(g.layers)
     for fused in g.fused:
-        for part in fused.split("+"):
-            b, layer = part.rsplit("/", 1)
-            jobs.setdefault(b, set()).add(layer)
+        for part in fused.parts:
+            jobs.setdefault(str(part.backbone), set()).add(part.layer)
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
                          batch_size=g.extract_batch_size, device=g.device, progress=False)
     return [extract_backbone(asdict(replace(base, backbone=b, layers=",".join(sorted(layers)))))
@@ -110,13 +109,13 @@ def grid_flow(cfg: dict) -> dict:
     train_futures, eval_futures = {}, []
     for cell in cells:
         if not cell_finished(cell):
-            train_futures[cell.run_id] = train_cell.submit(asdict(cell.train))
+            train_futures[cell.run_id] = train_cell.submit(cell.train.to_json())
     for cell in cells:
         upstream = train_futures.get(cell.run_id)
         for ev in cell.evals:
             if upstream is not None or not eval_finished(ev):
-                eval_futures.append(evaluate_cell.submit(asdict(ev), upstream))
-    baseline = baselines_task.submit(asdict(g)) if g.baselines else None
+                eval_futures.append(evaluate_cell.submit(ev.to_json(), upstream))
+    baseline = baselines_task.submit(g.to_json()) if g.baselines else None
     trained = [f.result() for f in train_futures.values()]
     evaluated = [f.result() for f in eval_futures]
     if baseline is not None:

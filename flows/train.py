@@ -8,7 +8,7 @@ from pipeline.runs.training import TrainConfig, train_heads
 
 
 def train_config_from_dict(d: dict) -> TrainConfig:
-    return TrainConfig(**dict(d, train_subsets=tuple(d["train_subsets"])))
+    return TrainConfig.from_json(d)
 
 
 @task(name="train-heads", cache_policy=NONE)

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from core.errors import DeclipError
+from core.keys import parse_store_key
 from store.feature_store import FeatureStore
 
 _ROWS_PER_COPY = 256
@@ -44,7 +45,8 @@ def import_hdf5(store: FeatureStore, path: str) -> str:
     """Write an exported slice back; the dataset must already be registered in ``store`` with the same rows."""
     with h5py.File(path, "r") as f:
         meta = json.loads(f.attrs["meta"])
-        backbone, layer, dataset = str(f.attrs["key"]).split("/")
+        layer_key, dataset = parse_store_key(str(f.attrs["key"]))
+        backbone, layer = str(layer_key.backbone), layer_key.layer
         store.samples(dataset)  # raises a clear error when the dataset is not registered
         registered = store.dataset_attrs(dataset)
         for field, have in (("dataset_checksum", registered.get("dataset_checksum")),

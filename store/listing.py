@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.errors import DeclipError
+from core.keys import parse_store_key
 from store.feature_store import FeatureStore
 
 
@@ -31,10 +31,8 @@ def list_entries(store: FeatureStore) -> pd.DataFrame:
 
 
 def entry_info(store: FeatureStore, key: str) -> dict:
-    parts = key.split("/")
-    if len(parts) != 3:
-        raise DeclipError(f"store key {key!r} must be BACKBONE/LAYER/DATASET (see `declip store ls`)")
-    arrays = store.open_layer(*parts)
+    layer, dataset = parse_store_key(key)
+    arrays = store.open_layer(str(layer.backbone), layer.layer, dataset)
     problems = store.layer_problems(arrays)
     valid = arrays.valid[:]
     return {

@@ -1,13 +1,12 @@
 """Reading cached features as the trainer does: a whole layer into RAM when it fits, else shuffled streaming.
 
-A feature source is named ``BACKBONE/LAYER`` (``ViT-L-14@openai/layer20``) or, for DeCLIP's fused model,
-``BACKBONE/LAYER+BACKBONE/LAYER`` (``ViT-L-14@openai/layer20+RN50@openai/layer3``), fused at read time.
+A feature source is a :class:`core.keys.SourceKey`: one cached layer (``ViT-L-14@openai/layer20``) or, for
+DeCLIP's fused model, two (``ViT-L-14@openai/layer20+RN50@openai/layer3``), fused at read time.
 Reads use contiguous slices or per-index loops into preallocated buffers, never fancy indexing of a sharded
 array (10× slower, stack-notes §2.3).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -16,32 +15,9 @@ import torch
 from features.fusion import fuse
 from features.prefetch import background_map
 from core.errors import DeclipError
+from core.keys import CLEAN_VIEW, SourceKey
 from store.fastpath import RowReader
 from store.feature_store import FeatureStore, LayerArrays
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    parts: tuple[tuple[str, str], ...]  # ((backbone, layer), ...)
-
-    @classmethod
-    def parse(cls, text: str) -> "SourceSpec":
-        parts = []
-        for piece in text.split("+"):
-            backbone, sep, layer = piece.rpartition("/")
-            if not sep or not backbone or not layer:
-                raise DeclipError(f"feature source {text!r} must be BACKBONE/LAYER or BACKBONE/LAYER+BACKBONE/LAYER")
-            parts.append((backbone, layer))
-        if len(parts) > 2:
-            raise DeclipError(f"feature source {text!r}: at most two layers can be fused (ViT + ResNet)")
-        return cls(tuple(parts))
-
-    def __str__(self) -> str:
-        return "+".join(f"{b}/{l}" for b, l in self.parts)
-
-    @property
-    def fused(self) -> bool:
-        return len(self.parts) == 2
 
 
 class LayerReader:
@@ -83,9 +59,12 @@ class LayerReader:
 class FeatureSource:
     """Cached features for one dataset, possibly fused, returned as float32 torch tensors."""
 
-    def __init__(self, store: FeatureStore, spec: SourceSpec | str, dataset: str):
-        self.spec = SourceSpec.parse(spec) if isinstance(spec, str) else spec
-        self.readers = [LayerReader(store, b, l, dataset) for b, l in self.spec.parts]
+    def __init__(self, store: FeatureStore, spec: SourceKey | str, dataset: str):
+        self.spec = SourceKey.parse(spec)
+        if self.spec.view != CLEAN_VIEW:
+            raise DeclipError(f"{self.spec}: the store {store.url} holds no perturbed views yet; use the clean source "
+                              f"{self.spec.with_view(CLEAN_VIEW)}")
+        self.readers = [LayerReader(store, str(p.backbone), p.layer, dataset) for p in self.spec.parts]
         self.dataset = dataset
         self._cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
 

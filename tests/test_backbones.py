@@ -70,5 +70,5 @@ def test_unreachable_tag_fails_fast_with_local_file_advice(monkeypatch):
 def test_unknown_tag_and_arch():
     with pytest.raises(DeclipError, match="no pretrained tag"):
         load_backbone("ViT-B-32@no-such-tag")
-    with pytest.raises(DeclipError, match="unknown open_clip architecture"):
+    with pytest.raises(DeclipError, match="no feature family builds"):
         load_backbone("ViT-Q-99@random-0")

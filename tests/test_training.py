@@ -61,7 +61,7 @@ def test_heads_trained_together_equal_separate_runs(tiny_store, tmp_path):
     cfgs = [_cfg(tiny_store, tmp_path / "together" / name, source=f"{TINY_BACKBONE}/{name}") for name in ("layer1", "layer3")]
     train_heads(cfgs)
     for c in cfgs:
-        train(replace(c, out=str(tmp_path / "alone" / c.source.rsplit("/", 1)[1])))
+        train(replace(c, out=str(tmp_path / "alone" / c.source.layer)))
     for name in ("layer1", "layer3"):
         a, b = _state(tmp_path / "together" / name), _state(tmp_path / "alone" / name)
         for k in a:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-LAYOUTS = ("dolos", "autosplice", "pairs", "list", "auto")
 POLARITIES = ("fake_is_white", "fake_is_black")
 
 
@@ -24,9 +23,11 @@ def _register_scan(inner: argparse._SubParsersAction) -> None:
         "mask checks), write the manifest (problem files are left out), print counts per subset x split and every "
         "problem.")
     p.add_argument("root", metavar="ROOT", help="dataset folder; manifest paths are relative to it")
-    p.add_argument("--layout", choices=LAYOUTS, default="auto",
-                   help="dolos: <tree>/real|fake; autosplice: Forged_JPEG*/ + Mask/; pairs: images/ + masks/ by stem; "
-                   "list: image,mask lines; auto: the first that matches (default)")
+    from pipeline.data.layouts import LAYOUTS, auto_order, layout_choices
+
+    p.add_argument("--layout", choices=layout_choices(), default="auto",
+                   help="; ".join(f"{name}: {LAYOUTS.get(name).SUMMARY}" for name in auto_order())
+                   + "; auto: the first that matches (default)")
     p.add_argument("--out", required=True, help="manifest parquet to write")
     p.add_argument("--dataset", help="dataset name (default: dolos-<tree>, autosplice, or ROOT's folder name)")
     p.add_argument("--polarity", choices=POLARITIES,

@@ -27,15 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from pipeline.runs.evaluation import EvalConfig
 
-    cfg = asdict(EvalConfig(
+    cfg = EvalConfig(
         store=args.store, checkpoint=args.ckpt, dataset=args.dataset, test_subsets=tuple(args.test.split(",")),
         out=args.out, source=args.source, split=args.split,
         metrics=tuple(args.metrics.split(",")) if args.metrics else None, image_score_rule=args.image_score,
-        include_reals=not args.no_reals, save_maps=args.save_maps, device=args.device))
+        include_reals=not args.no_reals, save_maps=args.save_maps, device=args.device).to_json()
     if args.no_flow:
         from flows.evaluate import evaluate_task
 

@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def backbone_jobs(backbone: str | None, arch: str | None, layers: str | None) -> list[dict]:
     """One job per backbone; DeCLIP's fused arch caches the ViT layer and RN50 layer3."""
-    from features.backbones import parse_declip_arch
     from core.errors import DeclipError
+    from core.keys import DECLIP_FUSION_PARTNER, parse_declip_arch
 
     if bool(backbone) == bool(arch):
         raise DeclipError("give exactly one of --backbone (e.g. ViT-L-14@openai) or --arch (e.g. CLIP:ViT-L/14)")
@@ -39,7 +39,8 @@ def backbone_jobs(backbone: str | None, arch: str | None, layers: str | None) ->
     keys = parse_declip_arch(arch)
     if len(keys) == 1:
         return [{"backbone": str(keys[0]), "layers": layers or "all"}]
-    return [{"backbone": str(keys[0]), "layers": layers or "layer20"}, {"backbone": str(keys[1]), "layers": "layer3"}]
+    return [{"backbone": str(keys[0]), "layers": layers or "layer20"},
+            {"backbone": str(DECLIP_FUSION_PARTNER.backbone), "layers": DECLIP_FUSION_PARTNER.layer}]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -84,9 +84,7 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def _split(key: str) -> list[str]:
-    from core.errors import DeclipError
+    from core.keys import parse_store_key
 
-    parts = key.split("/")
-    if len(parts) != 3:
-        raise DeclipError(f"store key {key!r} must be BACKBONE/LAYER/DATASET (see `declip store ls`)")
-    return parts
+    layer, dataset = parse_store_key(key)
+    return [str(layer.backbone), layer.layer, dataset]

@@ -38,25 +38,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_sources(args: argparse.Namespace) -> list[str]:
-    from features.backbones import parse_declip_arch
+def resolve_sources(args: argparse.Namespace) -> list:
+    """The typed feature sources the flags name (``--source``, or a backbone/DeCLIP arch with layers)."""
     from core.errors import DeclipError
+    from core.keys import SourceKey, parse_declip_arch
 
     if args.source:
-        return list(args.source)
+        return [SourceKey.parse(s) for s in args.source]
     layers = args.feature_layer or []
     if not layers or bool(args.backbone) == bool(args.arch):
         raise DeclipError("give --source BACKBONE/LAYER, or --backbone/--arch with --feature_layer")
     if args.backbone:
-        return [f"{args.backbone}/{layer}" for layer in layers]
+        return [SourceKey.single(args.backbone, layer) for layer in layers]
     keys = parse_declip_arch(args.arch)
     if len(keys) == 1:
-        return [f"{keys[0]}/{layer}" for layer in layers]
-    return [f"{keys[0]}/{layer}+{keys[1]}/layer3" for layer in layers]
+        return [SourceKey.single(keys[0], layer) for layer in layers]
+    return [SourceKey.declip_fused(keys[0], layer) for layer in layers]
 
 
 def build_configs(args: argparse.Namespace) -> list[dict]:
-    from dataclasses import asdict
     from pathlib import Path
 
     from pipeline.runs.training import TrainConfig
@@ -67,12 +67,12 @@ def build_configs(args: argparse.Namespace) -> list[dict]:
     combos = [(s, d) for s in sources for d in decoders]
     cfgs = []
     for source, decoder in combos:
-        out = args.out if len(combos) == 1 else str(Path(args.out) / f"{source.replace('/', '_')}__{decoder}")
-        cfgs.append(asdict(TrainConfig(
+        out = args.out if len(combos) == 1 else str(Path(args.out) / f"{str(source).replace('/', '_')}__{decoder}")
+        cfgs.append(TrainConfig(
             store=args.store, source=source, dataset=args.dataset, train_subsets=tuple(args.train.split(",")),
             out=out, decoder=decoder, width=args.width, faithful=args.faithful, mode=mode, lr=args.lr,
             batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience, seed=args.seed,
-            device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress)))
+            device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress).to_json())
     return cfgs
 
 

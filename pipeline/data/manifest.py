@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import DeclipError
-from pipeline.data.layouts import ADAPTERS, Candidate, Problem, ScanOptions, choose_layout
+from pipeline.data.layouts import LAYOUTS, Candidate, Problem, ScanOptions, choose_layout
 from pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
 
 COLUMNS = ["dataset", "subset", "split", "group_id", "image_path", "mask_path", "label", "kind", "mask_polarity",
@@ -139,7 +139,7 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str 
             raise DeclipError(str(exc)) from None
     opts = ScanOptions(dataset, polarity, list_file, allow_outside_root, unmasked_real)
     name, tried = choose_layout(base, layout, opts)
-    collected = ADAPTERS[name].collect(base, opts)
+    collected = LAYOUTS.get(name).collect(base, opts)
     files = _measure_files(base, collected.candidates, progress)
     rows, problems = [], list(collected.problems)
     for c in collected.candidates:

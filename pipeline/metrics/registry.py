@@ -22,6 +22,7 @@ import pandas as pd
 from pipeline.metrics import image as mi
 from pipeline.metrics import pixel as mp
 from core.errors import DeclipError
+from core.registry import Registry, import_submodules
 
 Level = Literal["image-pixel", "pooled", "image"]
 LEVELS: tuple[str, ...] = ("image-pixel", "pooled", "image")
@@ -43,15 +44,12 @@ class MetricSpec:
     boundary_band: bool = False
 
 
-REGISTRY: dict[str, MetricSpec] = {}
+REGISTRY: Registry[MetricSpec] = Registry("metric", loader=lambda: import_submodules("pipeline.metrics"))
 
 
 def register(spec: MetricSpec) -> MetricSpec:
     """Add ``spec`` to the registry; names are unique."""
-    if spec.name in REGISTRY:
-        raise ValueError(f"metric {spec.name!r} registered twice")
-    REGISTRY[spec.name] = spec
-    return spec
+    return REGISTRY.add(spec.name, spec)
 
 
 _MEAN, _POOLED, _DATASET = "mean over images", "pooled pixels", "dataset"

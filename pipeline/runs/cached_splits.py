@@ -15,6 +15,7 @@ import torch
 
 from features.prefetch import background_map
 from core.errors import DeclipError
+from core.keys import SourceKey
 from store.feature_store import FeatureStore
 from store.readers import FeatureSource
 
@@ -52,11 +53,11 @@ class Batch:
     rows: np.ndarray
     masks: torch.Tensor  # (B, 256, 256) float in [0, 1], 1 = fake
     labels: torch.Tensor  # (B,)
-    features: dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+    features: dict[SourceKey, tuple[torch.Tensor, torch.Tensor | None]]
 
 
 class CachedSplits:
-    def __init__(self, store: FeatureStore, dataset: str, sources: dict[str, FeatureSource],
+    def __init__(self, store: FeatureStore, dataset: str, sources: dict[SourceKey, FeatureSource],
                  memory_budget: int):
         self.store, self.dataset, self.sources = store, dataset, sources
         self.samples = store.samples(dataset)
@@ -69,10 +70,11 @@ class CachedSplits:
         self.streaming = True
 
     @classmethod
-    def open(cls, store_url: str, dataset: str, sources: list[str], memory_gb: float | None) -> "CachedSplits":
+    def open(cls, store_url: str, dataset: str, sources: list[SourceKey], memory_gb: float | None) -> "CachedSplits":
         store = FeatureStore(store_url, mode="r")
         budget = int(memory_gb * 2**30) if memory_gb is not None else available_memory() // 2
-        return cls(store, dataset, {s: FeatureSource(store, s, dataset) for s in sources}, budget)
+        keys = [SourceKey.parse(s) for s in sources]
+        return cls(store, dataset, {k: FeatureSource(store, k, dataset) for k in keys}, budget)
 
     def warm(self, rows: np.ndarray) -> None:
         """Load every source into RAM when all of them fit the budget; else stay streaming."""
@@ -89,12 +91,12 @@ class CachedSplits:
             return np.stack([self._masks[int(r)] for r in rows])
         return self.store.soft_masks(self.dataset, rows)
 
-    def load(self, rows: np.ndarray, sources: list[str]) -> Batch:
+    def load(self, rows: np.ndarray, sources: list[SourceKey]) -> Batch:
         masks = torch.from_numpy(self.masks(rows).astype(np.float32) / 255.0)
         labels = torch.from_numpy(self.labels[rows])
         return Batch(rows, masks, labels, {s: self.sources[s].get(rows) for s in sources})
 
-    def batches(self, rows: np.ndarray, batch_size: int, shuffle: bool, seed: int, sources: list[str]):
+    def batches(self, rows: np.ndarray, batch_size: int, shuffle: bool, seed: int, sources: list[SourceKey]):
         order = np.random.default_rng(seed).permutation(rows) if shuffle else np.asarray(rows)
         chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         if not self.streaming:

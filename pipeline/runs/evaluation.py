@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from PIL import Image
 
 from decoders import Decoder, load_decoder
 from core.errors import DeclipError
+from core.keys import SourceKey
 from pipeline.metrics.registry import MetricAccumulator
 from pipeline.metrics.resize import to_native
 from pipeline.runs.cached_splits import CachedSplits
@@ -32,7 +33,7 @@ class EvalConfig:
     dataset: str
     test_subsets: tuple[str, ...]
     out: str
-    source: str | None = None  # default: the checkpoint's own source
+    source: SourceKey | None = None  # default: the checkpoint's own source; text is parsed on construction
     split: str = "test"
     metrics: tuple[str, ...] | None = None
     image_score_rule: str = "mean_prob"
@@ -42,6 +43,20 @@ class EvalConfig:
     device: str = "cpu"
     memory_gb: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.source is not None:
+            object.__setattr__(self, "source", SourceKey.parse(self.source))
+
+    def to_json(self) -> dict:
+        """JSON-safe fields, the source as its string (what crosses process and Prefect boundaries)."""
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(raw, source=None if self.source is None else str(self.source))
+
+    @classmethod
+    def from_json(cls, d: dict) -> "EvalConfig":
+        extra = {"metrics": tuple(d["metrics"])} if d.get("metrics") else {}
+        return cls(**dict(d, test_subsets=tuple(d["test_subsets"]), **extra))
+
 
 @torch.no_grad()
 def _probs(decoder: Decoder, feats: torch.Tensor, cls: torch.Tensor | None, device: str) -> np.ndarray:
@@ -49,7 +64,7 @@ def _probs(decoder: Decoder, feats: torch.Tensor, cls: torch.Tensor | None, devi
     return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
 
 
-def score_many(models: list[tuple[Decoder, str]], data: CachedSplits, rows: np.ndarray, *, metrics=None,
+def score_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows: np.ndarray, *, metrics=None,
                image_score_rule: str = "mean_prob", batch_size: int = 64, device: str = "cpu",
                maps_dirs: list[Path | None] | None = None) -> list[MetricAccumulator]:
     """Run several (decoder, source) pairs over ``rows`` from one read of each batch; one accumulator each.
@@ -61,7 +76,7 @@ def score_many(models: list[tuple[Decoder, str]], data: CachedSplits, rows: np.n
     accs = [MetricAccumulator(metrics, image_score_rule=image_score_rule) for _ in models]
     maps_dirs = maps_dirs or [None] * len(models)
     paths = data.samples["image_path"].tolist()
-    sources = sorted({source for _, source in models})
+    sources = sorted({source for _, source in models})  # SourceKeys order by their text
     for batch in data.batches(rows, batch_size, shuffle=False, seed=0, sources=sources):
         truth = []
         for row in batch.rows:
@@ -79,7 +94,7 @@ def score_many(models: list[tuple[Decoder, str]], data: CachedSplits, rows: np.n
     return accs
 
 
-def score_rows(decoder: Decoder, data: CachedSplits, source: str, rows: np.ndarray, *, metrics=None,
+def score_rows(decoder: Decoder, data: CachedSplits, source: SourceKey, rows: np.ndarray, *, metrics=None,
                image_score_rule: str = "mean_prob", batch_size: int = 64, device: str = "cpu",
                maps_dir: Path | None = None) -> MetricAccumulator:
     """Run the decoder over ``rows`` and accumulate every metric at native mask resolution."""
@@ -93,7 +108,7 @@ def _save_map(directory: Path, image_path: str, prob: np.ndarray) -> None:
     Image.fromarray(np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)).save(directory / name)
 
 
-def validate_many(models: list[tuple[Decoder, str]], data: CachedSplits, rows: np.ndarray, mode: str,
+def validate_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows: np.ndarray, mode: str,
                   device: str, batch_size: int = 64) -> list[dict]:
     """Per-epoch validation scores: mean IoU (localization) or image AP/accuracy/AUC (detection)."""
     names = ["iou"] if mode == "localization" else ["image_ap", "image_acc", "image_auc"]
@@ -124,10 +139,10 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
     """
     decoder, meta = load_decoder(cfg.checkpoint)
     decoder.to(cfg.device)
-    source = cfg.source or meta.get("source")
-    if not source:
+    if cfg.source is None and not meta.get("source"):
         raise DeclipError(f"{cfg.checkpoint} does not say which cached features it reads; pass --source "
                           "BACKBONE/LAYER (e.g. ViT-L-14@openai/layer20)")
+    source = cfg.source or SourceKey.parse(meta["source"])
     data = CachedSplits.open(cfg.store, cfg.dataset, [source], cfg.memory_gb)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,14 +173,14 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
     return table
 
 
-def _describe(cfg: EvalConfig, meta: dict, source: str, store_meta: dict) -> dict:
+def _describe(cfg: EvalConfig, meta: dict, source: SourceKey, store_meta: dict) -> dict:
     return {
-        "checkpoint": cfg.checkpoint, "source": source, "dataset": cfg.dataset, "split": cfg.split,
+        "checkpoint": cfg.checkpoint, "source": str(source), "dataset": cfg.dataset, "split": cfg.split,
         "decoder": meta.get("name"), "faithful": bool(meta.get("faithful", False)), "width": meta.get("width", 1.0),
         "train_subsets": ",".join(meta.get("train_subsets", [])) or meta.get("train_dataset", ""),
         "seed": meta.get("seed", -1), "image_score_rule": cfg.image_score_rule,
         "random_weights": bool(store_meta.get("random_weights")), "backbone": store_meta.get("backbone"),
-        "layer": source.split("+")[0].rsplit("/", 1)[1],
+        "layer": source.layer,
     }
 
 
@@ -176,6 +191,3 @@ def _write_table(df: pd.DataFrame, stem: Path) -> None:
         writer(tmp)
         tmp.replace(stem.with_suffix(suffix))
 
-
-def config_dict(cfg: EvalConfig) -> dict:
-    return asdict(cfg)

@@ -19,7 +19,6 @@ import torch
 from tqdm.auto import tqdm
 
 from features.backbones import Backbone, BackboneKey, load_backbone
-from features.preprocess import make_recipe
 from features.reader import ImageBatch, prefetch_batches
 from features.taps import layer_info, parse_layers
 from core.errors import DeclipError
@@ -134,7 +133,7 @@ def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> Extr
         raise DeclipError("--half needs --device cuda (fp16 on CPU is slow and not what DeCLIP did)")
     backbone = backbone or load_backbone(key, cfg.device)
     dtype = "float16" if cfg.half else "float32"
-    recipe = make_recipe(key.recipe, backbone.image_size, backbone.mean, backbone.std, dtype)
+    recipe = backbone.recipe(dtype)
     layers = parse_layers(cfg.layers, backbone)
     block_rows = _existing_block_rows(store, str(key), dataset) or cfg.batch_size
     checksum = dataset_checksum(samples)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import itertools
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
 
 from core.errors import DeclipError
+from core.keys import SourceKey
 from pipeline.runs.evaluation import EvalConfig
 from pipeline.runs.training import TrainConfig
 
@@ -39,7 +40,7 @@ class GridConfig:
     test_sets: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     manifest: str | None = None  # when given, missing layers are extracted first
-    fused: tuple[str, ...] = ()  # extra sources "VIT/LAYER+RN/LAYER"
+    fused: tuple[SourceKey, ...] = ()  # extra sources "VIT/LAYER+RN/LAYER", parsed on construction
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"
@@ -83,8 +84,12 @@ class GridConfig:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
         return cfg
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
+
     def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.loads(json.dumps(dict(raw, fused=[str(f) for f in self.fused])))
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,8 @@ class Cell:
         return self.train.identity()
 
 
-def sources(cfg: GridConfig) -> list[str]:
-    return [f"{b}/{layer}" for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
+def sources(cfg: GridConfig) -> list[SourceKey]:
+    return [SourceKey.single(b, layer) for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
 
 
 def plan_cells(cfg: GridConfig) -> list[Cell]:
@@ -111,7 +116,7 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
                             lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
                             seed=seed, device=cfg.device, progress=False)
         out = runs / train.identity()
-        train = TrainConfig(**dict(asdict(train), out=str(out)))
+        train = replace(train, out=str(out))
         evals = tuple(
             EvalConfig(store=cfg.store, checkpoint=str(out / "best"), dataset=cfg.dataset, test_subsets=(test,),
                        out=str(out / "eval"), metrics=cfg.metrics, device=cfg.device,

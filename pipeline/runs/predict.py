@@ -18,14 +18,14 @@ import torch
 from PIL import Image
 
 from decoders import Decoder, load_decoder
-from features.backbones import BackboneKey, load_backbone
+from features.backbones import load_backbone
 from features.fusion import fuse
 from features.images import ImageProblem, open_rgb
-from features.preprocess import make_recipe, to_tensor
+from features.preprocess import to_tensor
 from features.taps import forward_layers
 from core.errors import DeclipError
+from core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, SourceKey
 from pipeline.metrics.resize import to_native
-from store.readers import SourceSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
@@ -47,38 +47,37 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def resolve_source(meta: dict, backbone: str | None) -> SourceSpec:
+def resolve_source(meta: dict, backbone: str | None) -> SourceKey:
     """The checkpoint's own source, or (imported DeCLIP checkpoints) the backbone given plus its feature layer."""
     if backbone is None and meta.get("source"):
-        return SourceSpec.parse(meta["source"])
+        return SourceKey.parse(meta["source"])
     layer = meta.get("feature_layer") or meta.get("layer")
     family = meta.get("family")
     if family == "fused":
-        vit = backbone or "ViT-L-14@openai"
-        return SourceSpec.parse(f"{vit}/{layer}+RN50@openai/layer3")
+        return SourceKey.declip_fused(backbone or DECLIP_VIT, layer)
     if backbone is None:
-        backbone = "ViT-L-14@openai" if family == "vit" else "RN50@openai"
-    return SourceSpec.parse(f"{backbone}/{layer}")
+        backbone = DECLIP_VIT if family == "vit" else DECLIP_FUSION_PARTNER.backbone
+    return SourceKey.single(backbone, layer)
 
 
 @dataclass
 class Predictor:
     decoder: Decoder
-    spec: SourceSpec
+    spec: SourceKey
     device: str = "cpu"
 
     def __post_init__(self):
-        self.backbones = [load_backbone(BackboneKey.parse(b), self.device) for b, _ in self.spec.parts]
-        self.recipes = [make_recipe(bb.key.recipe, bb.image_size, bb.mean, bb.std) for bb in self.backbones]
+        self.backbones = [load_backbone(p.backbone, self.device) for p in self.spec.parts]
+        self.recipes = [bb.recipe() for bb in self.backbones]
         self.decoder.to(self.device).eval()
 
     @torch.no_grad()
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """(B, 256, 256) manipulation probabilities."""
         feats, cls = [], None
-        for bb, recipe, (_, layer) in zip(self.backbones, self.recipes, self.spec.parts):
+        for bb, recipe, part in zip(self.backbones, self.recipes, self.spec.parts):
             x = torch.stack([to_tensor(recipe, im) for im in images]).to(self.device)
-            f, c = forward_layers(bb, x, [layer])[layer]
+            f, c = forward_layers(bb, x, [part.layer])[part.layer]
             feats.append(f)
             cls = c if cls is None else cls
         x = fuse(feats[0], feats[1]) if self.spec.fused else feats[0]

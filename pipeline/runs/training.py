@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from decoders import Decoder, build_decoder, save_decoder
 from decoders.checkpoint_io import atomic_torch_save
 from core.errors import DeclipError
+from core.keys import SourceKey
 from pipeline.runs.schedule import PlateauSchedule
 from pipeline.runs.cached_splits import CachedSplits, select_rows
 from pipeline.runs.evaluation import validate_many
@@ -40,7 +41,7 @@ class TrainConfig:
     """One decoder run; CLI flags map one-to-one onto these fields (DeCLIP's names are aliases)."""
 
     store: str
-    source: str  # BACKBONE/LAYER or BACKBONE/LAYER+BACKBONE/LAYER (fused)
+    source: SourceKey  # text (BACKBONE/LAYER, or two fused with +) is parsed on construction
     dataset: str
     train_subsets: tuple[str, ...]
     out: str
@@ -60,8 +61,17 @@ class TrainConfig:
     memory_gb: float | None = None
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", SourceKey.parse(self.source))
+
     def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        """JSON-safe fields (the source as its string, so stored run configs and identities stay unchanged)."""
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.loads(json.dumps(dict(raw, source=str(self.source))))
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainConfig":
+        return cls(**dict(d, train_subsets=tuple(d["train_subsets"])))
 
     def identity(self) -> str:
         """Hash of everything that changes the result (not where it is written or how it is shown)."""
@@ -94,8 +104,8 @@ def _check_compatible(cfgs: list[TrainConfig]) -> None:
 
 def _build_head(cfg: TrainConfig, data: CachedSplits) -> Head:
     src = data.sources[cfg.source]
-    layer = cfg.source.split("+")[0].rsplit("/", 1)[1]
-    decoder = build_decoder(cfg.decoder, in_channels=src.channels, grid=src.grid, family=src.family, layer=layer,
+    decoder = build_decoder(cfg.decoder, in_channels=src.channels, grid=src.grid, family=src.family,
+                            layer=cfg.source.layer,
                             width=cfg.width, faithful=cfg.faithful, seed=cfg.seed).to(cfg.device)
     params = decoder.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
@@ -215,9 +225,9 @@ def _end_epoch(head: Head, scores: dict, train_loss: float, epoch: int, seconds:
 
 def _checkpoint_extra(head: Head, epoch: int, scores: dict) -> dict:
     cfg = head.cfg
-    return {"source": cfg.source, "dataset": cfg.dataset, "train_subsets": list(cfg.train_subsets),
+    return {"source": str(cfg.source), "dataset": cfg.dataset, "train_subsets": list(cfg.train_subsets),
             "mode": cfg.mode, "epoch": epoch, "val": scores, "seed": cfg.seed, "run_identity": cfg.identity(),
-            "feature_layer": cfg.source.split("+")[0].rsplit("/", 1)[1]}
+            "feature_layer": cfg.source.layer}
 
 
 def _append_csv(path: Path, row: dict) -> None:
@@ -231,7 +241,7 @@ def _append_csv(path: Path, row: dict) -> None:
 
 def _finish(head: Head) -> dict:
     s = head.schedule
-    summary = {"out": str(head.out), "decoder": head.cfg.decoder, "source": head.cfg.source,
+    summary = {"out": str(head.out), "decoder": head.cfg.decoder, "source": str(head.cfg.source),
                "train_subsets": list(head.cfg.train_subsets), "best_epoch": s.best_epoch, "best_val": s.best,
                "epochs": s.epoch, "final_lr": s.lr, "mode": head.cfg.mode, "faithful": head.cfg.faithful}
     _atomic_write(head.out / "summary.json", json.dumps(summary, indent=2))

@@ -14,8 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, index_by, list_images, rel, subdirs
+from pipeline.data.layouts.common import example_pair
 
 NAME = "autosplice"
+AUTO_RANK = 20  # `--layout auto` tries layouts by rising rank (specific before generic)
+SUMMARY = "Forged_JPEG*/ + Mask/"
 POLARITY = "fake_is_white"
 SPLIT = "test"
 _FORGED_PREFIX = "forged_jpeg"
@@ -61,3 +64,9 @@ def collect(root: Path, opts: ScanOptions) -> Collected:
     for img in list_images(root / "Authentic"):
         out.candidates.append(Candidate(ds, "real", SPLIT, img.stem, rel(root, img), "", 0, "real", pol))
     return out
+
+
+def write_example(root: Path) -> None:
+    """One id: its authentic original and one JPEG-75 forgery sharing the white-is-fake mask."""
+    example_pair(root / "Authentic" / "7.png", None, seed=1)
+    example_pair(root / "Forged_JPEG75" / "7_0.png", root / "Mask" / "7_mask.png", fake_is_white=True)

@@ -1,7 +1,9 @@
 """What every layout adapter shares: the row and problem records, scan options, and folder-walking helpers.
 
-An adapter is a module with ``NAME``, ``missing(root, opts) -> str | None`` (``None`` when ROOT has this layout,
-otherwise what was not found, for the "no layout matched" message) and ``collect(root, opts) -> Collected``.
+An adapter is a module with ``NAME``, ``AUTO_RANK``, ``SUMMARY``, ``missing(root, opts) -> str | None`` (``None``
+when ROOT has this layout, otherwise what was not found, for the "no layout matched" message),
+``collect(root, opts) -> Collected`` and ``write_example(root)`` (a minimal tree of this layout with one inpainted
+fake and one real image; the contract tests scan it).
 Adapters only pair files by name; reading, hashing and checking the files is done once, in :mod:`pipeline.data.manifest`.
 """
 from __future__ import annotations
@@ -94,3 +96,18 @@ def empty_folder(root: Path, folder: Path, what: str) -> Problem:
     """The ``empty-split-folder`` problem for a split folder that holds no image."""
     return Problem(rel(root, folder), "empty-split-folder", f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
                    f"in this {what} folder; remove it or add the images")
+
+
+def example_pair(image: Path, mask: Path | None, fake_is_white: bool = True, seed: int = 0) -> None:
+    """A 32×32 noise image and (when ``mask`` is given) its box mask, for a layout's ``write_example``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
+    if mask is not None:
+        fake = np.zeros((32, 32), dtype=bool)
+        fake[8:20, 10:24] = True
+        mask.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(((fake if fake_is_white else ~fake) * 255).astype(np.uint8)).save(mask)

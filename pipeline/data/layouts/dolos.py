@@ -18,9 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.layouts.common import Candidate, Collected, ScanOptions, empty_folder, index_by, list_images, rel
-from pipeline.data.layouts.common import Problem, subdirs
+from pipeline.data.layouts.common import Problem, example_pair, subdirs
 
 NAME = "dolos"
+AUTO_RANK = 10  # `--layout auto` tries layouts by rising rank (specific before generic)
+SUMMARY = "<tree>/real|fake"
 POLARITY = "fake_is_black"
 
 
@@ -100,3 +102,10 @@ def collect(root: Path, opts: ScanOptions) -> Collected:
             else:
                 _collect_unmasked(root, method, ds, method.name, pol, out)
     return out
+
+
+def write_example(root: Path) -> None:
+    """One tree: a real test image and one inpainted ``lama`` fake with its black-is-fake mask."""
+    example_pair(root / "celebahq" / "real" / "test" / "r0.png", None, seed=1)
+    example_pair(root / "celebahq" / "fake" / "lama" / "images" / "test" / "f0.png",
+                 root / "celebahq" / "fake" / "lama" / "masks" / "test" / "f0.png", fake_is_white=False)

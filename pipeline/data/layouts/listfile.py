@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 
 from core.errors import DeclipError
-from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, rel
+from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, example_pair, rel
 
 NAME = "list"
+AUTO_RANK = 40  # `--layout auto` tries layouts by rising rank (specific before generic)
+SUMMARY = "image,mask lines"
 DEFAULT_POLARITY = "fake_is_white"
 DEFAULT_LIST = "list.txt"
 _AUTHENTIC = {"", "negative"}
@@ -79,3 +81,10 @@ def collect(root: Path, opts: ScanOptions) -> Collected:
         raise DeclipError(f"{path}: {len(outside)} line(s) point outside ROOT {root}:\n" + "\n".join(outside[:5]) +
                           "\nmove the files under ROOT, or pass --allow-outside-root if that is intended")
     return out
+
+
+def write_example(root: Path) -> None:
+    """``list.txt`` with one masked image and one authentic (``Negative``) image."""
+    example_pair(root / "img" / "f0.png", root / "gt" / "f0.png", fake_is_white=True)
+    example_pair(root / "img" / "r0.png", None, seed=1)
+    (root / DEFAULT_LIST).write_text("img/f0.png,gt/f0.png\nimg/r0.png,Negative\n")

@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, empty_folder, index_by, list_images
-from pipeline.data.layouts.common import rel, subdirs
+from pipeline.data.layouts.common import example_pair, rel, subdirs
 
 NAME = "pairs"
+AUTO_RANK = 30  # `--layout auto` tries layouts by rising rank (specific before generic)
+SUMMARY = "images/ + masks/ by stem"
 DEFAULT_POLARITY = "fake_is_white"
 _FOLDER_PAIRS = (("images", "masks"), ("Tp", "Gt"))
 
@@ -63,3 +65,9 @@ def collect(root: Path, opts: ScanOptions) -> Collected:
             item = _row(root, opts, split, img, by_stem.get(img.stem.lower()))
             (out.candidates if isinstance(item, Candidate) else out.problems).append(item)
     return out
+
+
+def write_example(root: Path) -> None:
+    """Two masked images in ``images/`` + ``masks/`` (pairs has no real images unless ``unmasked_real``)."""
+    for i in range(2):
+        example_pair(root / "images" / f"a{i}.png", root / "masks" / f"a{i}.png", fake_is_white=True, seed=i)
