@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from pipeline.cli.option_names import names
 import time
 
 
@@ -16,10 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", default=d.backbone)
     p.add_argument("--size", type=int, default=d.size, help="fake images per generator")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--layers", default=",".join(d.layers))
-    p.add_argument("--decoders", default=",".join(d.decoders))
+    p.add_argument(*names("--layers"), dest="layers", default=",".join(d.layers))
+    p.add_argument(*names("--decoders"), dest="decoders", default=",".join(d.decoders))
     p.add_argument("--width", type=float, default=d.width)
-    p.add_argument("--max-epochs", type=int, default=d.max_epochs)
+    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=d.max_epochs)
     p.add_argument("--max-workers", type=int, default=d.max_workers)
     p.add_argument("--task-runner", choices=["threads", "dask"], default=d.task_runner)
     p.set_defaults(func=run)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli.option_names import names
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="encode a manifest once and cache layer features in the store",
@@ -13,10 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", help="ARCH@WEIGHTS[~RECIPE]: ViT-L-14@openai, ViT-B-32@random-0, "
                    "ViT-L-14@/path/weights.pt; ~openclip selects open_clip's bicubic+crop preprocessing")
     p.add_argument("--arch", help="DeCLIP name instead of --backbone: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
-    p.add_argument("--layers", "--feature_layer", dest="layers", default=None,
+    p.add_argument(*names("--layers"), dest="layers", default=None,
                    help="0-23 | 20 | layer20 | layer3,layer4 | all (default: all)")
     p.add_argument("--dataset", help="name of the cached dataset (default: the manifest's dataset column)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=32)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--half", action="store_true", help="fp16 forward (CUDA only; recorded in the recipe)")
     p.add_argument("--workers", type=int, default=2, help="image decoding threads")

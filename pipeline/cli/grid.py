@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli.option_names import names, split_values
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("grid", help="run or resume an ablation grid on cached features",
@@ -14,16 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset")
     p.add_argument("--manifest", help="extract missing layers from this manifest first")
     p.add_argument("--out")
-    p.add_argument("--backbones", help="comma-separated backbone keys")
-    p.add_argument("--layers", help="comma-separated layer names")
-    p.add_argument("--decoders", help="comma-separated decoder names")
-    p.add_argument("--train-sets", help="comma-separated training generators")
-    p.add_argument("--test-sets", help="comma-separated test generators")
-    p.add_argument("--seeds", help="comma-separated seeds")
+    p.add_argument("--backbones", action="append", help="backbone keys, comma-separated or repeated")
+    p.add_argument(*names("--layers"), dest="layers", action="append", help="layer names, comma-separated or repeated")
+    p.add_argument(*names("--decoders"), dest="decoders", action="append", help="decoder names, comma-separated or repeated")
+    p.add_argument(*names("--train-sets"), dest="train_sets", action="append", help="training generators, comma-separated or repeated")
+    p.add_argument(*names("--test-sets"), dest="test_sets", action="append", help="test generators, comma-separated or repeated")
+    p.add_argument("--seeds", action="append", help="seeds, comma-separated or repeated")
     p.add_argument("--width", type=float)
-    p.add_argument("--max-epochs", type=int)
-    p.add_argument("--patience", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int)
+    p.add_argument(*names("--patience"), dest="patience", type=int)
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int)
     p.add_argument("--task-runner", choices=["threads", "dask"])
     p.add_argument("--max-workers", type=int)
     p.add_argument("--dask-address", help="scheduler address of an existing dask.distributed cluster")
@@ -34,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _overrides(args: argparse.Namespace) -> dict:
     lists = {"backbones": args.backbones, "layers": args.layers, "decoders": args.decoders,
              "train_sets": args.train_sets, "test_sets": args.test_sets}
-    out = {k: v.split(",") for k, v in lists.items() if v}
+    out = {k: split_values(v) for k, v in lists.items() if v}
     if args.seeds:
-        out["seeds"] = [int(s) for s in args.seeds.split(",")]
+        out["seeds"] = [int(s) for s in split_values(args.seeds)]
     scalars = {"store": args.store, "dataset": args.dataset, "manifest": args.manifest, "out": args.out,
                "width": args.width, "max_epochs": args.max_epochs, "patience": args.patience,
                "batch_size": args.batch_size, "task_runner": args.task_runner, "max_workers": args.max_workers,

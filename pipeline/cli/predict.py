@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli.option_names import names
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predicted manipulation maps, overlays and scores for new images",
                        description="Apply a decoder checkpoint (ours, or imported from DeCLIP) plus its frozen "
                        "backbone to images. Unreadable files are reported in scores.csv and skipped.")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--ckpt", required=True, help="a run's best/ directory or an imported checkpoint directory")
+    p.add_argument(*names("--ckpt"), dest="ckpt", required=True, help="a run's best/ directory or an imported checkpoint directory")
     p.add_argument("--out", required=True)
     p.add_argument("--backbone", help="override the backbone (needed for imported DeCLIP checkpoints whose "
                    "weights are not ViT-L-14@openai), e.g. ViT-L-14@/path/ViT-L-14.pt")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=16)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--no-overlays", action="store_true")
     p.set_defaults(func=run)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli.option_names import names, split_values
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train decoder(s) on cached features",
@@ -12,24 +14,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="cached dataset key (see `declip store ls`)")
     p.add_argument("--source", action="append",
                    help="BACKBONE/LAYER, or BACKBONE/LAYER+BACKBONE/LAYER for DeCLIP's fused model; repeatable")
-    p.add_argument("--backbone", help="with --feature_layer instead of --source, e.g. ViT-L-14@openai")
+    p.add_argument("--backbone", help="with --layers instead of --source, e.g. ViT-L-14@openai")
     p.add_argument("--arch", help="DeCLIP name: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
-    p.add_argument("--feature_layer", "--layer", dest="feature_layer", action="append",
-                   help="layer20 etc.; repeatable (one head per layer)")
-    p.add_argument("--decoder", "--decoder_type", dest="decoder", action="append",
-                   help="linear, attention, conv-4, conv-12, conv-20 (default conv-20); repeatable")
-    p.add_argument("--train", "--train_dataset", dest="train", required=True,
+    p.add_argument(*names("--layers"), dest="layers", action="append",
+                   help="layer20 etc., comma-separated or repeated (one head per layer)")
+    p.add_argument(*names("--decoders"), dest="decoders", action="append",
+                   help="linear, attention, conv-4, conv-12, conv-20 (default conv-20); comma-separated or repeated")
+    p.add_argument(*names("--train-sets"), dest="train_sets", required=True,
                    help="training generator(s), comma-separated (a subset of the dataset), or all")
     p.add_argument("--out", required=True, help="run directory (one sub-directory per head when several)")
     p.add_argument("--mode", choices=["localization", "detection"], default=None)
-    p.add_argument("--fully_supervised", action="store_true", help="DeCLIP alias for --mode localization")
+    p.add_argument(*names("--fully-supervised"), dest="mode", action="store_const", const="localization",
+                   help="DeCLIP's spelling of --mode localization")
     p.add_argument("--faithful", action="store_true",
                    help="attention decoder as DeCLIP shipped it (causal mask, partial trainable set)")
     p.add_argument("--width", type=float, default=1.0, help="decoder channel multiplier (1.0 = DeCLIP)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
-    p.add_argument("--max-epochs", "--niter", dest="max_epochs", type=int, default=400)
-    p.add_argument("--patience", "--earlystop_epoch", dest="patience", type=int, default=5)
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=64)
+    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=400)
+    p.add_argument(*names("--patience"), dest="patience", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--memory-gb", type=float, default=None, help="RAM budget for holding features (default: half)")
@@ -45,9 +48,9 @@ def resolve_sources(args: argparse.Namespace) -> list:
 
     if args.source:
         return [SourceKey.parse(s) for s in args.source]
-    layers = args.feature_layer or []
+    layers = split_values(args.layers)
     if not layers or bool(args.backbone) == bool(args.arch):
-        raise DeclipError("give --source BACKBONE/LAYER, or --backbone/--arch with --feature_layer")
+        raise DeclipError("give --source BACKBONE/LAYER, or --backbone/--arch with --layers")
     if args.backbone:
         return [SourceKey.single(args.backbone, layer) for layer in layers]
     keys = parse_declip_arch(args.arch)
@@ -62,14 +65,14 @@ def build_configs(args: argparse.Namespace) -> list[dict]:
     from pipeline.runs.training import TrainConfig
 
     sources = resolve_sources(args)
-    decoders = args.decoder or ["conv-20"]
+    decoders = split_values(args.decoders) or ["conv-20"]
     mode = args.mode or "localization"
     combos = [(s, d) for s in sources for d in decoders]
     cfgs = []
     for source, decoder in combos:
         out = args.out if len(combos) == 1 else str(Path(args.out) / f"{str(source).replace('/', '_')}__{decoder}")
         cfgs.append(TrainConfig(
-            store=args.store, source=source, dataset=args.dataset, train_subsets=tuple(args.train.split(",")),
+            store=args.store, source=source, dataset=args.dataset, train_subsets=tuple(split_values(args.train_sets)),
             out=out, decoder=decoder, width=args.width, faithful=args.faithful, mode=mode, lr=args.lr,
             batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience, seed=args.seed,
             device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress).to_json())
