@@ -1,4 +1,5 @@
-"""What a store holds, for ``declip store ls`` / ``info``: shapes, rows done, bytes, metadata."""
+"""What a store holds, for ``declip store ls`` / ``info``: datasets with their subsets and splits (the names
+``train``/``evaluate``/``grid`` take), and feature arrays with shapes, rows done, bytes, metadata."""
 from __future__ import annotations
 
 import pandas as pd
@@ -12,6 +13,24 @@ def _nbytes(store: FeatureStore, path: str) -> int:
         return int(store.fs.du(f"{store._fs_root}/{path}", total=True))
     except FileNotFoundError:
         return 0
+
+
+SPLIT_ORDER = ("train", "valid", "test")
+
+
+def dataset_subsets(store: FeatureStore, dataset: str) -> pd.DataFrame:
+    """Image counts of one cached dataset: a row per subset (generator or ``real``), a column per split, a total."""
+    if dataset not in store.datasets():
+        known = ", ".join(store.datasets()) or "none"
+        raise DeclipError(f"dataset {dataset!r} is not in store {store.url} (datasets: {known}); "
+                          "`declip extract --manifest M --store S` registers a manifest's dataset")
+    samples = store.samples(dataset)
+    split = samples["split"].replace("", "-").rename("split")
+    table = pd.crosstab(samples["subset"].rename("subset"), split)
+    known = [s for s in SPLIT_ORDER if s in table.columns]
+    table = table[known + sorted(c for c in table.columns if c not in known)]
+    table["total"] = table.sum(axis=1)
+    return table
 
 
 def list_entries(store: FeatureStore) -> pd.DataFrame:

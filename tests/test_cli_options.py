@@ -34,8 +34,8 @@ def test_canonical_names_are_kebab_case_and_aliases_come_from_the_table():
             assert KEBAB.match(canonical), f"{command}: {canonical} is not kebab-case"
             expected = ALIASES.get(canonical, ()) + COMMAND_ALIASES.get((command, canonical), ())
             assert aliases == expected, f"{command} {canonical}: aliases {aliases}, the table says {expected}"
-            if isinstance(action, argparse._StoreConstAction):  # a shorthand for another option's value
-                continue
+            if isinstance(action, argparse._StoreConstAction) or action.dest == argparse.SUPPRESS:
+                continue  # a shorthand for another option's value, or a print-and-exit flag
             seen.setdefault(action.dest, canonical)
             assert seen[action.dest] == canonical, (
                 f"{command}: destination {action.dest!r} is spelled {canonical} here and {seen[action.dest]} elsewhere")

@@ -14,6 +14,8 @@ import sys
 from typing import Sequence
 
 from core.errors import DeclipError
+from pipeline.cli import help_format
+from pipeline.cli.examples import EXAMPLES
 
 COMMAND_MODULES = (
     "data", "extract", "store", "train", "evaluate", "grid", "report", "predict", "checkpoint", "demo",
@@ -27,10 +29,28 @@ def build_parser() -> argparse.ArgumentParser:
         "(extract once into a zarr store; train, evaluate and run ablation grids on the cache).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and full tracebacks")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the versions of declip and of the libraries results depend on, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"pipeline.cli.{name}").register(sub)
+    help_format.apply(parser, EXAMPLES)
     return parser
+
+
+def version_line() -> str:
+    """declip's version and the libraries that change results, read from package metadata (no heavy imports)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def get(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libs = ", ".join(f"{name} {get(dist)}" for name, dist in (
+        ("torch", "torch"), ("open_clip", "open_clip_torch"), ("zarr", "zarr"), ("prefect", "prefect")))
+    return f"declip {get('declip')} (python {sys.version.split()[0]}; {libs})"
 
 
 def _quiet_defaults() -> None:

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", type=Path, metavar="FILE.pth", help="DeCLIP checkpoint")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output checkpoint directory")
-    p.add_argument("--family", choices=("vit", "resnet", "fused"), help="backbone family (default: inferred)")
+    p.add_argument("--family", choices=("vit", "resnet", "fused"), help="backbone family (default: inferred from the weights)")
     p.add_argument("--force", action="store_true", help="overwrite DIR if it already holds a checkpoint")
     p.set_defaults(func=import_checkpoint)
 

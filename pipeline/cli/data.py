@@ -27,16 +27,17 @@ def _register_scan(inner: argparse._SubParsersAction) -> None:
 
     p.add_argument("--layout", choices=layout_choices(), default="auto",
                    help="; ".join(f"{name}: {LAYOUTS.get(name).SUMMARY}" for name in auto_order())
-                   + "; auto: the first that matches (default)")
-    p.add_argument("--out", required=True, help="manifest parquet to write")
-    p.add_argument("--dataset", help="dataset name (default: dolos-<tree>, autosplice, or ROOT's folder name)")
+                   + "; auto: the first that matches")
+    p.add_argument("--out", required=True, metavar="PARQUET", help="manifest to write")
+    p.add_argument("--dataset", metavar="NAME", help="dataset name that extract/train/evaluate/grid will use "
+                   "(default: dolos-<tree>, autosplice, or ROOT's folder name; printed at the end)")
     p.add_argument("--polarity", choices=POLARITIES,
                    help="mask colour meaning fake (default: the layout's; pairs and list: fake_is_white)")
-    p.add_argument("--list-file", help="list layout: the image,mask file (default ROOT/list.txt)")
+    p.add_argument("--list-file", metavar="FILE", help="list layout: the image,mask file (default ROOT/list.txt)")
     p.add_argument("--allow-outside-root", action="store_true", help="list layout: accept paths outside ROOT")
     p.add_argument("--unmasked-real", action="store_true",
                    help="pairs layout: images without a mask are authentic (default: a missing-mask problem)")
-    p.add_argument("--problems", help="problem table CSV (default: <out stem>.problems.csv next to --out)")
+    p.add_argument("--problems", metavar="CSV", help="problem table CSV (default: <out stem>.problems.csv next to --out)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any problem was found")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=scan_command)
@@ -49,8 +50,8 @@ def _register_demo(inner: argparse._SubParsersAction) -> None:
         "scikit-image and scikit-learn, with random masks filled by OpenCV Telea/NS, biharmonic and splicing. "
         "Classical inpainting, not deep generators. Scan it with `declip data scan --layout dolos OUT`.")
     p.add_argument("out", metavar="OUT", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    p.add_argument("--size", type=int, default=60, help="fake images per generator, split 60/20/20 (default 60)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed; same seed, same bytes")
+    p.add_argument("--size", type=int, default=60, metavar="N", help="fake images per generator, split 60/20/20")
     p.set_defaults(func=demo_command)
 
 
@@ -87,7 +88,20 @@ def scan_command(args: argparse.Namespace) -> int:
         print(counts_table(result.manifest).to_string())
     _print_problems(result.problems)
     print(f"problem table: {problems_csv}")
+    _print_next_steps(result.manifest, out)
     return 1 if args.strict and len(result.problems) else 0
+
+
+def _print_next_steps(manifest, out) -> None:
+    """The dataset name and subset names every later command needs, and the next command to run."""
+    if manifest.empty:
+        return
+    names = sorted(manifest["dataset"].unique())
+    fakes = sorted(manifest.loc[manifest["label"] == 1, "subset"].unique())
+    print(f"dataset: {', '.join(names)}   (pass --dataset {names[0]} to train, evaluate and grid)")
+    if fakes:
+        print(f"generators: {', '.join(fakes)}   (the names --train-sets and --test-sets take)")
+    print(f"next: declip extract --manifest {out} --store feats.zarr --backbone ViT-L-14@openai --layers layer20")
 
 
 def demo_command(args: argparse.Namespace) -> int:

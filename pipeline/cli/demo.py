@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli.option_names import names
+from pipeline.cli.option_names import names, split_values
 import time
 
 
@@ -14,16 +14,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build the embedded demo data, extract once, run a grid, write the report",
                        description="Runs offline in minutes on 2 CPU cores with a RANDOM-weight ViT. With network "
                        "access, --backbone ViT-L-14@openai runs the real DeCLIP backbone.")
-    p.add_argument("--out", default=d.out)
-    p.add_argument("--backbone", default=d.backbone)
-    p.add_argument("--size", type=int, default=d.size, help="fake images per generator")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument(*names("--layers"), dest="layers", default=",".join(d.layers))
-    p.add_argument(*names("--decoders"), dest="decoders", default=",".join(d.decoders))
-    p.add_argument("--width", type=float, default=d.width)
-    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=d.max_epochs)
-    p.add_argument("--max-workers", type=int, default=d.max_workers)
-    p.add_argument("--task-runner", choices=["threads", "dask"], default=d.task_runner)
+    p.add_argument("--out", default=d.out, metavar="DIR",
+                   help="everything goes here: data/, manifest, store, grid/ and grid/report/index.html")
+    p.add_argument("--backbone", default=d.backbone, metavar="KEY",
+                   help="backbone key; the default is a small random-weight ViT (offline)")
+    p.add_argument("--size", type=int, default=d.size, metavar="N", help="fake images per generator")
+    p.add_argument("--seed", type=int, default=d.seed, metavar="N", help="seeds the data, the models and the batches")
+    p.add_argument(*names("--layers"), dest="layers", default=",".join(d.layers), metavar="LAYERS",
+                   help="comma-separated layers (a deeper --backbone gets an early/middle/late spread)")
+    p.add_argument(*names("--decoders"), dest="decoders", default=",".join(d.decoders), metavar="DECODERS",
+                   help="comma-separated decoders")
+    p.add_argument("--width", type=float, default=d.width, metavar="X",
+                   help="decoder channel multiplier (DeCLIP = 1.0; smaller for CPU)")
+    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=d.max_epochs, metavar="N",
+                   help="epochs per grid cell at most")
+    p.add_argument("--max-workers", type=int, default=d.max_workers, metavar="N", help="grid cells trained at once")
+    p.add_argument("--task-runner", choices=["threads", "dask"], default=d.task_runner,
+                   help="threads: a bounded pool here; dask: a local dask.distributed cluster")
     p.set_defaults(func=run)
 
 
@@ -37,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from flows.demo import demo_flow
 
     cfg = DemoConfig(out=args.out, backbone=args.backbone, size=args.size, seed=args.seed,
-                     layers=tuple(args.layers.split(",")), decoders=tuple(args.decoders.split(",")),
+                     layers=tuple(split_values(args.layers)), decoders=tuple(split_values(args.decoders)),
                      width=args.width, max_epochs=args.max_epochs, max_workers=args.max_workers,
                      task_runner=args.task_runner)
     start = time.perf_counter()

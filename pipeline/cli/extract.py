@@ -10,21 +10,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="encode a manifest once and cache layer features in the store",
                        description="Run the extraction flow: one forward pass per block yields every requested "
                        "layer; re-running skips what is cached. Unreadable images are skipped and recorded.")
-    p.add_argument("--manifest", required=True, help="manifest.parquet from `declip data scan`")
-    p.add_argument("--store", required=True, help="feature store path or fsspec URL (created if missing)")
-    p.add_argument("--backbone", help="ARCH@WEIGHTS[~RECIPE]: ViT-L-14@openai, ViT-B-32@random-0, "
+    p.add_argument("--manifest", required=True, metavar="PARQUET", help="manifest written by `declip data scan`")
+    p.add_argument("--store", required=True, metavar="PATH|URL", help="feature store path or fsspec URL (created if missing)")
+    p.add_argument("--backbone", metavar="KEY", help="ARCH@WEIGHTS[~RECIPE]: ViT-L-14@openai, ViT-B-32@random-0, "
                    "ViT-L-14@/path/weights.pt; ~openclip selects open_clip's bicubic+crop preprocessing")
     p.add_argument("--arch", help="DeCLIP name instead of --backbone: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
-    p.add_argument(*names("--layers"), dest="layers", default=None,
-                   help="0-23 | 20 | layer20 | layer3,layer4 | all (default: all)")
-    p.add_argument("--dataset", help="name of the cached dataset (default: the manifest's dataset column)")
-    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=32)
+    p.add_argument(*names("--layers"), dest="layers", default=None, metavar="SPEC",
+                   help="0-23 | 20 | layer20 | layer3,layer4 | all (default: all; DeCLIP's fused --arch: layer20)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="name of the cached dataset (default: the manifest's dataset column, as `declip data scan` printed it)")
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=32, metavar="N",
+                   help="images per forward pass (and per store block)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--half", action="store_true", help="fp16 forward (CUDA only; recorded in the recipe)")
-    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="image decoding threads")
     p.add_argument("--shards", action="store_true", help="shard arrays by block (network/object storage)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
 

@@ -11,26 +11,58 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Extract missing layers once per backbone, train every cell on a bounded pool, "
                        "evaluate each on every test set, write results.parquet/csv. Re-running skips finished "
                        "cells; a failing cell is recorded and the others go on.")
-    p.add_argument("--config", help="grid TOML (keys: see GridConfig in pipeline/grid.py); flags override it")
-    p.add_argument("--store")
-    p.add_argument("--dataset")
-    p.add_argument("--manifest", help="extract missing layers from this manifest first")
-    p.add_argument("--out")
-    p.add_argument("--backbones", action="append", help="backbone keys, comma-separated or repeated")
-    p.add_argument(*names("--layers"), dest="layers", action="append", help="layer names, comma-separated or repeated")
-    p.add_argument(*names("--decoders"), dest="decoders", action="append", help="decoder names, comma-separated or repeated")
-    p.add_argument(*names("--train-sets"), dest="train_sets", action="append", help="training generators, comma-separated or repeated")
-    p.add_argument(*names("--test-sets"), dest="test_sets", action="append", help="test generators, comma-separated or repeated")
-    p.add_argument("--seeds", action="append", help="seeds, comma-separated or repeated")
-    p.add_argument("--width", type=float)
-    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int)
-    p.add_argument(*names("--patience"), dest="patience", type=int)
-    p.add_argument(*names("--batch-size"), dest="batch_size", type=int)
-    p.add_argument("--task-runner", choices=["threads", "dask"])
-    p.add_argument("--max-workers", type=int)
-    p.add_argument("--dask-address", help="scheduler address of an existing dask.distributed cluster")
-    p.add_argument("--report", action="store_true", help="write the report after the grid")
+    p.add_argument("--example-config", action=PrintExampleConfig,
+                   help="print an annotated grid.toml (every key, its meaning and default) and exit")
+    p.add_argument("--config", metavar="TOML",
+                   help="grid file (`declip grid --example-config` prints an annotated one); flags override it")
+    p.add_argument("--store", metavar="PATH|URL", help="feature store (TOML key: store)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="cached dataset name, as `declip data scan` and `declip store ls` print it (TOML: dataset)")
+    p.add_argument("--manifest", metavar="PARQUET",
+                   help="extract layers missing from the store from this manifest first (TOML: manifest)")
+    p.add_argument("--out", metavar="DIR",
+                   help="grid folder: runs/, runs/index.csv, results.parquet/csv, report/ (TOML: out)")
+    p.add_argument("--backbones", action="append", metavar="KEYS",
+                   help="backbone keys, comma-separated or repeated (TOML: backbones)")
+    p.add_argument(*names("--layers"), dest="layers", action="append", metavar="LAYERS",
+                   help="layer names, comma-separated or repeated (TOML: layers)")
+    p.add_argument(*names("--decoders"), dest="decoders", action="append", metavar="DECODERS",
+                   help="decoder names, comma-separated or repeated (TOML: decoders)")
+    p.add_argument(*names("--train-sets"), dest="train_sets", action="append", metavar="SUBSETS",
+                   help="training generators, comma-separated or repeated (TOML: train_sets)")
+    p.add_argument(*names("--test-sets"), dest="test_sets", action="append", metavar="SUBSETS",
+                   help="test generators, comma-separated or repeated (TOML: test_sets)")
+    p.add_argument("--seeds", action="append", metavar="SEEDS",
+                   help="training seeds, comma-separated or repeated (TOML: seeds)")
+    p.add_argument("--width", type=float, metavar="X", help="decoder channel multiplier (TOML: width)")
+    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, metavar="N",
+                   help="upper bound on epochs per cell (TOML: max_epochs)")
+    p.add_argument(*names("--patience"), dest="patience", type=int, metavar="N",
+                   help="plateau patience in epochs (TOML: patience)")
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, metavar="N",
+                   help="training batch size (TOML: batch_size)")
+    p.add_argument("--task-runner", choices=["threads", "dask"],
+                   help="threads: a bounded pool here; dask: a dask.distributed cluster (TOML: task_runner)")
+    p.add_argument("--max-workers", type=int, metavar="N",
+                   help="cells trained at once, or LocalCluster workers (TOML: max_workers)")
+    p.add_argument("--dask-address", metavar="ADDRESS",
+                   help="scheduler of an existing dask.distributed cluster, e.g. tcp://scheduler:8786; implies "
+                   "--task-runner dask (TOML: dask_address)")
+    p.add_argument("--report", action="store_true", help="write the report (figures + index.html) after the grid")
     p.set_defaults(func=run)
+
+
+class PrintExampleConfig(argparse.Action):
+    """``--example-config``: print the annotated grid TOML and exit, like ``--help``."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from pipeline.runs.grid import example_config
+
+        print(example_config(), end="")
+        parser.exit()
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -44,6 +76,8 @@ def _overrides(args: argparse.Namespace) -> dict:
                "batch_size": args.batch_size, "task_runner": args.task_runner, "max_workers": args.max_workers,
                "dask_address": args.dask_address}
     out.update({k: v for k, v in scalars.items() if v is not None})
+    if args.dask_address and not args.task_runner:
+        out["task_runner"] = "dask"
     return out
 
 

@@ -8,9 +8,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write figures and an HTML page from a results table",
                        description="IoU by layer × decoder, the train × test generator matrix (ID/OOD averages), "
                        "per-image IoU distributions and predicted-mask overlays, linked from index.html.")
-    p.add_argument("results", help="results.parquet written by `declip grid`")
-    p.add_argument("--out", help="output folder (default: report/ next to the results)")
-    p.add_argument("--max-overlays", type=int, default=6)
+    p.add_argument("results", metavar="RESULTS", help="results.parquet written by `declip grid`")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: report/ next to the results)")
+    p.add_argument("--max-overlays", type=int, default=6, metavar="N",
+                   help="predicted-mask overlays shown per model (needs save_maps in the grid)")
     p.set_defaults(func=run)
 
 

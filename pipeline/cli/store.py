@@ -10,28 +10,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Inspect what a feature store caches and move (backbone, layer, dataset) "
                        "slices in and out as HDF5.")
     ssub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    ls = ssub.add_parser("ls", help="list cached feature arrays")
-    ls.add_argument("--store", required=True)
+    ls = ssub.add_parser("ls", help="list datasets (subsets x splits) and cached feature arrays",
+                         description="Each cached dataset with its subsets (generators, real) and image counts per "
+                         "split: the names --dataset, --train-sets and --test-sets take. Then every cached "
+                         "BACKBONE/LAYER/DATASET array with shape, rows done and size.")
+    _store_flag(ls)
     ls.set_defaults(func=run_ls)
-    info = ssub.add_parser("info", help="shape, dtype, rows done, bytes and metadata of one key")
-    info.add_argument("key", help="BACKBONE/LAYER/DATASET, as `declip store ls` prints it")
-    info.add_argument("--store", required=True)
+    info = ssub.add_parser("info", help="a dataset's subsets and splits, or one feature array's details",
+                           description="With a dataset name: its subsets x splits and where it was scanned from. "
+                           "With BACKBONE/LAYER/DATASET: shape, dtype, rows done, bytes, unreadable images, metadata.")
+    info.add_argument("key", metavar="KEY", help="DATASET, or BACKBONE/LAYER/DATASET as `declip store ls` prints it")
+    _store_flag(info)
     info.set_defaults(func=run_info)
-    ex = ssub.add_parser("export", help="write one key to a file")
-    ex.add_argument("key")
-    ex.add_argument("--store", required=True)
-    ex.add_argument("--format", choices=["hdf5"], default="hdf5")
-    ex.add_argument("--out", required=True)
+    ex = ssub.add_parser("export", help="write one feature array to a file")
+    ex.add_argument("key", metavar="KEY", help="BACKBONE/LAYER/DATASET")
+    _store_flag(ex)
+    ex.add_argument("--format", choices=["hdf5"], default="hdf5", help="file format")
+    ex.add_argument("--out", required=True, metavar="FILE", help="file to write")
     ex.set_defaults(func=run_export)
     im = ssub.add_parser("import", help="read an exported file back into a store (dataset must be registered)")
-    im.add_argument("file")
-    im.add_argument("--store", required=True)
-    im.add_argument("--format", choices=["hdf5"], default="hdf5")
+    im.add_argument("file", metavar="FILE", help="a file written by `declip store export`")
+    _store_flag(im)
+    im.add_argument("--format", choices=["hdf5"], default="hdf5", help="file format")
     im.set_defaults(func=run_import)
-    rm = ssub.add_parser("rm", help="delete one cached key (BACKBONE/LAYER/DATASET)")
-    rm.add_argument("key")
-    rm.add_argument("--store", required=True)
+    rm = ssub.add_parser("rm", help="delete one cached feature array (BACKBONE/LAYER/DATASET)")
+    rm.add_argument("key", metavar="KEY", help="BACKBONE/LAYER/DATASET")
+    _store_flag(rm)
     rm.set_defaults(func=run_rm)
+
+
+def _store_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", required=True, metavar="PATH|URL", help="feature store path or fsspec URL")
 
 
 def _open(url: str, mode: str = "r"):
@@ -41,11 +50,15 @@ def _open(url: str, mode: str = "r"):
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from store.listing import list_entries
+    from store.listing import dataset_subsets, list_entries
 
     store = _open(args.store)
     table = list_entries(store)
     print(f"store {store.url}: datasets {', '.join(store.datasets()) or 'none'}")
+    for dataset in store.datasets():
+        print(f"\ndataset {dataset} (use --dataset {dataset}; subsets are --train-sets/--test-sets names):")
+        print(dataset_subsets(store, dataset).to_string())
+    print()
     if table.empty:
         print("no cached features yet")
         return 0
@@ -55,9 +68,17 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from store.listing import entry_info
+    from store.listing import dataset_subsets, entry_info
 
-    print(json.dumps(entry_info(_open(args.store), args.key), indent=2, default=str))
+    store = _open(args.store)
+    if "/" not in args.key:
+        attrs = store.dataset_attrs(args.key) if args.key in store.datasets() else {}
+        table = dataset_subsets(store, args.key)
+        print(f"dataset {args.key}: {int(table['total'].sum())} images"
+              + (f" scanned from {attrs['root']} ({attrs.get('layout', '?')} layout)" if attrs.get("root") else ""))
+        print(table.to_string())
+        return 0
+    print(json.dumps(entry_info(store, args.key), indent=2, default=str))
     return 0
 
 

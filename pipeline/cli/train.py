@@ -8,36 +8,47 @@ from pipeline.cli.option_names import names, split_values
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train decoder(s) on cached features",
-                       description="Train on the store only (no images, no backbone). Several --decoder or "
+                       description="Train on the store only (no images, no backbone). Several --decoders, --layers or "
                        "--source values train every combination together from one read of each batch.")
-    p.add_argument("--store", required=True)
-    p.add_argument("--dataset", required=True, help="cached dataset key (see `declip store ls`)")
-    p.add_argument("--source", action="append",
+    p.add_argument("--store", required=True, metavar="PATH|URL", help="feature store written by `declip extract`")
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="cached dataset name, as `declip data scan` and `declip store ls` print it")
+    p.add_argument("--source", action="append", metavar="BACKBONE/LAYER",
                    help="BACKBONE/LAYER, or BACKBONE/LAYER+BACKBONE/LAYER for DeCLIP's fused model; repeatable")
-    p.add_argument("--backbone", help="with --layers instead of --source, e.g. ViT-L-14@openai")
-    p.add_argument("--arch", help="DeCLIP name: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
-    p.add_argument(*names("--layers"), dest="layers", action="append",
-                   help="layer20 etc., comma-separated or repeated (one head per layer)")
-    p.add_argument(*names("--decoders"), dest="decoders", action="append",
-                   help="linear, attention, conv-4, conv-12, conv-20 (default conv-20); comma-separated or repeated")
-    p.add_argument(*names("--train-sets"), dest="train_sets", required=True,
-                   help="training generator(s), comma-separated (a subset of the dataset), or all")
-    p.add_argument("--out", required=True, help="run directory (one sub-directory per head when several)")
-    p.add_argument("--mode", choices=["localization", "detection"], default=None)
+    p.add_argument("--backbone", metavar="KEY", help="with --layers instead of --source, e.g. ViT-L-14@openai")
+    p.add_argument("--arch", help="DeCLIP name instead of --backbone: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
+    p.add_argument(*names("--layers"), dest="layers", action="append", metavar="LAYERS",
+                   help="with --backbone/--arch: layer20 etc., comma-separated or repeated (one head per layer)")
+    p.add_argument(*names("--decoders"), dest="decoders", action="append", metavar="DECODERS",
+                   help="linear, attention, conv-4, conv-12, conv-20 (default: conv-20); comma-separated or repeated")
+    p.add_argument(*names("--train-sets"), dest="train_sets", required=True, metavar="SUBSETS",
+                   help="training generator(s) (subsets of the dataset), comma-separated, or all")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="run directory: best/ checkpoint, last/ for resuming, history.csv, summary.json "
+                   "(one sub-directory per head when several)")
+    p.add_argument("--mode", choices=["localization", "detection"], default="localization",
+                   help="localization: BCE on the fake images' masks (DeCLIP's main setting); detection: real vs fake")
     p.add_argument(*names("--fully-supervised"), dest="mode", action="store_const", const="localization",
                    help="DeCLIP's spelling of --mode localization")
     p.add_argument("--faithful", action="store_true",
                    help="attention decoder as DeCLIP shipped it (causal mask, partial trainable set)")
-    p.add_argument("--width", type=float, default=1.0, help="decoder channel multiplier (1.0 = DeCLIP)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=64)
-    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=400)
-    p.add_argument(*names("--patience"), dest="patience", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--memory-gb", type=float, default=None, help="RAM budget for holding features (default: half)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect")
+    p.add_argument("--width", type=float, default=1.0, metavar="X", help="decoder channel multiplier (1.0 = DeCLIP)")
+    p.add_argument("--lr", type=float, default=1e-3, metavar="LR",
+                   help="AdamW learning rate (no weight decay); divided by 10 on a validation plateau, down to 1e-6")
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=64, metavar="N",
+                   help="training batch size")
+    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=400, metavar="N",
+                   help="upper bound on epochs; early stopping usually ends training first")
+    p.add_argument(*names("--patience"), dest="patience", type=int, default=5, metavar="N",
+                   help="epochs without validation improvement before the lr drops (and, at the floor, training stops)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seeds weight init and batch order; same seed and data, same model")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--memory-gb", type=float, default=None, metavar="GB",
+                   help="RAM budget for holding features in memory; beyond it batches stream from the store "
+                   "(default: half the machine's RAM)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
 
 
@@ -66,7 +77,7 @@ def build_configs(args: argparse.Namespace) -> list[dict]:
 
     sources = resolve_sources(args)
     decoders = split_values(args.decoders) or ["conv-20"]
-    mode = args.mode or "localization"
+    mode = args.mode
     combos = [(s, d) for s in sources for d in decoders]
     cfgs = []
     for source, decoder in combos:

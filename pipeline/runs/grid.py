@@ -92,6 +92,14 @@ class GridConfig:
         return json.loads(json.dumps(dict(raw, fused=[str(f) for f in self.fused])))
 
 
+EXAMPLE_CONFIG = Path(__file__).with_name("grid.example.toml")
+
+
+def example_config() -> str:
+    """The annotated grid TOML (every :class:`GridConfig` key with its meaning and default; kept in sync by a test)."""
+    return EXAMPLE_CONFIG.read_text()
+
+
 @dataclass(frozen=True)
 class Cell:
     train: TrainConfig

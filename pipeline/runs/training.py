@@ -158,7 +158,8 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
     if len(train_rows) == 0 or len(valid_rows) == 0:
         raise DeclipError(
             f"no {base.mode} rows for subsets {list(base.train_subsets)} in dataset {base.dataset!r} "
-            f"(train {len(train_rows)}, valid {len(valid_rows)}); check the subset names with `declip store ls`"
+            f"(train {len(train_rows)}, valid {len(valid_rows)}); the dataset's subsets are "
+            f"{sorted(data.samples['subset'].unique())} (`declip store ls --store {base.store}` lists them by split)"
         )
     heads = [_build_head(c, data) for c in cfgs]
     starts = {_prepare_dir(h) for h in heads}
