@@ -6,9 +6,11 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
 
 from flows.grid import grid_flow
-from flows.runtime import task_runner
+from flows.runtime import run_flow, run_logger, task_runner
+from pipeline.runs.run_names import arch, grid_run_name, grid_tags, slug, tags
 from pipeline.runs.demo import DemoConfig, grid_config, layers_for
 
 
@@ -41,16 +43,33 @@ def report(results: str) -> str:
     return str(write_report(results))
 
 
-@flow(name="demo")
+def demo_run_name(cfg: dict) -> str:
+    return slug(f"demo-{arch(cfg.get('backbone', DemoConfig.backbone))}", 100)
+
+
+@flow(name="demo", flow_run_name=lambda: demo_run_name(flow_run.parameters["cfg"]))
 def demo_flow(cfg: dict) -> dict:
     from features.backbones import load_backbone
+    from prefect import tags as prefect_tags
 
+    log = run_logger()
     c = DemoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    log.info("building the demo dataset in %s (%d fakes per generator)", c.data_dir, c.size)
     root = build_data(asdict(c))
     scanned = scan(root, str(c.manifest))
+    log.info("scanned %d images of dataset %s; generators %s", scanned["rows"], scanned["dataset"],
+             ", ".join(scanned["generators"]))
     layers = layers_for(c, load_backbone(c.backbone).num_blocks)
     gcfg = grid_config(c, scanned["dataset"], scanned["generators"], layers)
     runner = task_runner(c.task_runner, c.max_workers)
-    result = grid_flow.with_options(task_runner=runner)(gcfg)
+    with prefect_tags(*grid_tags(gcfg)):
+        result = grid_flow.with_options(task_runner=runner, flow_run_name=grid_run_name(gcfg))(gcfg)
     page = report(result["results"])
+    log.info("report written to %s", page)
     return {"report": page, "grid": result, "scan": scanned, "out": str(Path(c.out).resolve())}
+
+
+def run_demo(cfg: dict) -> dict:
+    """The demo flow, named for its backbone and tagged with it."""
+    backbone = cfg.get("backbone", DemoConfig.backbone)
+    return run_flow(demo_flow, cfg, name=demo_run_name(cfg), tags=["demo", *tags(backbones=[backbone])])

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
 
+from flows.runtime import run_flow, run_logger
 from pipeline.runs.evaluation import EvalConfig, evaluate
+from pipeline.runs.run_names import evaluate_run_name, evaluate_tags
 
 
 def eval_config_from_dict(d: dict) -> EvalConfig:
@@ -13,10 +16,21 @@ def eval_config_from_dict(d: dict) -> EvalConfig:
 
 @task(name="evaluate-checkpoint", cache_policy=NONE)
 def evaluate_task(cfg: dict) -> list[dict]:
-    return evaluate(eval_config_from_dict(cfg)).to_dict(orient="records")
+    log = run_logger()
+    log.info("evaluating %s on %s", cfg["checkpoint"], ",".join(cfg["test_subsets"]))
+    rows = evaluate(eval_config_from_dict(cfg)).to_dict(orient="records")
+    for r in rows:
+        if r.get("metric") == "iou":
+            log.info("%s: IoU %.2f over %s images", r.get("test_set"), r["value"], r.get("n_images"))
+    return rows
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", flow_run_name=lambda: evaluate_run_name(flow_run.parameters["cfg"]))
 def evaluate_flow(cfg: dict) -> list[dict]:
     """Evaluate one trained decoder on test subsets of a cached dataset."""
     return evaluate_task(cfg)
+
+
+def run_evaluate(cfg: dict) -> list[dict]:
+    """The evaluation flow, tagged with its dataset (and source when given)."""
+    return run_flow(evaluate_flow, cfg, name=evaluate_run_name(cfg), tags=evaluate_tags(cfg))

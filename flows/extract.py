@@ -8,19 +8,38 @@ from dataclasses import asdict, replace
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
 
+from flows.runtime import run_flow, run_logger
 from pipeline.runs.extraction import ExtractConfig, run_extraction
+from pipeline.runs.run_names import extract_run_name, extract_tags
 
 
-@task(name="extract-backbone", cache_policy=NONE, retries=0)
+@task(name="extract-backbone", task_run_name="extract-{cfg[backbone]}", cache_policy=NONE, retries=0)
 def extract_backbone(cfg: dict) -> dict:
-    stats = run_extraction(ExtractConfig(**cfg))
-    return stats.to_dict()
+    log = run_logger()
+    log.info("encoding %s layers %s of %s into %s", cfg["backbone"], cfg["layers"], cfg["manifest"], cfg["store"])
+    stats = run_extraction(ExtractConfig(**cfg)).to_dict()
+    log.info("%s -> %s: %d/%d blocks run, %d images encoded (%.1f img/s), %d unreadable", stats["backbone"],
+             stats["dataset"], stats["blocks_run"], stats["blocks_total"], stats["images_encoded"],
+             stats["images_per_s"], stats["bad_images"])
+    return stats
 
 
-@flow(name="extract", log_prints=False)
+def _name() -> str:
+    params = flow_run.parameters
+    return extract_run_name(params["cfg"], params.get("backbones"))
+
+
+@flow(name="extract", flow_run_name=_name, log_prints=False)
 def extract_flow(cfg: dict, backbones: list[dict] | None = None) -> list[dict]:
     """``backbones``: optional list of ``{"backbone": KEY, "layers": SPEC}`` (DeCLIP's fused model needs two)."""
     base = ExtractConfig(**cfg)
     jobs = backbones or [{"backbone": base.backbone, "layers": base.layers}]
     return [extract_backbone(asdict(replace(base, **job))) for job in jobs]
+
+
+def run_extract(cfg: dict, backbones: list[dict] | None = None) -> list[dict]:
+    """The extraction flow, tagged with its backbones, layers and dataset."""
+    return run_flow(extract_flow, cfg, backbones, name=extract_run_name(cfg, backbones),
+                    tags=extract_tags(cfg, backbones))

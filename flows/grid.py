@@ -14,10 +14,13 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run, task_run
 
 from flows.extract import extract_backbone
-from flows.runtime import task_runner
+from flows.runtime import run_flow, run_logger, task_runner
 from pipeline.runs.extraction import ExtractConfig
+from pipeline.runs.run_index import write_index
+from pipeline.runs.run_names import cell_name, grid_run_name, grid_tags, source_parts, tags
 
 
 def code_version() -> str:
@@ -38,11 +41,16 @@ def train_cell(cfg: dict) -> dict:
     from pipeline.runs.training import TrainConfig, train
 
     out = Path(cfg["out"])
+    log = run_logger()
     try:
         summary = train(TrainConfig.from_json(cfg))
         (out / "failed.json").unlink(missing_ok=True)
+        log.info("trained %s: best validation %.3f at epoch %s (runs/%s)", task_run.name or cfg["decoder"],
+                 summary["best_val"], summary["best_epoch"], out.name)
         return {"status": "ok", "run": out.name, **summary}
     except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
+        log.warning("cell %s (%s %s) failed: %s: %s", out.name, cfg["decoder"], cfg["source"],
+                    type(exc).__name__, exc)
         out.mkdir(parents=True, exist_ok=True)
         record = {"status": "failed", "run": out.name, "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(), "config": cfg}
@@ -58,9 +66,13 @@ def evaluate_cell(cfg: dict, trained: dict | None) -> dict:
     if trained is not None and trained.get("status") != "ok":
         return {"status": "skipped", "out": cfg["out"], "reason": "training failed"}
     try:
-        evaluate(eval_config_from_dict(cfg))
+        table = evaluate(eval_config_from_dict(cfg))
+        iou = table.loc[table["metric"] == "iou", "value"]
+        if len(iou):
+            run_logger().info("evaluated %s: IoU %.2f", task_run.name or Path(cfg["out"]).parent.name, float(iou.iloc[0]))
         return {"status": "ok", "out": cfg["out"]}
     except Exception as exc:  # noqa: BLE001
+        run_logger().warning("evaluation %s failed: %s: %s", cfg["out"], type(exc).__name__, exc)
         return {"status": "failed", "out": cfg["out"], "error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -92,7 +104,16 @@ def _extract_missing(g) -> list[dict]:
             for b, layers in jobs.items()]
 
 
-@flow(name="grid")
+def _cell_options(cell) -> dict:
+    """Task-run name and tags of one cell, so the UI's task list reads as the grid does."""
+    t = cell.train
+    parts = source_parts(t.source)
+    return {"task_run_name": cell_name(t.source, t.decoder, t.train_subsets, t.seed, cell.run_id),
+            "tags": tags(backbones=[b for b, _ in parts], layers=[layer for _, layer in parts],
+                         decoders=[t.decoder], datasets=[t.dataset])}
+
+
+@flow(name="grid", flow_run_name=lambda: grid_run_name(flow_run.parameters["cfg"]))
 def grid_flow(cfg: dict) -> dict:
     """Run (or resume) one ablation grid; returns counts, failures and where the results table is."""
     from pipeline.runs.grid import GridConfig, cell_finished, collect_results, eval_finished, plan_cells, write_results
@@ -104,17 +125,24 @@ def grid_flow(cfg: dict) -> dict:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
+    log = run_logger()
     extracted = _extract_missing(g)
     cells = plan_cells(g)
+    write_index(g.out, cells)
+    todo = [c for c in cells if not cell_finished(c)]
+    log.info("grid %s: %d cells (%d to train, %d already done), %d test sets each; run index in %s",
+             g.out, len(cells), len(todo), len(cells) - len(todo), len(g.test_sets), Path(g.out) / "runs" / "index.csv")
     train_futures, eval_futures = {}, []
-    for cell in cells:
-        if not cell_finished(cell):
-            train_futures[cell.run_id] = train_cell.submit(cell.train.to_json())
+    for cell in todo:
+        train_futures[cell.run_id] = train_cell.with_options(**_cell_options(cell)).submit(cell.train.to_json())
     for cell in cells:
         upstream = train_futures.get(cell.run_id)
+        opts = _cell_options(cell)
         for ev in cell.evals:
             if upstream is not None or not eval_finished(ev):
-                eval_futures.append(evaluate_cell.submit(ev.to_json(), upstream))
+                name = f"{opts['task_run_name']}-on-{ev.test_subsets[0]}"
+                eval_futures.append(evaluate_cell.with_options(task_run_name=name, tags=opts["tags"])
+                                    .submit(ev.to_json(), upstream))
     baseline = baselines_task.submit(g.to_json()) if g.baselines else None
     trained = [f.result() for f in train_futures.values()]
     evaluated = [f.result() for f in eval_futures]
@@ -122,8 +150,11 @@ def grid_flow(cfg: dict) -> dict:
         baseline.result()
     table = collect_results(g, cells, code_version())
     path = write_results(table, Path(g.out))
+    write_index(g.out, cells)
     _publish(table)
     failed = [t for t in trained if t["status"] != "ok"] + [e for e in evaluated if e["status"] == "failed"]
+    log.info("grid done: %d trained, %d evaluations, %d failed; results in %s", sum(t["status"] == "ok" for t in trained),
+             sum(e["status"] == "ok" for e in evaluated), len(failed), path)
     return {
         "cells": len(cells), "trained": sum(t["status"] == "ok" for t in trained),
         "skipped_cells": len(cells) - len(train_futures), "evaluated": sum(e["status"] == "ok" for e in evaluated),
@@ -149,4 +180,16 @@ def _publish(table) -> None:
 def run_grid(cfg: dict) -> dict:
     """Entry point used by the CLI and the demo: picks the task runner the config asks for."""
     runner = task_runner(cfg.get("task_runner", "threads"), cfg.get("max_workers", 1), cfg.get("dask_address"))
-    return grid_flow.with_options(task_runner=runner)(cfg)
+    return run_flow(grid_flow, cfg, name=grid_run_name(cfg), tags=grid_tags(cfg), task_runner=runner)
+
+
+@flow(name="grid-from-config", flow_run_name=lambda: f"grid-from-{Path(flow_run.parameters['config']).stem}")
+def grid_from_config(config: str, overrides: dict | None = None) -> dict:
+    """The deployable grid: reads the TOML at run time (edit the file, the next scheduled run follows it) and runs
+    the grid as a named, tagged subflow on the task runner the file asks for. Entry point of ``prefect.yaml`` and
+    ``examples/serve_grid.py``."""
+    from pipeline.runs.grid import GridConfig
+
+    cfg = GridConfig.from_toml(config, **(overrides or {})).to_json()
+    run_logger().info("grid config %s: %s", config, grid_run_name(cfg))
+    return run_grid(cfg)

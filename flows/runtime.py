@@ -1,22 +1,75 @@
-"""Prefect plumbing shared by the flows: quiet offline defaults and the task-runner choice.
+"""Prefect plumbing shared by the flows: quiet offline defaults, run names and tags, the run logger, task runners.
 
 Flows run with no Prefect server configured (Prefect's ephemeral mode starts a local SQLite-backed API) and show up
-in the UI when ``PREFECT_API_URL`` points at one. The default runner is a bounded thread pool (an unbounded one
+in the UI when ``PREFECT_API_URL`` points at one. Progress goes to Prefect's run logs at INFO (what the UI shows)
+while the console shows warnings only. The default runner is a bounded thread pool (an unbounded one
 oversubscribes 2 cores with torch threads); ``dask`` runs tasks on a ``dask.distributed`` cluster.
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 
-def prefect_defaults() -> None:
-    """Settings measured to matter offline (stack-notes §1.1); the user's environment always wins."""
+def prefect_defaults(announce: bool = False) -> None:
+    """Settings measured to matter offline (stack-notes §1.1); the user's environment always wins.
+
+    ``announce``: say on stderr what the next seconds of silence are (the ephemeral API server starting).
+    """
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # INFO reaches the run logs (the UI); the console handler keeps the terminal to warnings.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    quiet_dask()
+    if announce:
+        print(startup_line(), file=sys.stderr, flush=True)
+
+
+def startup_line() -> str:
+    """One line naming what Prefect is about to do (connect, or start a temporary local API for ~10 s)."""
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        return f"declip: running as a Prefect flow, reporting to {url}"
+    return ("declip: starting a temporary local Prefect API for this run (~10 s; `prefect server start` + "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api skips this and shows the run in the UI)")
+
+
+def quiet_dask() -> None:
+    """dask.distributed logs every scheduler/worker start at INFO (24 lines per grid); keep its warnings only.
+
+    The environment variable reaches worker processes (they read dask config at import); the logger level covers
+    a ``distributed`` already imported here.
+    """
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    level = getattr(logging, os.environ["DASK_LOGGING__DISTRIBUTED"].upper(), logging.WARNING)
+    logging.getLogger("distributed").setLevel(level)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """Prefect's run logger inside a flow or task (its lines appear in the UI), a plain logger elsewhere (``.fn``)."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("declip.flows")
+
+
+def run_flow(flow, *args, name: str, tags: list[str], task_runner=None):
+    """Call ``flow`` as a run named ``name`` and tagged ``tags`` (they reach its task runs too)."""
+    from prefect import tags as prefect_tags
+
+    options = {"flow_run_name": name}
+    if task_runner is not None:
+        options["task_runner"] = task_runner
+    with prefect_tags(*tags):
+        return flow.with_options(**options)(*args)
 
 
 def task_runner(kind: str = "threads", max_workers: int = 1, address: str | None = None):
@@ -26,11 +79,12 @@ def task_runner(kind: str = "threads", max_workers: int = 1, address: str | None
 
         return ThreadPoolTaskRunner(max_workers=max(1, max_workers))
     if kind == "dask":
+        quiet_dask()
         from prefect_dask import DaskTaskRunner
 
         if address:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": max(1, max_workers), "threads_per_worker": 1,
                                               "processes": True, "dashboard_address": None,
-                                              "memory_limit": "6GiB"})
+                                              "memory_limit": "6GiB", "silence_logs": logging.WARNING})
     raise ValueError(f"unknown task runner {kind!r}; use threads or dask")

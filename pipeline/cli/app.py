@@ -54,17 +54,21 @@ def version_line() -> str:
 
 
 def _quiet_defaults() -> None:
-    """No analytics, quiet Prefect; the user's own settings win."""
+    """No analytics; Prefect's run logs at INFO (the UI) but only warnings on the console; the user's settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    level = logging.DEBUG if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:  # Prefect's INFO run logs go to the UI, not the terminal
+        handler.setLevel(level)
     try:
         code = args.func(args)
     except DeclipError as exc:

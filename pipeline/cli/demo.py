@@ -40,15 +40,15 @@ def run(args: argparse.Namespace) -> int:
     from flows.runtime import prefect_defaults
     from pipeline.runs.demo import DemoConfig
 
-    prefect_defaults()
-    from flows.demo import demo_flow
+    prefect_defaults(announce=True)
+    from flows.demo import run_demo
 
     cfg = DemoConfig(out=args.out, backbone=args.backbone, size=args.size, seed=args.seed,
                      layers=tuple(split_values(args.layers)), decoders=tuple(split_values(args.decoders)),
                      width=args.width, max_epochs=args.max_epochs, max_workers=args.max_workers,
                      task_runner=args.task_runner)
     start = time.perf_counter()
-    result = demo_flow(asdict(cfg))
+    result = run_demo(asdict(cfg))
     grid = result["grid"]
     print(f"demo finished in {time.perf_counter() - start:.0f} s: {result['scan']['rows']} images, "
           f"generators {', '.join(result['scan']['generators'])}; {grid['cells']} grid cells "

@@ -75,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         from flows.runtime import prefect_defaults
 
-        prefect_defaults()
-        from flows.evaluate import evaluate_flow
+        prefect_defaults(announce=True)
+        from flows.evaluate import run_evaluate
 
-        rows = evaluate_flow(cfg)
+        rows = run_evaluate(cfg)
     import pandas as pd
 
     table = pd.DataFrame(rows)

@@ -62,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         from flows.runtime import prefect_defaults
 
-        prefect_defaults()
-        from flows.extract import extract_flow
+        prefect_defaults(announce=True)
+        from flows.extract import run_extract
 
-        results = extract_flow(asdict(cfg), jobs)
+        results = run_extract(asdict(cfg), jobs)
     for r in results:
         secs = ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
         print(f"{r['backbone']} → {r['dataset']}: {len(r['layers'])} layers, {r['rows']} rows, "

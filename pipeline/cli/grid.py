@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = GridConfig.from_toml(args.config, **overrides) if args.config else GridConfig.from_dict(overrides, "flags")
     from flows.runtime import prefect_defaults
 
-    prefect_defaults()
+    prefect_defaults(announce=True)
     from flows.grid import run_grid
 
     result = run_grid(cfg.to_json())

@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         from flows.runtime import prefect_defaults
 
-        prefect_defaults()
-        from flows.train import train_flow
+        prefect_defaults(announce=True)
+        from flows.train import run_train
 
-        results = train_flow(cfgs)
+        results = run_train(cfgs)
     for r in results:
         metric = "IoU %" if r["mode"] == "localization" else "AP"
         print(f"{r['decoder']} on {r['source']}: best val {metric} {r['best_val']:.3f} at epoch {r['best_epoch']} "
