@@ -37,7 +37,7 @@ def test_plan_is_deterministic_and_toml_checked(tmp_path):
 
 
 @pytest.mark.flow
-def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness):
+def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd):
     from flows.grid import run_grid
 
     out = tmp_path / "grid"
@@ -61,9 +61,17 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness):
     assert len(list(out.glob("runs/*/failed.json"))) == 2
     iou = pd.read_parquet(out / "results.parquet").query("metric == 'iou' and decoder == 'linear'")
     assert set(iou["layer"]) == {"layer0", "layer1"} and set(iou["test_set"]) == {"tint", "bright"}
+    index = pd.read_csv(out / "runs" / "index.csv", dtype={"run_id": str})
+    assert sorted(index["status"]) == ["failed", "failed", "trained", "trained"]
+    assert all((out / "by-name" / name).resolve() == (out / "runs" / rid).resolve()
+               for name, rid in zip(index["name"], index["run_id"]))
+
+    capfd.readouterr()
 
     dask = run_grid(_cfg(tiny_store, tmp_path / "dask", task_runner="dask", max_workers=2, baselines=False))
     assert dask["trained"] == 1 and dask["failed"] == []
+    noise = [line for line in capfd.readouterr().err.splitlines() if "INFO" in line]
+    assert noise == [], noise  # dask.distributed's start-up chatter (24 lines per grid) stays out of the terminal
     a = pd.read_parquet(out / "results.parquet").query("metric == 'iou' and decoder == 'linear' and layer == 'layer0' "
                                                        "and test_set == 'tint'")["value"].iloc[0]
     b = pd.read_parquet(tmp_path / "dask" / "results.parquet").query("metric == 'iou'")["value"].iloc[0]

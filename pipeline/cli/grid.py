@@ -76,8 +76,6 @@ def _overrides(args: argparse.Namespace) -> dict:
                "batch_size": args.batch_size, "task_runner": args.task_runner, "max_workers": args.max_workers,
                "dask_address": args.dask_address}
     out.update({k: v for k, v in scalars.items() if v is not None})
-    if args.dask_address and not args.task_runner:
-        out["task_runner"] = "dask"
     return out
 
 

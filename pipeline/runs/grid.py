@@ -73,6 +73,8 @@ class GridConfig:
         if unknown:
             raise DeclipError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        if values.get("dask_address"):  # an address only means something to the dask runner
+            values["task_runner"] = "dask"
         for key in ("store", "out", "manifest"):  # workers in other processes need absolute paths
             if values.get(key) and "://" not in str(values[key]):
                 values[key] = str(Path(values[key]).expanduser().resolve())
