@@ -25,12 +25,19 @@ def dataset_subsets(store: FeatureStore, dataset: str) -> pd.DataFrame:
         raise DeclipError(f"dataset {dataset!r} is not in store {store.url} (datasets: {known}); "
                           "`declip extract --manifest M --store S` registers a manifest's dataset")
     samples = store.samples(dataset)
-    split = samples["split"].replace("", "-").rename("split")
-    table = pd.crosstab(samples["subset"].rename("subset"), split)
+    split = _column(samples, "split").rename("split")
+    table = pd.crosstab(_column(samples, "subset").rename("subset"), split)
     known = [s for s in SPLIT_ORDER if s in table.columns]
     table = table[known + sorted(c for c in table.columns if c not in known)]
     table["total"] = table.sum(axis=1)
     return table
+
+
+def _column(samples: pd.DataFrame, name: str) -> pd.Series:
+    """A manifest column with blanks shown as ``-``; stores registered from bare sample tables may lack it."""
+    if name not in samples:
+        return pd.Series("-", index=samples.index)
+    return samples[name].replace("", "-")
 
 
 def list_entries(store: FeatureStore) -> pd.DataFrame:
