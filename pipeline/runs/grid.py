@@ -141,6 +141,24 @@ def cell_finished(cell: Cell) -> bool:
     return (Path(cell.train.out) / "summary.json").exists()
 
 
+def training_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """The unfinished cells, grouped into multi-head training runs (one read of each batch for every head).
+
+    Cells sharing (feature source, train set, seed) train together; results equal separate runs because each head
+    has its own seeded init, optimizer and schedule, and the batch order depends only on the seed and epoch. A cell
+    resuming an interrupted run (``state.pt`` present) trains alone: heads of one run must start at the same epoch.
+    """
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        if cell_finished(cell):
+            continue
+        t = cell.train
+        resuming = (Path(t.out) / "state.pt").exists()
+        key = ("resume", cell.run_id) if resuming else ("fresh", str(t.source), t.train_subsets, t.seed)
+        groups.setdefault(key, []).append(cell)
+    return list(groups.values())
+
+
 def eval_summary_path(ev: EvalConfig) -> Path:
     return Path(ev.out) / ev.test_subsets[0] / "summary.parquet"
 
