@@ -1,5 +1,5 @@
-"""The grid trains cells that share (feature source, train set, seed) as one multi-head run, with the results of
-separate runs; interrupted cells and failing cells stay on their own."""
+"""The grid trains cells that share their backbone (every decoder and layer of it), train set and seed as one
+multi-head run, with the results of separate runs; interrupted cells and failing cells stay on their own."""
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -19,14 +19,16 @@ def _grid(store, out, **kw):
     return GridConfig.from_dict(GridConfig(**base).to_json())
 
 
-def test_groups_share_source_train_set_and_seed(tmp_path):
-    g = _grid("s", tmp_path, layers=("layer0", "layer1"), train_sets=("tint", "bright"), seeds=(0, 1))
+def test_groups_share_backbone_train_set_and_seed(tmp_path):
+    g = _grid("s", tmp_path, backbones=(TINY_BACKBONE, "test-rn-tiny@random-0"), layers=("layer1", "layer2"),
+              train_sets=("tint", "bright"), seeds=(0, 1))
     cells = plan_cells(g)
     groups = training_groups(cells)
-    assert len(cells) == 2 * 3 * 2 * 2 and len(groups) == 2 * 2 * 2
+    assert len(cells) == 2 * 2 * 3 * 2 * 2 and len(groups) == 2 * 2 * 2
     for group in groups:
-        assert sorted(c.train.decoder for c in group) == ["attention", "conv-4", "linear"]
-        assert len({(str(c.train.source), c.train.train_subsets, c.train.seed) for c in group}) == 1
+        assert sorted((c.train.source.layer, c.train.decoder) for c in group) == \
+            [(layer, d) for layer in ("layer1", "layer2") for d in ("attention", "conv-4", "linear")]
+        assert len({(str(c.train.source.backbone), c.train.train_subsets, c.train.seed) for c in group}) == 1
     done, resuming = groups[0][0], groups[1][0]
     Path(done.train.out).mkdir(parents=True)
     (Path(done.train.out) / "summary.json").write_text("{}")
@@ -46,14 +48,16 @@ def test_grouped_cells_equal_separate_runs(tiny_store, tmp_path):
     from flows.grid import train_group
     from pipeline.runs.training import train
 
-    groups = training_groups(plan_cells(_grid(tiny_store, tmp_path / "grid", width=0.125)))
-    assert len(groups) == 1 and len(groups[0]) == 3
+    grid = _grid(tiny_store, tmp_path / "grid", layers=("layer1", "layer2"), decoders=("linear", "attention"),
+                 width=0.125)
+    groups = training_groups(plan_cells(grid))
+    assert len(groups) == 1 and len(groups[0]) == 4
     # heads that stop at different epochs: the run goes on for the others, which must not change anything
-    cfgs = [replace(c.train, max_epochs=n) for c, n in zip(groups[0], (3, 1, 2))]
+    cfgs = [replace(c.train, max_epochs=n) for c, n in zip(groups[0], (3, 1, 2, 1))]
     records = train_group.fn([c.to_json() for c in cfgs])
-    assert [r["status"] for r in records] == ["ok"] * 3 and [r["epochs"] for r in records] == [3, 1, 2]
+    assert [r["status"] for r in records] == ["ok"] * 4 and [r["epochs"] for r in records] == [3, 1, 2, 1]
     for cfg, record in zip(cfgs, records):
-        alone = train(replace(cfg, out=str(tmp_path / "alone" / cfg.decoder)))
+        alone = train(replace(cfg, out=str(tmp_path / "alone" / f"{cfg.source.layer}-{cfg.decoder}")))
         assert {k: alone[k] for k in ("best_epoch", "best_val", "epochs", "final_lr")} == \
             {k: record[k] for k in ("best_epoch", "best_val", "epochs", "final_lr")}
         together_state, alone_state = _state(cfg.out), _state(alone["out"])

@@ -144,17 +144,22 @@ def cell_finished(cell: Cell) -> bool:
 def training_groups(cells: list[Cell]) -> list[list[Cell]]:
     """The unfinished cells, grouped into multi-head training runs (one read of each batch for every head).
 
-    Cells sharing (feature source, train set, seed) train together; results equal separate runs because each head
-    has its own seeded init, optimizer and schedule, and the batch order depends only on the seed and epoch. A cell
-    resuming an interrupted run (``state.pt`` present) trains alone: heads of one run must start at the same epoch.
+    Cells sharing their backbone(s), train set and seed train together: every decoder of one source, and the
+    sources (layers) of one cached backbone, so a grid's linear heads on 8 layers are one run. Results equal
+    separate runs because each head has its own seeded init, optimizer and schedule, and the batch order depends
+    only on the seed and the epoch. A cell resuming an interrupted run (``state.pt`` present) trains alone: heads of
+    one run must start at the same epoch.
     """
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         if cell_finished(cell):
             continue
         t = cell.train
-        resuming = (Path(t.out) / "state.pt").exists()
-        key = ("resume", cell.run_id) if resuming else ("fresh", str(t.source), t.train_subsets, t.seed)
+        if (Path(t.out) / "state.pt").exists():
+            key: tuple = ("resume", cell.run_id)
+        else:
+            backbones = tuple(str(part.backbone) for part in t.source.parts)
+            key = ("fresh", backbones, t.source.view, t.train_subsets, t.seed)
         groups.setdefault(key, []).append(cell)
     return list(groups.values())
 
