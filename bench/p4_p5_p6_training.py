@@ -1,9 +1,11 @@
 """P4: a decoder epoch re-encoding images through the frozen backbone (the DeCLIP way) ÷ an epoch from the cache,
 for linear, attention and conv-4, with the bound (enc+dec)/dec measured in the same run (target ≥ 0.8 × bound).
-P5: K = 8 linear heads (one per layer) trained together from one read of each batch ÷ 8 separate runs (≤ 0.5).
+P5: K = 8 linear heads (one per layer) trained together from one read of each batch ÷ 8 separate runs (≤ 0.5);
+``p5grid`` measures the same through the grid: cells planned by ``pipeline.runs.grid`` and trained by the grid
+flow's own task, grouped into one multi-head run ÷ the same cells trained one by one.
 P6: training peak RSS streaming from a store 4× larger ÷ the smaller store's (≤ 1.1), each in a fresh process.
 
-Usage: python bench/p4_p5_p6_training.py [--images 128] [--backbone demo-vit-small@random-0] [--only p4,p5,p6]
+Usage: python bench/p4_p5_p6_training.py [--images 128] [--backbone demo-vit-small@random-0] [--only p4,p5,p5grid,p6]
 """
 from __future__ import annotations
 
@@ -110,6 +112,31 @@ def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_g
            ("separate runs, s", alone), ("together (one read per batch), s", together), together / alone, "≤ 0.5")
 
 
+def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], train_set: str) -> None:
+    from flows.grid import train_cell, train_group
+    from pipeline.runs.grid import GridConfig, plan_cells, training_groups
+
+    root = workdir("p5grid")
+    times = {}
+    for how in ("separate", "together"):
+        g = GridConfig(store=str(store), dataset=dataset, out=str(root / how), backbones=(backbone_key,),
+                       layers=tuple(layers), decoders=("linear",), train_sets=(train_set,), test_sets=(train_set,),
+                       max_epochs=2, patience=10)
+        groups = training_groups(plan_cells(g))
+        cfgs = [[c.train.to_json() for c in group] for group in groups]
+        start = time.perf_counter()
+        if how == "together":
+            records = [r for group in cfgs for r in train_group.fn(group)]
+        else:
+            records = [train_cell(c) for group in cfgs for c in group]
+        times[how] = time.perf_counter() - start
+        assert all(r["status"] == "ok" for r in records), records
+        print(f"  {how}: {len(records)} cells in {len(groups) if how == 'together' else len(records)} training run(s)")
+    report(f"P5 through the grid: {len(layers)} linear heads (one per layer), 2 epochs: grouped ÷ one run per cell",
+           ("one run per cell, s", times["separate"]), ("grouped multi-head run, s", times["together"]),
+           times["together"] / times["separate"], "≤ 0.5")
+
+
 def p6_child(store: str, dataset: str, source: str) -> None:
     """Run in a fresh process: stream-train one epoch and print peak RSS."""
     import resource
@@ -140,7 +167,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="demo-vit-small@random-0")
     ap.add_argument("--layer", default="layer7")
     ap.add_argument("--width", type=float, default=0.125)
-    ap.add_argument("--only", default="p4,p5,p6")
+    ap.add_argument("--only", default="p4,p5,p5grid,p6")
     ap.add_argument("--p6-child", nargs=3)
     args = ap.parse_args()
     if args.p6_child:
@@ -159,6 +186,8 @@ def main() -> None:
     if "p5" in wanted:
         p5(store, dataset, args.backbone, layers, None, "features in RAM")
         p5(store, dataset, args.backbone, layers, 0.0, "streaming from the store")
+    if "p5grid" in wanted:
+        p5_grid(store, dataset, args.backbone, layers, "all")
     if "p6" in wanted:
         p6(root / "p6", args.images, args.backbone, args.layer)
 
