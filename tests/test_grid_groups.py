@@ -40,6 +40,15 @@ def test_groups_share_backbone_train_set_and_seed(tmp_path):
     assert sum(len(group) for group in regrouped) == len(cells) - 1
 
 
+def test_groups_are_split_for_parallel_workers(tmp_path):
+    cells = plan_cells(_grid("s", tmp_path, layers=("layer0", "layer1", "layer2")))
+    assert [len(g) for g in training_groups(cells)] == [9]
+    split = training_groups(cells, parallel=4)
+    assert len(split) == 4 and sorted(c.run_id for g in split for c in g) == sorted(c.run_id for c in cells)
+    assert sorted(map(len, split)) == [2, 2, 2, 3]
+    assert len(training_groups(cells[:2], parallel=8)) == 2  # never more runs than cells
+
+
 def _state(run):
     return torch.load(Path(run) / "best" / "decoder.pt", weights_only=True)["state_dict"]
 

@@ -141,14 +141,15 @@ def cell_finished(cell: Cell) -> bool:
     return (Path(cell.train.out) / "summary.json").exists()
 
 
-def training_groups(cells: list[Cell]) -> list[list[Cell]]:
+def training_groups(cells: list[Cell], parallel: int = 1) -> list[list[Cell]]:
     """The unfinished cells, grouped into multi-head training runs (one read of each batch for every head).
 
     Cells sharing their backbone(s), train set and seed train together: every decoder of one source, and the
     sources (layers) of one cached backbone, so a grid's linear heads on 8 layers are one run. Results equal
     separate runs because each head has its own seeded init, optimizer and schedule, and the batch order depends
     only on the seed and the epoch. A cell resuming an interrupted run (``state.pt`` present) trains alone: heads of
-    one run must start at the same epoch.
+    one run must start at the same epoch. With ``parallel`` workers, the largest groups are halved (cells of one
+    source kept together where possible) until there are at least that many runs to share among them.
     """
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
@@ -161,7 +162,13 @@ def training_groups(cells: list[Cell]) -> list[list[Cell]]:
             backbones = tuple(str(part.backbone) for part in t.source.parts)
             key = ("fresh", backbones, t.source.view, t.train_subsets, t.seed)
         groups.setdefault(key, []).append(cell)
-    return list(groups.values())
+    runs = list(groups.values())
+    while len(runs) < parallel and max(map(len, runs), default=0) > 1:
+        largest = max(runs, key=len)
+        ordered = sorted(largest, key=lambda c: str(c.train.source))
+        runs.remove(largest)
+        runs += [ordered[:len(ordered) // 2], ordered[len(ordered) // 2:]]
+    return runs
 
 
 def eval_summary_path(ev: EvalConfig) -> Path:
