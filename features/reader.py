@@ -14,7 +14,8 @@ import torch
 
 from features.images import ImageProblem, open_rgb
 from features.prefetch import background_map
-from features.preprocess import Recipe, to_tensor
+from features.preprocess import Recipe, resize_for, to_tensor
+from features.views import View
 
 
 @dataclass
@@ -29,20 +30,31 @@ class ImageBatch:
     seconds: float = 0.0
 
 
-def _load_one(path: str, recipe: Recipe) -> tuple[torch.Tensor | None, dict | None]:
+def load_image(path: str, recipe: Recipe, view: View | None = None, image_id: str = "") -> torch.Tensor:
+    """Decode, perturb by ``view`` (seeded by ``image_id``), preprocess: the model input of one cached row."""
+    image = open_rgb(path)
+    if view is not None and not view.is_clean:
+        image = view.apply(image, image_id, lambda im: resize_for(recipe, im))
+    return to_tensor(recipe, image)
+
+
+def _load_one(path: str, recipe: Recipe, view: View | None = None,
+              image_id: str = "") -> tuple[torch.Tensor | None, dict | None]:
     try:
-        return to_tensor(recipe, open_rgb(path)), None
+        return load_image(path, recipe, view, image_id), None
     except ImageProblem as exc:
         return None, {"path": path, "reason": exc.reason, "detail": str(exc)}
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-file problem, not a crash
         return None, {"path": path, "reason": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
 
 
-def load_batch(key: int, rows: list[int], paths: list[str], recipe: Recipe, pool: ThreadPoolExecutor) -> ImageBatch:
+def load_batch(key: int, rows: list[int], paths: list[str], recipe: Recipe, pool: ThreadPoolExecutor,
+               view: View | None = None, ids: list[str] | None = None) -> ImageBatch:
     import time
 
     start = time.perf_counter()
-    results = list(pool.map(lambda p: _load_one(p, recipe), paths))
+    ids = ids or paths
+    results = list(pool.map(lambda p: _load_one(p[0], recipe, view, p[1]), zip(paths, ids)))
     pixels = torch.zeros((len(rows), 3, recipe.size, recipe.size), dtype=torch.float32)
     ok = torch.zeros(len(rows), dtype=torch.bool)
     problems = []
@@ -55,8 +67,16 @@ def load_batch(key: int, rows: list[int], paths: list[str], recipe: Recipe, pool
     return ImageBatch(key, rows, pixels, ok, problems, time.perf_counter() - start)
 
 
-def prefetch_batches(jobs: Iterable[tuple[int, list[int], list[str]]], recipe: Recipe, workers: int = 2,
-                     depth: int = 2) -> Iterator[ImageBatch]:
-    """Yield :class:`ImageBatch` for each ``(key, rows, paths)`` job, decoding ahead in background threads."""
+def prefetch_batches(jobs: Iterable[tuple], recipe: Recipe, workers: int = 2, depth: int = 2,
+                     view: View | None = None) -> Iterator[ImageBatch]:
+    """Yield :class:`ImageBatch` for each ``(key, rows, paths[, image_ids])`` job, decoding ahead in threads.
+
+    With a ``view``, each image is perturbed before preprocessing, seeded by its id (default: its path).
+    """
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode")
-    yield from background_map(lambda job: load_batch(*job, recipe, pool), jobs, depth, on_exit=pool.shutdown)
+
+    def load(job: tuple) -> ImageBatch:
+        key, rows, paths, *ids = job
+        return load_batch(key, rows, paths, recipe, pool, view, ids[0] if ids else None)
+
+    yield from background_map(load, jobs, depth, on_exit=pool.shutdown)

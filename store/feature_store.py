@@ -39,8 +39,22 @@ MASK_SIZE = 256
 # Fields that must agree for cached features to be reused; the rest of the record is informational.
 IDENTITY_FIELDS = (
     "schema_version", "backbone", "weights_checksum", "recipe", "layer", "semantics", "channels", "grid",
-    "dtype", "n_rows", "block_rows", "dataset_checksum",
+    "dtype", "n_rows", "block_rows", "dataset_checksum", "view",
 )
+#: A view's cached copy of dataset D is the dataset ``D@VIEW`` (``dolos@jpeg:75``); the clean copy stays ``D``.
+VIEW_SEP = "@"
+CLEAN_VIEW = "clean"
+
+
+def view_dataset_key(dataset: str, view: str = CLEAN_VIEW) -> str:
+    """Store key of ``dataset`` seen through ``view`` (a canonical view name); ``clean`` is the dataset itself."""
+    return dataset if view in ("", CLEAN_VIEW) else f"{dataset}{VIEW_SEP}{view}"
+
+
+def split_view_key(key: str) -> tuple[str, str]:
+    """(dataset, view) of a store dataset key; inverse of :func:`view_dataset_key`."""
+    base, sep, view = key.partition(VIEW_SEP)
+    return (base, view) if sep else (key, CLEAN_VIEW)
 
 
 def dataset_checksum(samples: pd.DataFrame) -> str:
@@ -124,12 +138,18 @@ class FeatureStore:
     def datasets(self) -> list[str]:
         return sorted(self.root["datasets"].group_keys()) if "datasets" in self.root else []
 
-    def create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int = 64) -> None:
-        """Register a dataset's rows (or check that the registered rows are the same ones)."""
+    def create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int = 64,
+                       view: dict | None = None, masks_of: str | None = None) -> None:
+        """Register a dataset's rows (or check that the registered rows are the same ones).
+
+        A view's copy (``view`` = its record) whose masks equal another dataset's (a photometric view) passes
+        ``masks_of``: its masks are read from there instead of being stored twice.
+        """
         checksum = dataset_checksum(samples)
         path = f"datasets/{key}"
         if path in self.root:
-            existing = self.root[path].attrs.get("dataset_checksum")
+            attrs = self.root[path].attrs
+            existing = attrs.get("dataset_checksum")
             if existing is None:  # an interrupted registration (attrs are written last): redo it from scratch
                 del self.root[path]
             elif existing != checksum:
@@ -137,10 +157,31 @@ class FeatureStore:
                     f"dataset {key!r} in store {self.url} was registered from different files (checksum "
                     f"{existing[:12]} vs {checksum[:12]}); use another --dataset name or another store"
                 )
+            elif view is not None and _norm(attrs.get("view")) != _norm(view):
+                raise DeclipError(
+                    f"view dataset {key!r} in store {self.url} was made differently (stored {attrs.get('view')!r} vs "
+                    f"requested {view!r}): a library that computes the view changed. Nothing was changed; use "
+                    f"another --store or remove {key!r} and its features first"
+                )
             else:
                 return
         n = len(samples)
         group = self.root.create_group(path)
+        if masks_of is None:
+            self._create_mask_arrays(group, samples, block_rows)
+        buf = io.BytesIO()
+        samples.reset_index(drop=True).to_parquet(buf, index=False)
+        self._put_file(f"{path}/samples.parquet", buf.getvalue())
+        extra = {"view": view} if view is not None else {}
+        if masks_of is not None:
+            extra["masks_of"] = masks_of
+        # attrs last: a dataset group is usable only once its checksum is recorded
+        group.attrs.update({"dataset_checksum": checksum, "n_rows": n, "root": str(root), "layout": layout,
+                            "block_rows": block_rows, "schema_version": SCHEMA_VERSION, **extra})
+
+    @staticmethod
+    def _create_mask_arrays(group: zarr.Group, samples: pd.DataFrame, block_rows: int) -> None:
+        n = len(samples)
         blocks = max(1, math.ceil(n / block_rows))
         group.create_array("soft_masks", shape=(n, MASK_SIZE, MASK_SIZE), chunks=(1, MASK_SIZE, MASK_SIZE),
                            dtype="uint8", fill_value=0, compressors=None)
@@ -151,12 +192,6 @@ class FeatureStore:
         group.create_array("native_bits", shape=(max(1, int(offsets[-1])),), chunks=(1 << 20,), dtype="uint8",
                            fill_value=0, compressors=[zarr.codecs.ZstdCodec(level=1)])
         group.create_array("mask_done", shape=(blocks,), chunks=(1,), dtype="bool", fill_value=False)
-        buf = io.BytesIO()
-        samples.reset_index(drop=True).to_parquet(buf, index=False)
-        self._put_file(f"{path}/samples.parquet", buf.getvalue())
-        # attrs last: a dataset group is usable only once its checksum is recorded
-        group.attrs.update({"dataset_checksum": checksum, "n_rows": n, "root": str(root), "layout": layout,
-                            "block_rows": block_rows, "schema_version": SCHEMA_VERSION})
 
     def samples(self, key: str) -> pd.DataFrame:
         self._require_dataset(key)
@@ -170,6 +205,12 @@ class FeatureStore:
         if f"datasets/{key}" not in self.root or "dataset_checksum" not in self.root[f"datasets/{key}"].attrs:
             known = ", ".join(self.datasets()) or "none"
             raise DeclipError(f"store {self.url} has no dataset {key!r} (known: {known}); extract it first")
+
+    def _mask_group(self, key: str) -> zarr.Group:
+        """The group holding ``key``'s masks: its own, or the clean dataset's for a photometric view."""
+        group = self.root[f"datasets/{key}"]
+        owner = group.attrs.get("masks_of")
+        return self.root[f"datasets/{owner}"] if owner else group
 
     def write_masks(self, key: str, block: int, soft: np.ndarray, native: list[np.ndarray | None]) -> None:
         """Write one block of masks, then mark it done."""
@@ -185,17 +226,20 @@ class FeatureStore:
         group["mask_done"][block] = True
 
     def pending_mask_blocks(self, key: str) -> np.ndarray:
-        return np.flatnonzero(~self.root[f"datasets/{key}/mask_done"][:])
+        group = self.root[f"datasets/{key}"]
+        if "masks_of" in group.attrs:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(~group["mask_done"][:])
 
     def soft_masks(self, key: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        arr = self.root[f"datasets/{key}/soft_masks"]
+        arr = self._mask_group(key)["soft_masks"]
         if isinstance(rows, slice):
             return arr[rows]
         return np.stack([arr[int(i)] for i in rows]) if len(rows) else np.zeros((0, MASK_SIZE, MASK_SIZE), "uint8")
 
     def native_mask(self, key: str, row: int, shape: tuple[int, int]) -> np.ndarray | None:
         """The native-resolution binary mask of ``row`` (None for rows without one: real and fully generated)."""
-        group = self.root[f"datasets/{key}"]
+        group = self._mask_group(key)
         lo, hi = group["native_offsets"][row], group["native_offsets"][row + 1]
         if hi == lo:
             return None

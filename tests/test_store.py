@@ -199,6 +199,8 @@ def test_resume_from_a_fresh_store_object_is_byte_identical(tmp_path):
 
 # ---------------------------------------------------------------- metadata refusal
 def _changed(field: str, value):
+    if field == "view":  # clean features carry no view record; any view differs from them
+        return {"view": "jpeg:75"}
     if field == "grid":
         return [value[0] + 1, value[1]]
     if field == "recipe":
@@ -215,7 +217,7 @@ def test_metadata_mismatch_is_refused_and_changes_nothing(tmp_path, field):
     store, samples, arrays = full_layer(tmp_path / "s.zarr", n=6, block_rows=4)
     before = chunk_files(tmp_path / "s.zarr")
     meta = dict(arrays.meta)  # everything as stored, then one identity field changed
-    meta[field] = _changed(field, meta[field])
+    meta[field] = _changed(field, meta.get(field))
     with pytest.raises(DeclipError) as err:
         FeatureStore(str(tmp_path / "s.zarr")).open_layer(BB_A, "layer1", DS, meta)
     msg = str(err.value)

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from features.backbones import Backbone, BackboneKey, load_backbone
 from features.reader import ImageBatch, prefetch_batches
 from features.taps import layer_info, parse_layers
+from features.views import View
 from core.errors import DeclipError
 from pipeline.data.manifest import read_manifest
-from store.feature_store import FeatureStore, LayerArrays, dataset_checksum
+from store.feature_store import FeatureStore, LayerArrays, dataset_checksum, view_dataset_key
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class ExtractConfig:
     workers: int = 2
     shards: bool = False
     progress: bool = True
+    view: str = "clean"  # a perturbation applied before encoding (features.views); cached as DATASET@VIEW
 
 
 @dataclass
@@ -76,9 +78,11 @@ def dataset_key_for(manifest_df, override: str | None) -> str:
     return names[0]
 
 
-def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str) -> dict:
+def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str,
+               view: View | None = None) -> dict:
     info = layer_info(backbone, layer)
-    return {
+    extra = {"view": view.record()} if view is not None and not view.is_clean else {}  # clean: as before
+    return {**extra,
         "backbone": str(backbone.key), "arch": backbone.key.arch, "weights": backbone.key.weights,
         "weights_checksum": backbone.weights_checksum, "random_weights": backbone.key.is_random,
         "family": backbone.family, "recipe": recipe, "layer": layer, "layer_index": info.index,
@@ -96,13 +100,39 @@ def _existing_block_rows(store: FeatureStore, backbone: str, dataset: str) -> in
 
 def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None, progress: bool) -> str:
     """Register the manifest's rows in the store and cache its masks (soft 256² targets, native binary masks)."""
-    from pipeline.data.masks import binary_native, fake_is_white, soft_target_256
-    from features.images import open_mask_gray
-
     manifest = read_manifest(manifest_path)
     df = manifest.df.reset_index(drop=True)
     key = dataset_key_for(df, dataset)
     store.create_dataset(key, df, str(manifest.root), manifest.layout)
+    _cache_masks(store, key, df, manifest.abspath, None, progress)
+    return key
+
+
+def prepare_view_dataset(store: FeatureStore, dataset: str, view: View, progress: bool) -> str:
+    """Register ``dataset@view``: the same rows, sizes as the view leaves them, masks moved by geometric views.
+
+    A photometric view reads the clean dataset's masks (nothing is stored twice).
+    """
+    if view.is_clean:
+        return dataset
+    key = view_dataset_key(dataset, view.name)
+    attrs = store.dataset_attrs(dataset)
+    df = store.samples(dataset)
+    if view.geometric:
+        sizes = [view.image_size(int(w), int(h)) for w, h in df[["width", "height"]].itertuples(index=False)]
+        df = df.assign(width=[w for w, _ in sizes], height=[h for _, h in sizes])
+    store.create_dataset(key, df, attrs["root"], attrs["layout"], int(attrs["block_rows"]), view=view.record(),
+                         masks_of=None if view.geometric else dataset)
+    root = attrs["root"]
+    _cache_masks(store, key, df, lambda rel: f"{root}/{rel}", view, progress)
+    return key
+
+
+def _cache_masks(store: FeatureStore, key: str, df, abspath, view: View | None, progress: bool) -> None:
+    """Soft 256² targets and native binary masks of every pending block (after ``view``'s geometry, if any)."""
+    from pipeline.data.masks import binary_native, fake_is_white, soft_target_256
+    from features.images import open_mask_gray
+
     block_rows = int(store.dataset_attrs(key)["block_rows"])
     pending = store.pending_mask_blocks(key)
     for block in tqdm(pending, desc=f"masks {key}", unit="block", disable=not progress or len(pending) == 0):
@@ -112,20 +142,23 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
         for i, row in enumerate(rows):
             rec = df.iloc[row]
             if rec["label"] == 1 and rec["mask_path"]:
-                mask = fake_is_white(open_mask_gray(manifest.abspath(rec["mask_path"])), rec["mask_polarity"])
+                mask = fake_is_white(open_mask_gray(abspath(rec["mask_path"])), rec["mask_polarity"])
+                if view is not None:
+                    mask = view.apply_mask(mask)
                 soft[i] = soft_target_256(mask)
                 native.append(binary_native(mask))
             else:
                 native.append(None)
         store.write_masks(key, int(block), soft, native)
-    return key
 
 
 def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> ExtractStats:
     """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings."""
     start = time.perf_counter()
     store = FeatureStore(cfg.store)
-    dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress)
+    view = View.parse(cfg.view)
+    dataset = prepare_view_dataset(store, prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress), view,
+                                   cfg.progress)
     samples = store.samples(dataset)
     root = store.dataset_attrs(dataset)["root"]
     key = BackboneKey.parse(cfg.backbone)
@@ -139,7 +172,7 @@ def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> Extr
     checksum = dataset_checksum(samples)
     arrays = {
         layer: store.open_layer(str(key), layer, dataset,
-                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum),
+                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum, view),
                                 shards=cfg.shards)
         for layer in layers
     }
@@ -147,7 +180,7 @@ def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> Extr
     stats = ExtractStats(str(key), dataset, layers, len(samples), math.ceil(len(samples) / block_rows))
     if todo:
         backbone.to(cfg.device, torch.float16 if cfg.half else torch.float32)
-        _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats)
+        _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats, view)
     stats.wall = time.perf_counter() - start
     return stats
 
@@ -161,18 +194,20 @@ def _plan_blocks(arrays: dict[str, LayerArrays]) -> dict[int, list[str]]:
     return dict(sorted(todo.items()))
 
 
-def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats: ExtractStats) -> None:
+def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats: ExtractStats,
+                view: View | None = None) -> None:
     first = next(iter(arrays.values()))
     paths = samples["image_path"].tolist()
     jobs = []
     for block in todo:
         lo, hi = first.block_range(block)
-        jobs.append((block, list(range(lo, hi)), [f"{root}/{paths[r]}" for r in range(lo, hi)]))
+        jobs.append((block, list(range(lo, hi)), [f"{root}/{paths[r]}" for r in range(lo, hi)],
+                     [paths[r] for r in range(lo, hi)]))  # image ids seed the view: root-independent
     writer = _Writer(store, arrays, stats)
-    bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone}", unit="img",
+    bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone} {stats.dataset}", unit="img",
                disable=not cfg.progress)
     try:
-        for batch in prefetch_batches(jobs, recipe, workers=cfg.workers):
+        for batch in prefetch_batches(jobs, recipe, workers=cfg.workers, view=view):
             stats.seconds["decode"] += batch.seconds
             if batch.problems and cfg.strict:
                 p = batch.problems[0]
