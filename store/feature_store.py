@@ -33,6 +33,7 @@ import pandas as pd
 import zarr
 
 from core.errors import DeclipError
+from core.keys import CLEAN_VIEW
 
 SCHEMA_VERSION = 1
 MASK_SIZE = 256
@@ -43,7 +44,6 @@ IDENTITY_FIELDS = (
 )
 #: A view's cached copy of dataset D is the dataset ``D@VIEW`` (``dolos@jpeg:75``); the clean copy stays ``D``.
 VIEW_SEP = "@"
-CLEAN_VIEW = "clean"
 
 
 def view_dataset_key(dataset: str, view: str = CLEAN_VIEW) -> str:

@@ -17,15 +17,17 @@ from features.prefetch import background_map
 from core.errors import DeclipError
 from core.keys import CLEAN_VIEW, SourceKey
 from store.fastpath import RowReader
-from store.feature_store import FeatureStore, LayerArrays
+from store.feature_store import FeatureStore, LayerArrays, split_view_key, view_dataset_key
 
 
 class LayerReader:
     """One cached (backbone, layer, dataset) group."""
 
-    def __init__(self, store: FeatureStore, backbone: str, layer: str, dataset: str):
+    def __init__(self, store: FeatureStore, backbone: str, layer: str, dataset: str, partial: bool = False):
+        """``partial``: accept a group whose extraction covered only some blocks (a view cached for one split);
+        the caller must then check :meth:`written` for the rows it uses."""
         self.arrays: LayerArrays = store.open_layer(backbone, layer, dataset)
-        if not self.arrays.complete:
+        if not partial and not self.arrays.complete:
             missing = len(self.arrays.pending_blocks())
             raise DeclipError(
                 f"{self.arrays.path} in {store.url} is incomplete ({missing} blocks missing); re-run "
@@ -55,16 +57,23 @@ class LayerReader:
     def valid(self) -> np.ndarray:
         return self.arrays.valid[:].astype(bool)
 
+    def written(self) -> np.ndarray:
+        """(N,) bool: the row's block is done (its features, or its unreadable-image record, are in the store)."""
+        done = self.arrays.done[:]
+        return np.repeat(done, self.arrays.block_rows)[: self.arrays.n_rows]
+
 
 class FeatureSource:
     """Cached features for one dataset, possibly fused, returned as float32 torch tensors."""
 
-    def __init__(self, store: FeatureStore, spec: SourceKey | str, dataset: str):
+    def __init__(self, store: FeatureStore, spec: SourceKey | str, dataset: str, partial: bool = False):
         self.spec = SourceKey.parse(spec)
-        if self.spec.view != CLEAN_VIEW:
-            raise DeclipError(f"{self.spec}: the store {store.url} holds no perturbed views yet; use the clean source "
-                              f"{self.spec.with_view(CLEAN_VIEW)}")
-        self.readers = [LayerReader(store, str(p.backbone), p.layer, dataset) for p in self.spec.parts]
+        if self.spec.view != CLEAN_VIEW:  # a source seen through a view reads that view's cached copy
+            from features.views import View
+
+            base, _ = split_view_key(dataset)
+            dataset = view_dataset_key(base, View.parse(self.spec.view).name)
+        self.readers = [LayerReader(store, str(p.backbone), p.layer, dataset, partial) for p in self.spec.parts]
         self.dataset = dataset
         self._cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
 
@@ -88,6 +97,12 @@ class FeatureSource:
         ok = self.readers[0].valid()
         for r in self.readers[1:]:
             ok &= r.valid()
+        return ok
+
+    def written(self) -> np.ndarray:
+        ok = self.readers[0].written()
+        for r in self.readers[1:]:
+            ok &= r.written()
         return ok
 
     def nbytes(self, n_rows: int | None = None) -> int:

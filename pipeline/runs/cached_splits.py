@@ -63,18 +63,31 @@ class CachedSplits:
         self.samples = store.samples(dataset)
         self.labels = self.samples["label"].to_numpy().astype(np.int64)
         self.valid = np.ones(len(self.samples), dtype=bool)
+        self.written = np.ones(len(self.samples), dtype=bool)  # False only in partially cached views
         for src in sources.values():
             self.valid &= src.valid()
+            self.written &= src.written()
         self.memory_budget = memory_budget
         self._masks: dict[int, np.ndarray] | None = None
         self.streaming = True
 
     @classmethod
-    def open(cls, store_url: str, dataset: str, sources: list[SourceKey], memory_gb: float | None) -> "CachedSplits":
+    def open(cls, store_url: str, dataset: str, sources: list[SourceKey], memory_gb: float | None,
+             partial: bool = False, share: int = 1) -> "CachedSplits":
+        """``partial``: accept sources cached for some splits only (views); ``share``: the memory budget is split
+        between this many CachedSplits open at once (the augmented copies of a training run)."""
         store = FeatureStore(store_url, mode="r")
         budget = int(memory_gb * 2**30) if memory_gb is not None else available_memory() // 2
         keys = [SourceKey.parse(s) for s in sources]
-        return cls(store, dataset, {k: FeatureSource(store, k, dataset) for k in keys}, budget)
+        return cls(store, dataset, {k: FeatureSource(store, k, dataset, partial) for k in keys},
+                   budget // max(1, share))
+
+    def require_written(self, rows: np.ndarray, what: str, fix: str) -> None:
+        """Refuse to use rows whose features were never extracted (instead of silently dropping them)."""
+        missing = np.asarray(rows)[~self.written[np.asarray(rows, dtype=np.int64)]]
+        if len(missing):
+            raise DeclipError(f"{len(missing)} rows of {what} in dataset {self.dataset!r} of store {self.store.url} "
+                              f"have no cached features yet; {fix}")
 
     def warm(self, rows: np.ndarray) -> None:
         """Load every source into RAM when all of them fit the budget; else stay streaming."""

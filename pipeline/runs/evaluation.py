@@ -20,10 +20,12 @@ from PIL import Image
 
 from decoders import Decoder, load_decoder
 from core.errors import DeclipError
-from core.keys import SourceKey
+from core.keys import CLEAN_VIEW, SourceKey
 from pipeline.metrics.registry import MetricAccumulator
 from pipeline.metrics.resize import to_native
+from features.views import View
 from pipeline.runs.cached_splits import CachedSplits
+from store.feature_store import view_dataset_key
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class EvalConfig:
     batch_size: int = 64
     device: str = "cpu"
     memory_gb: float | None = None
+    view: str = CLEAN_VIEW  # evaluate on the cached copy DATASET@VIEW (features.views), e.g. "jpeg:75"
 
     def __post_init__(self) -> None:
         if self.source is not None:
@@ -143,12 +146,20 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
         raise DeclipError(f"{cfg.checkpoint} does not say which cached features it reads; pass --source "
                           "BACKBONE/LAYER (e.g. ViT-L-14@openai/layer20)")
     source = cfg.source or SourceKey.parse(meta["source"])
-    data = CachedSplits.open(cfg.store, cfg.dataset, [source], cfg.memory_gb)
+    # the view: --view, or the one the source names (ViT-L-14@openai/layer20[jpeg:75]); read as DATASET@VIEW
+    view = View.parse(cfg.view if cfg.view != CLEAN_VIEW else source.view)
+    source = source.with_view(CLEAN_VIEW)
+    key = view_dataset_key(cfg.dataset, view.name)
+    data = CachedSplits.open(cfg.store, key, [source], cfg.memory_gb, partial=not view.is_clean)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
-    described = _describe(cfg, meta, source, data.sources[source].meta)
+    described = dict(_describe(cfg, meta, source, data.sources[source].meta), view=view.name)
     for subset in cfg.test_subsets:
+        if not view.is_clean:
+            wanted = test_rows(data.samples, np.ones(len(data.samples), bool), subset, cfg.split, cfg.include_reals)
+            data.require_written(wanted, f"{cfg.split}/{subset} under view {view.name}",
+                                 f"run `declip extract --view {view.name} --split {cfg.split}` first")
         rows = test_rows(data.samples, data.valid, subset, cfg.split, cfg.include_reals)
         if not (data.labels[rows] == 1).any():
             raise DeclipError(f"no fake {cfg.split} images of subset {subset!r} in dataset {cfg.dataset!r}")

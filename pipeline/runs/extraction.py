@@ -46,6 +46,7 @@ class ExtractConfig:
     shards: bool = False
     progress: bool = True
     view: str = "clean"  # a perturbation applied before encoding (features.views); cached as DATASET@VIEW
+    splits: tuple[str, ...] = ()  # encode only the blocks holding rows of these splits (default: every row)
 
 
 @dataclass
@@ -176,7 +177,7 @@ def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> Extr
                                 shards=cfg.shards)
         for layer in layers
     }
-    todo = _plan_blocks(arrays)
+    todo = _only_splits(_plan_blocks(arrays), samples, cfg.splits, block_rows)
     stats = ExtractStats(str(key), dataset, layers, len(samples), math.ceil(len(samples) / block_rows))
     if todo:
         backbone.to(cfg.device, torch.float16 if cfg.half else torch.float32)
@@ -192,6 +193,17 @@ def _plan_blocks(arrays: dict[str, LayerArrays]) -> dict[int, list[str]]:
         for block in arr.pending_blocks():
             todo.setdefault(int(block), []).append(layer)
     return dict(sorted(todo.items()))
+
+
+def _only_splits(todo: dict[int, list[str]], samples, splits: tuple[str, ...], block_rows: int) -> dict:
+    """Keep the blocks that hold a row of ``splits`` (a view for testing needs only the test split encoded)."""
+    if not splits:
+        return todo
+    unknown = sorted(set(splits) - set(samples["split"]))
+    if unknown:
+        raise DeclipError(f"no rows of split(s) {unknown} in the manifest (splits: {sorted(set(samples['split']))})")
+    wanted = set(np.flatnonzero(samples["split"].isin(splits).to_numpy()) // block_rows)
+    return {block: layers for block, layers in todo.items() if block in wanted}
 
 
 def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats: ExtractStats,

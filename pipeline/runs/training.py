@@ -30,6 +30,8 @@ from decoders.checkpoint_io import atomic_torch_save
 from core.errors import DeclipError
 from core.keys import SourceKey
 from pipeline.runs.schedule import PlateauSchedule
+from features.views import parse_views
+from pipeline.runs.augmentation import AugmentedSplits
 from pipeline.runs.cached_splits import CachedSplits, select_rows
 from pipeline.runs.evaluation import validate_many
 
@@ -60,6 +62,7 @@ class TrainConfig:
     device: str = "cpu"
     memory_gb: float | None = None
     progress: bool = True
+    train_views: tuple[str, ...] = ()  # cached views sampled per epoch for training rows (augmentation); () = clean
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", SourceKey.parse(self.source))
@@ -71,11 +74,13 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> "TrainConfig":
-        return cls(**dict(d, train_subsets=tuple(d["train_subsets"])))
+        return cls(**dict(d, train_subsets=tuple(d["train_subsets"]), train_views=tuple(d.get("train_views", ()))))
 
     def identity(self) -> str:
         """Hash of everything that changes the result (not where it is written or how it is shown)."""
         keep = {k: v for k, v in self.to_json().items() if k not in ("out", "progress", "memory_gb", "device")}
+        if not keep.get("train_views"):  # runs made before views existed keep their identity
+            keep.pop("train_views", None)
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -95,7 +100,7 @@ class Head:
 
 def _check_compatible(cfgs: list[TrainConfig]) -> None:
     shared = ("store", "dataset", "train_subsets", "mode", "batch_size", "seed", "train_split", "valid_split",
-              "device")
+              "device", "train_views")
     for field_name in shared:
         values = {json.dumps(getattr(c, field_name)) for c in cfgs}
         if len(values) > 1:
@@ -152,8 +157,13 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
     _check_compatible(cfgs)
     base = cfgs[0]
     torch.manual_seed(base.seed)
-    data = CachedSplits.open(base.store, base.dataset, sorted({c.source for c in cfgs}), base.memory_gb)
+    sources = sorted({c.source for c in cfgs})
+    data = CachedSplits.open(base.store, base.dataset, sources, base.memory_gb)
+    train_data = _augmented(base, sources)
     train_rows = select_rows(data.samples, data.valid, base.train_subsets, base.train_split, base.mode)
+    if train_data is not None:
+        train_data.require_written(train_rows, base.train_split)
+        train_rows = train_rows[train_data.valid[train_rows]]
     valid_rows = select_rows(data.samples, data.valid, base.train_subsets, base.valid_split, base.mode)
     if len(train_rows) == 0 or len(valid_rows) == 0:
         raise DeclipError(
@@ -166,14 +176,18 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
     if len(starts) > 1:
         raise DeclipError("heads trained together were interrupted at different epochs; resume them separately")
     start = starts.pop()
-    data.warm(np.concatenate([train_rows, valid_rows]))
+    if train_data is None:
+        data.warm(np.concatenate([train_rows, valid_rows]))
+    else:
+        data.warm(valid_rows)
+        train_data.warm(train_rows)
     epoch = start
     bar = tqdm(total=base.max_epochs, initial=start, desc=f"train {len(heads)} head(s)", unit="epoch",
                disable=not base.progress)
     while any(h.active for h in heads):
         t0 = time.perf_counter()
         active = [h for h in heads if h.active]
-        losses = _train_epoch(active, data, train_rows, base, epoch)
+        losses = _train_epoch(active, train_data or data, train_rows, base, epoch)
         scores = validate_many([(h.decoder, h.cfg.source) for h in active], data, valid_rows, base.mode,
                                base.device, base.batch_size)
         for h, score in zip(active, scores):
@@ -185,13 +199,23 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
     return [_finish(h) for h in heads]
 
 
-def _train_epoch(active: list[Head], data: CachedSplits, rows: np.ndarray, cfg: TrainConfig, epoch: int) -> dict:
+def _augmented(cfg: TrainConfig, sources: list[str]) -> AugmentedSplits | None:
+    """The cached copies training samples among (``train_views``), or None to train on the clean features."""
+    if not cfg.train_views:
+        return None
+    views = [v.name for v in parse_views(list(cfg.train_views))]
+    return AugmentedSplits.open(cfg.store, cfg.dataset, views, sources, cfg.memory_gb, cfg.seed)
+
+
+def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows: np.ndarray, cfg: TrainConfig,
+                 epoch: int) -> dict:
     for h in active:
         h.decoder.train()
     totals = {id(h): 0.0 for h in active}
     n = 0
+    extra = {"epoch": epoch} if isinstance(data, AugmentedSplits) else {}
     for batch in data.batches(rows, cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch,
-                              sources=sorted({h.cfg.source for h in active})):
+                              sources=sorted({h.cfg.source for h in active}), **extra):
         masks = batch.masks.to(cfg.device)
         labels = batch.labels.to(cfg.device)
         for h in active:
@@ -227,6 +251,7 @@ def _end_epoch(head: Head, scores: dict, train_loss: float, epoch: int, seconds:
 def _checkpoint_extra(head: Head, epoch: int, scores: dict) -> dict:
     cfg = head.cfg
     return {"source": str(cfg.source), "dataset": cfg.dataset, "train_subsets": list(cfg.train_subsets),
+            "train_views": list(cfg.train_views),
             "mode": cfg.mode, "epoch": epoch, "val": scores, "seed": cfg.seed, "run_identity": cfg.identity(),
             "feature_layer": cfg.source.layer}
 
