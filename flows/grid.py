@@ -124,10 +124,15 @@ def _extract_missing(g) -> list[dict]:
     for fused in g.fused:
         for part in fused.parts:
             jobs.setdefault(str(part.backbone), set()).add(part.layer)
+    from pipeline.runs.grid import resolved_test_views, resolved_train_views
+
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
                          batch_size=g.extract_batch_size, device=g.device, progress=False)
-    return [extract_backbone(asdict(replace(base, backbone=b, layers=",".join(sorted(layers)))))
-            for b, layers in jobs.items()]
+    # clean: every row; a test view: the test split only; a training view: the train split only
+    views = [("clean", ())] + [(v, ("test",)) for v in resolved_test_views(g)]
+    views += [(v, ("train",)) for v in resolved_train_views(g) if v != "clean"]
+    return [extract_backbone(asdict(replace(base, backbone=b, layers=",".join(sorted(layers)), view=v, splits=s)))
+            for v, s in views for b, layers in jobs.items()]
 
 
 def _cell_options(cell) -> dict:
@@ -196,7 +201,7 @@ def grid_flow(cfg: dict) -> dict:
         "cells": len(cells), "trained": sum(t["status"] == "ok" for t in trained), "training_runs": len(groups),
         "skipped_cells": len(cells) - len(train_futures), "evaluated": sum(e["status"] == "ok" for e in evaluated),
         "failed": [{k: f.get(k) for k in ("run", "out", "error")} for f in failed],
-        "extracted": [{k: e[k] for k in ("backbone", "blocks_run", "images_encoded")} for e in extracted],
+        "extracted": [{k: e[k] for k in ("backbone", "dataset", "blocks_run", "images_encoded")} for e in extracted],
         "results": str(path), "rows": len(table),
     }
 
@@ -205,7 +210,7 @@ def _publish(table) -> None:
     """The IoU summary as a Prefect artifact (visible in the UI when a server is configured)."""
     from prefect.artifacts import create_markdown_artifact
 
-    iou = table[table["metric"] == "iou"]
+    iou = table[(table["metric"] == "iou") & (table["view"] == "clean")]
     if iou.empty:
         return
     pivot = iou.pivot_table(index=["decoder", "layer"], columns="test_set", values="value", aggfunc="mean")

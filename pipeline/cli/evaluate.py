@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(*names("--save-maps"), dest="save_maps", action="store_true",
                    help="write predicted probability maps as PNG at mask resolution")
     p.add_argument("--no-reals", action="store_true", help="leave real images out (no image-level metrics)")
+    p.add_argument("--view", action="append", default=None, metavar="VIEW",
+                   help="evaluate on a cached view (see `declip extract --view`), repeatable; `clean` is the "
+                   "unperturbed data; with several views each one's tables go to OUT/<view>/")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
@@ -61,28 +64,32 @@ def metrics_listing(width: int = 100) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from features.views import parse_views
     from pipeline.runs.evaluation import EvalConfig
 
-    cfg = EvalConfig(
+    views = [v.name for v in parse_views(args.view)] or ["clean"]
+    base = EvalConfig(
         store=args.store, checkpoint=args.ckpt, dataset=args.dataset, test_subsets=tuple(split_values(args.test_sets)),
         out=args.out, source=args.source, split=args.split,
         metrics=tuple(args.metrics.split(",")) if args.metrics else None, image_score_rule=args.image_score,
         include_reals=not args.no_reals, save_maps=args.save_maps, device=args.device).to_json()
+    cfgs = [dict(base, view=v, out=args.out if views == ["clean"] else f"{args.out}/{v}") for v in views]
     if args.no_flow:
         from flows.evaluate import evaluate_task
 
-        rows = evaluate_task.fn(cfg)
+        rows = [r for cfg in cfgs for r in evaluate_task.fn(cfg)]
     else:
         from flows.runtime import prefect_defaults
 
         prefect_defaults(announce=True)
         from flows.evaluate import run_evaluate
 
-        rows = run_evaluate(cfg)
+        rows = [r for cfg in cfgs for r in run_evaluate(cfg)]
     import pandas as pd
 
     table = pd.DataFrame(rows)
-    wide = table.pivot_table(index="test_set", columns="metric", values="value", aggfunc="first")
+    index = ["view", "test_set"] if len(views) > 1 else "test_set"
+    wide = table.pivot_table(index=index, columns="metric", values="value", aggfunc="first")
     cols = [c for c in ("iou", "f1_fixed", "f1_best", "ap", "image_auc") if c in wide.columns]
     if rows and rows[0].get("random_weights"):
         print("NOTE: these features come from a backbone with RANDOM weights")

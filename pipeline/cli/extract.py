@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, metavar="N", help="image decoding threads")
     p.add_argument("--shards", action="store_true", help="shard arrays by block (network/object storage)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+    p.add_argument("--view", action="append", default=None, metavar="VIEW",
+                   help="cache a perturbed copy: clean | jpeg:Q | resize:S | blur:SIGMA | noise:STD | "
+                   "jitter[:B,C,S,H] | augment:KIND[+copy:K], composed with + (jpeg:75+resize:0.5); repeat the "
+                   "flag (or separate with ;) for several; cached as DATASET@VIEW (default: clean)")
+    p.add_argument("--split", action="append", default=None, metavar="SPLIT",
+                   help="encode only the blocks holding this split's rows, comma-separated or repeated (e.g. "
+                   "--split test for a robustness view); default: every row")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
@@ -50,13 +57,16 @@ def backbone_jobs(backbone: str | None, arch: str | None, layers: str | None) ->
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from features.views import parse_views
+    from pipeline.cli.option_names import split_values
     from pipeline.runs.extraction import ExtractConfig, run_extraction
 
-    jobs = backbone_jobs(args.backbone, args.arch, args.layers)
+    views = [v.name for v in parse_views(args.view)] or ["clean"]
+    jobs = [dict(job, view=view) for view in views for job in backbone_jobs(args.backbone, args.arch, args.layers)]
     cfg = ExtractConfig(manifest=args.manifest, store=args.store, backbone=jobs[0]["backbone"],
                         layers=jobs[0]["layers"], dataset=args.dataset, batch_size=args.batch_size,
                         device=args.device, half=args.half, strict=args.strict, workers=args.workers,
-                        shards=args.shards, progress=not args.no_progress)
+                        shards=args.shards, progress=not args.no_progress, splits=tuple(split_values(args.split)))
     if args.no_flow:
         results = [run_extraction(ExtractConfig(**dict(asdict(cfg), **job))).to_dict() for job in jobs]
     else:

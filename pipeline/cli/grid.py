@@ -48,6 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dask-address", metavar="ADDRESS",
                    help="scheduler of an existing dask.distributed cluster, e.g. tcp://scheduler:8786; implies "
                    "--task-runner dask (TOML: dask_address)")
+    p.add_argument("--test-view", action="append", default=None, metavar="VIEW",
+                   help="also evaluate every trained cell on this cached view, repeatable (e.g. jpeg:75, resize:0.5; "
+                   "extracted for the test split first when a manifest is given) (TOML: test_views)")
+    p.add_argument("--train-view", action="append", default=None, metavar="VIEW",
+                   help="augmentation: training rows sample among these cached views each epoch, repeatable "
+                   "(TOML: train_views)")
+    p.add_argument("--augment-copies", type=int, metavar="K",
+                   help="augmentation from K cached copies augment:KIND+copy:k (TOML: augment_copies, augment)")
     p.add_argument("--report", action="store_true", help="write the report (figures + index.html) after the grid")
     p.set_defaults(func=run)
 
@@ -69,12 +77,14 @@ def _overrides(args: argparse.Namespace) -> dict:
     lists = {"backbones": args.backbones, "layers": args.layers, "decoders": args.decoders,
              "train_sets": args.train_sets, "test_sets": args.test_sets}
     out = {k: split_values(v) for k, v in lists.items() if v}
+    views = {"test_views": args.test_view, "train_views": args.train_view}  # not comma-split: jitter:B,C,S,H
+    out.update({k: v for k, v in views.items() if v})
     if args.seeds:
         out["seeds"] = [int(s) for s in split_values(args.seeds)]
     scalars = {"store": args.store, "dataset": args.dataset, "manifest": args.manifest, "out": args.out,
                "width": args.width, "max_epochs": args.max_epochs, "patience": args.patience,
                "batch_size": args.batch_size, "task_runner": args.task_runner, "max_workers": args.max_workers,
-               "dask_address": args.dask_address}
+               "dask_address": args.dask_address, "augment_copies": args.augment_copies}
     out.update({k: v for k, v in scalars.items() if v is not None})
     return out
 

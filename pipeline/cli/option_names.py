@@ -18,6 +18,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "--ckpt": ("--checkpoint",),
     "--save-maps": ("--output_save_path",),
     "--fully-supervised": ("--fully_supervised",),
+    "--data-aug": ("--data_aug",),
 }
 
 # Spellings that only make sense in one command: DeCLIP's evaluation writes to ``--result_folder``.

@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-gb", type=float, default=None, metavar="GB",
                    help="RAM budget for holding features in memory; beyond it batches stream from the store "
                    "(default: half the machine's RAM)")
+    p.add_argument("--train-view", action="append", default=None, metavar="VIEW",
+                   help="augmentation: each epoch every training image reads one of these cached views, seeded by "
+                   "(seed, epoch, image); repeatable (e.g. augment:all+copy:0 ... copy:3; see `declip extract --view`)")
+    p.add_argument("--augment-copies", type=int, default=0, metavar="K",
+                   help="shorthand for --train-view augment:KIND+copy:0 ... copy:K-1 (KIND from --data-aug)")
+    p.add_argument(*names("--data-aug"), dest="data_aug", default="all",
+                   choices=["blur", "color_jitter", "jpeg_compression", "all"],
+                   help="DeCLIP's augmentation kind that --augment-copies caches copies of")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
@@ -79,6 +87,7 @@ def build_configs(args: argparse.Namespace) -> list[dict]:
     decoders = split_values(args.decoders) or ["conv-20"]
     mode = args.mode
     combos = [(s, d) for s in sources for d in decoders]
+    train_views = training_views(args.train_view, args.augment_copies, args.data_aug)
     cfgs = []
     for source, decoder in combos:
         out = args.out if len(combos) == 1 else str(Path(args.out) / f"{str(source).replace('/', '_')}__{decoder}")
@@ -86,8 +95,19 @@ def build_configs(args: argparse.Namespace) -> list[dict]:
             store=args.store, source=source, dataset=args.dataset, train_subsets=tuple(split_values(args.train_sets)),
             out=out, decoder=decoder, width=args.width, faithful=args.faithful, mode=mode, lr=args.lr,
             batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience, seed=args.seed,
-            device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress).to_json())
+            device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress,
+            train_views=train_views).to_json())
     return cfgs
+
+
+def training_views(views: list[str] | None, copies: int, kind: str) -> tuple[str, ...]:
+    """Canonical training views: the listed ones plus K augmented copies (both may be given)."""
+    from features.views import augment_copies, parse_views
+
+    out = [v.name for v in parse_views(views)]
+    if copies:
+        out += [v.name for v in augment_copies(kind, copies) if v.name not in out]
+    return tuple(out)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ from pipeline.runs.evaluation import EvalConfig
 from pipeline.runs.training import TrainConfig
 
 RESULT_COLUMNS = [
-    "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "test_set", "dataset", "split",
+    "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "train_views", "test_set", "view",
+    "dataset", "split",
     "seed", "metric", "value", "level", "threshold_rule", "aggregation", "scale", "n_images", "n_undefined",
     "image_score_rule", "random_weights", "run_id", "checkpoint", "code_version",
 ]
@@ -56,6 +57,10 @@ class GridConfig:
     metrics: tuple[str, ...] | None = None
     baselines: bool = True
     save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
+    test_views: tuple[str, ...] = ()  # every trained cell is also evaluated on these cached views (no retraining)
+    train_views: tuple[str, ...] = ()  # augmentation: training rows sample among these cached views each epoch
+    augment_copies: int = 0  # shorthand: train_views += augment:<augment>+copy:0 ... copy:K-1
+    augment: str = "all"  # DeCLIP's --data_aug kind used by augment_copies (blur | color_jitter | jpeg_compression)
 
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "GridConfig":
@@ -84,6 +89,7 @@ class GridConfig:
             raise DeclipError(f"{source}: {exc}") from exc
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
+        resolved_test_views(cfg), resolved_train_views(cfg)  # a bad view is reported now, not in a cell
         return cfg
 
     def __post_init__(self) -> None:
@@ -112,6 +118,28 @@ class Cell:
         return self.train.identity()
 
 
+def resolved_test_views(cfg: GridConfig) -> list[str]:
+    """Canonical non-clean test views (clean is always evaluated, in the place it always was)."""
+    from features.views import parse_views
+
+    return [v.name for v in parse_views(list(cfg.test_views)) if not v.is_clean]
+
+
+def resolved_train_views(cfg: GridConfig) -> tuple[str, ...]:
+    """Canonical training views: ``train_views`` then the ``augment_copies`` copies; () = train on clean."""
+    from features.views import augment_copies, parse_views
+
+    views = [v.name for v in parse_views(list(cfg.train_views))]
+    if cfg.augment_copies:
+        views += [v.name for v in augment_copies(cfg.augment, cfg.augment_copies) if v.name not in views]
+    return tuple(views)
+
+
+def view_eval_dir(run_dir: Path, view: str) -> Path:
+    """Where a cell's evaluations on ``view`` go; clean ones stay in ``eval/`` as before views existed."""
+    return run_dir / "eval" if view == "clean" else run_dir / "eval-views" / view
+
+
 def sources(cfg: GridConfig) -> list[SourceKey]:
     return [SourceKey.single(b, layer) for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
 
@@ -120,18 +148,19 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
     """Every training cell of the grid and its evaluations (deterministic order)."""
     runs = Path(cfg.out) / "runs"
     cells = []
+    train_views, views = resolved_train_views(cfg), ["clean", *resolved_test_views(cfg)]
     for source, decoder, train_set, seed in itertools.product(sources(cfg), cfg.decoders, cfg.train_sets, cfg.seeds):
         train = TrainConfig(store=cfg.store, source=source, dataset=cfg.dataset, train_subsets=(train_set,),
                             out="", decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,
                             lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                            seed=seed, device=cfg.device, progress=False)
+                            seed=seed, device=cfg.device, progress=False, train_views=train_views)
         out = runs / train.identity()
         train = replace(train, out=str(out))
         evals = tuple(
             EvalConfig(store=cfg.store, checkpoint=str(out / "best"), dataset=cfg.dataset, test_subsets=(test,),
-                       out=str(out / "eval"), metrics=cfg.metrics, device=cfg.device,
-                       save_maps=cfg.save_maps > 0)
-            for test in cfg.test_sets
+                       out=str(view_eval_dir(out, view)), metrics=cfg.metrics, device=cfg.device,
+                       save_maps=cfg.save_maps > 0 and view == "clean", view=view)
+            for view in views for test in cfg.test_sets
         )
         cells.append(Cell(train, evals))
     return cells
@@ -189,6 +218,7 @@ def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd
                 continue
             df = pd.read_parquet(path)
             df["train_set"] = ",".join(cell.train.train_subsets)
+            df["train_views"] = "+".join(cell.train.train_views) if cell.train.train_views else "clean"
             df["run_id"] = cell.run_id
             df["seed"] = cell.train.seed
             frames.append(df)
@@ -202,8 +232,10 @@ def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd
     for col in RESULT_COLUMNS:
         if col not in table.columns:
             table[col] = None
+    table["view"] = table["view"].fillna("clean")  # summaries written before views existed, baselines
+    table["train_views"] = table["train_views"].fillna("clean")
     return table[RESULT_COLUMNS].sort_values(
-        ["decoder", "layer", "train_set", "test_set", "seed", "metric"], kind="stable").reset_index(drop=True)
+        ["decoder", "layer", "train_set", "test_set", "view", "seed", "metric"], kind="stable").reset_index(drop=True)
 
 
 def write_results(table: pd.DataFrame, out: Path) -> Path:

@@ -210,6 +210,22 @@ def _tables(iou: pd.DataFrame, matrix: pd.DataFrame, averages: tuple[float, floa
             f"train × test matrix (ID {averages[0]:.2f}, OOD {averages[1]:.2f})": matrix.round(2)}
 
 
+def _with_robustness(table: pd.DataFrame, out: Path, rnd: bool, figures: list, tables: dict,
+                     detection: bool) -> tuple[list, dict]:
+    """Add the robustness curves and table when the grid was evaluated on views (``test_views``); a detection
+    grid also gets image-level AP/AUC under each view."""
+    from pipeline.runs.robustness import fig_robustness, robustness_rows, robustness_table
+
+    rows = robustness_rows(table, image_level=detection)
+    if rows.empty:
+        return figures, tables
+    png = fig_robustness(rows, out, RANDOM_NOTE if rnd else None)
+    wide = robustness_table(rows)
+    wide.to_csv(out / "robustness.csv")
+    name = "robustness: metric by view (columns), per decoder × layer; means over train/test sets and seeds"
+    return figures + ([png] if png else []), {**tables, name: wide}
+
+
 def write_report(results: str | Path, out: str | Path | None = None, *, max_overlays: int = 6) -> Path:
     results = Path(results)
     if not results.exists():
@@ -219,7 +235,8 @@ def write_report(results: str | Path, out: str | Path | None = None, *, max_over
     grid = json.loads((grid_dir / "grid.json").read_text()) if (grid_dir / "grid.json").exists() else {}
     out = Path(out) if out else grid_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    iou = table[table["metric"] == "iou"].copy()
+    views = table["view"].fillna("clean") if "view" in table.columns else pd.Series("clean", index=table.index)
+    iou = table[(table["metric"] == "iou") & (views == "clean")].copy()  # views get their own section
     if iou.empty:
         raise DeclipError(f"{results} has no iou rows to report")
     rnd = bool(iou["random_weights"].fillna(False).astype(bool).any())
@@ -229,6 +246,7 @@ def write_report(results: str | Path, out: str | Path | None = None, *, max_over
     figures += [p for p in (fig_per_image(iou, grid_dir, out, rnd),
                             fig_overlays(iou, grid, grid_dir, out, rnd, max_overlays)) if p is not None]
     tables = _tables(iou, matrix, averages)
+    figures, tables = _with_robustness(table, out, rnd, figures, tables, grid.get("mode") == "detection")
     conventions = table.drop_duplicates("metric")[["metric", "threshold_rule", "aggregation", "scale"]]
     _write_pages(out, figures, tables, conventions, rnd, label, averages)
     return out / "index.html"
