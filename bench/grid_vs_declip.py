@@ -57,8 +57,8 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
     if declip_way:
         backbone = load_backbone(backbone_key)
 
-        def reencoding_open(store_url, ds, sources, memory_gb):
-            data = original_open(store_url, ds, sources, memory_gb)
+        def reencoding_open(store_url, ds, sources, memory_gb, **kw):
+            data = original_open(store_url, ds, sources, memory_gb, **kw)
             root = Path(data.store.dataset_attrs(ds)["root"])
             paths = data.samples["image_path"].tolist()
             for name in list(data.sources):

@@ -169,7 +169,7 @@ def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> Extr
     dtype = "float16" if cfg.half else "float32"
     recipe = backbone.recipe(dtype)
     layers = parse_layers(cfg.layers, backbone)
-    block_rows = _existing_block_rows(store, str(key), dataset) or cfg.batch_size
+    block_rows = _existing_block_rows(store, str(key), dataset) or _block_rows_for(samples, cfg.splits, cfg.batch_size)
     checksum = dataset_checksum(samples)
     arrays = {
         layer: store.open_layer(str(key), layer, dataset,
@@ -193,6 +193,22 @@ def _plan_blocks(arrays: dict[str, LayerArrays]) -> dict[int, list[str]]:
         for block in arr.pending_blocks():
             todo.setdefault(int(block), []).append(layer)
     return dict(sorted(todo.items()))
+
+
+def _block_rows_for(samples, splits: tuple[str, ...], batch_size: int, waste: float = 0.25) -> int:
+    """Rows per block of a new feature group. Encoding only some splits works block by block, so when the split's
+    rows come in short runs (small datasets) the blocks shrink until at most ``waste`` of the encoded rows lie
+    outside the split; on large datasets (runs of thousands of rows) this is just ``batch_size``."""
+    if not splits:
+        return batch_size
+    rows = np.flatnonzero(samples["split"].isin(splits).to_numpy())
+    block = batch_size
+    while block > 1:
+        encoded = len(np.unique(rows // block)) * block
+        if encoded - len(rows) <= waste * max(1, len(rows)):
+            return block
+        block //= 2
+    return 1
 
 
 def _only_splits(todo: dict[int, list[str]], samples, splits: tuple[str, ...], block_rows: int) -> dict:
