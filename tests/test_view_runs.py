@@ -119,3 +119,23 @@ def test_evaluate_on_a_view_adds_a_view_column_and_needs_its_split(store, tmp_pa
     with pytest.raises(DeclipError, match="--view jpeg:40 --split valid"):
         evaluate(EvalConfig(store=str(path), checkpoint=ckpt, dataset=DATASET, test_subsets=("tint",),
                             out=str(tmp_path / "ev-x"), view="jpeg:40", split="valid"))
+
+
+def test_a_source_key_with_a_view_reads_that_views_copy(store, tmp_path):
+    from store.feature_store import FeatureStore
+    from store.readers import FeatureSource
+
+    path, _ = store
+    fs = FeatureStore(str(path), mode="r")
+    rows = np.array([0, 1])
+    via_key = FeatureSource(fs, f"{TINY_BACKBONE}/layer1[augment:all+copy:1]", DATASET, partial=True).get(rows)[0]
+    via_dataset = FeatureSource(fs, f"{TINY_BACKBONE}/layer1", f"{DATASET}@augment:all+copy:1", partial=True)
+    assert torch.equal(via_key, via_dataset.get(rows)[0])
+    train(_cfg(path, tmp_path / "run", max_epochs=1))
+    a = evaluate(EvalConfig(store=str(path), checkpoint=str(tmp_path / "run" / "best"), dataset=DATASET,
+                            test_subsets=("tint",), out=str(tmp_path / "a"), view="jpeg:40"))
+    b = evaluate(EvalConfig(store=str(path), checkpoint=str(tmp_path / "run" / "best"), dataset=DATASET,
+                            test_subsets=("tint",), out=str(tmp_path / "b"),
+                            source=f"{TINY_BACKBONE}/layer1[jpeg:40]"))
+    assert set(b["view"]) == {"jpeg:40"}
+    pd.testing.assert_series_equal(a["value"], b["value"])
