@@ -45,7 +45,17 @@ def test_table_orders_views_clean_first_then_by_axis_and_strength():
     wide = robustness_table(robustness_rows(_table()))
     assert list(wide.columns) == ["clean", "jpeg:50", "jpeg:90", "resize:0.5", "blur:2", "noise:0.1",
                                   "jpeg:75+resize:0.5"]
-    assert wide.loc[("conv-4", "layer3", "iou"), "noise:0.1"] == pytest.approx(10.0)
+    assert wide.loc[("conv-4", "layer3", "clean", "iou"), "noise:0.1"] == pytest.approx(10.0)
+
+
+def test_augmented_cells_get_their_own_curves():
+    table = _table()
+    aug = table[table["decoder"] == "linear"].assign(train_views="augment:all+copy:0+augment:all+copy:1",
+                                                     value=lambda d: d["value"] + 1.0)
+    rows = robustness_rows(pd.concat([table.assign(train_views="clean"), aug], ignore_index=True))
+    lin = rows[(rows["decoder"] == "linear") & (rows["metric"] == "iou") & (rows["view"] == "jpeg:50")]
+    assert sorted(lin["trained_on"]) == ["augment:all x2", "clean"]
+    assert lin.set_index("trained_on")["value"].to_dict() == {"clean": 40.0, "augment:all x2": 41.0}
 
 
 def test_report_has_robustness_figure_and_table_and_keeps_clean_tables_clean(tmp_path):

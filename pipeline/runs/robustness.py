@@ -33,11 +33,13 @@ def robustness_rows(table: pd.DataFrame, image_level: bool = False) -> pd.DataFr
     ``image_level`` (detection grids) adds image AP and AUC.
     """
     if "view" not in table.columns or set(table["view"].fillna("clean")) <= {"clean"}:
-        return pd.DataFrame(columns=["decoder", "layer", "metric", "view", "axis", "strength", "value"])
+        return pd.DataFrame(columns=["decoder", "layer", "trained_on", "metric", "view", "axis", "strength", "value"])
     metrics = list(PIXEL_METRICS) + [m for m in IMAGE_METRICS if image_level and m in set(table["metric"])]
     models = table[table["metric"].isin(metrics) & ~table["decoder"].astype(str).str.startswith("baseline")].copy()
     models["view"] = models["view"].fillna("clean")
-    means = models.groupby(["decoder", "layer", "metric", "view"], as_index=False)["value"].mean()
+    trained = models["train_views"] if "train_views" in models.columns else pd.Series("clean", index=models.index)
+    models["trained_on"] = trained.fillna("clean").map(trained_on)
+    means = models.groupby(["decoder", "layer", "trained_on", "metric", "view"], as_index=False)["value"].mean()
     rows = []
     axes_used = set()
     for rec in means.itertuples(index=False):
@@ -54,6 +56,16 @@ def robustness_rows(table: pd.DataFrame, image_level: bool = False) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
+def trained_on(train_views: str) -> str:
+    """Short label of what a cell trained on: ``clean``, ``augment:all x4`` (K copies), or the views themselves."""
+    views = [v for v in str(train_views).split("+") if v]
+    copies = [v for v in views if v.startswith("copy:")]
+    kinds = {v for v in views if not v.startswith("copy:")}
+    if copies and len(kinds) == 1 and len(views) == 2 * len(copies):
+        return f"{kinds.pop()} x{len(copies)}"
+    return str(train_views) or "clean"
+
+
 def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Wide table: one row per decoder × layer × metric, one column per view (clean first, then by axis/strength)."""
     views = rows.drop_duplicates("view")
@@ -63,8 +75,8 @@ def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
             return (0, 0, 0.0)
         return (1, AXES.index(s[0]), s[1]) if s else (2, 0, view)
     columns = sorted(views["view"], key=order)
-    wide = rows.drop_duplicates(["decoder", "layer", "metric", "view"]).pivot_table(
-        index=["decoder", "layer", "metric"], columns="view", values="value", aggfunc="first")
+    wide = rows.drop_duplicates(["decoder", "layer", "trained_on", "metric", "view"]).pivot_table(
+        index=["decoder", "layer", "trained_on", "metric"], columns="view", values="value", aggfunc="first")
     return wide.reindex(columns=columns).round(3)
 
 
@@ -81,9 +93,10 @@ def fig_robustness(rows: pd.DataFrame, out: Path, note: str | None = None) -> Pa
         for j, axis in enumerate(axes_names):
             ax = axes[i][j]
             part = curves[(curves["metric"] == metric) & (curves["axis"] == axis)]
-            for (decoder, layer), line in part.groupby(["decoder", "layer"]):
+            for (decoder, layer, trained), line in part.groupby(["decoder", "layer", "trained_on"]):
                 line = line.sort_values("strength")
-                ax.plot(line["strength"], line["value"], marker="o", ms=3, label=f"{decoder} @ {layer}")
+                suffix = "" if trained == "clean" else f", trained on {trained}"
+                ax.plot(line["strength"], line["value"], marker="o", ms=3, label=f"{decoder} @ {layer}{suffix}")
             if axis in ("JPEG quality", "resize scale"):
                 ax.invert_xaxis()  # stronger perturbation to the right on every panel
             ax.set_xlabel(f"{axis} (clean = {CLEAN_AT[axis]:g})", fontsize=8)
