@@ -11,6 +11,10 @@ Layout (design §3.3)::
     <store>/features/<backbone>/<layer>/<dataset>/valid   (N,) uint8: 1 = features written, 0 = image unreadable
     <store>/features/<backbone>/<layer>/<dataset>/done    (blocks,) bool: block b holds rows [b*R, (b+1)*R)
 
+A view (a perturbation applied before encoding, ``features.views``) is cached as the dataset ``<dataset>@<view>``:
+the same rows in the same order, its own features, and its own masks only when the view is geometric (a
+photometric view's ``masks_of`` attribute points at the clean dataset). Clean data keeps its old keys.
+
 Writers own whole blocks (a block is a whole number of chunks, or one shard when sharded), so concurrent writers
 never touch the same chunk. A block's ``done`` flag is set only after its data writes returned (zarr's local store
 writes each chunk to a temporary file and renames it), so an interrupted run never leaves rows that look done.
