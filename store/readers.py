@@ -73,6 +73,11 @@ class FeatureSource:
 
             base, _ = split_view_key(dataset)
             dataset = view_dataset_key(base, View.parse(self.spec.view).name)
+            missing = [p for p in self.spec.parts if not store.has_layer(str(p.backbone), p.layer, dataset)]
+            if missing:
+                raise DeclipError(f"{self.spec}: store {store.url} holds no view {self.spec.view!r} of {base!r} for "
+                                  f"{missing[0]}; cache it with `declip extract --view {self.spec.view} --split test` "
+                                  f"(or evaluate the clean source {self.spec.with_view(CLEAN_VIEW)})")
         self.readers = [LayerReader(store, str(p.backbone), p.layer, dataset, partial) for p in self.spec.parts]
         self.dataset = dataset
         self._cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None

@@ -91,5 +91,5 @@ def test_a_view_the_store_does_not_hold_is_refused_clearly(tiny_store):
 
     store = FeatureStore(str(tiny_store), mode="r")
     assert FeatureSource(store, f"{TINY_BACKBONE}/layer1", "dolos-celebahq").channels == 64
-    with pytest.raises(DeclipError, match=r"no perturbed views.*layer1$"):
+    with pytest.raises(DeclipError, match=r"holds no view 'jpeg:75'.*declip extract --view jpeg:75.*layer1\)$"):
         FeatureSource(store, f"{TINY_BACKBONE}/layer1[jpeg:75]", "dolos-celebahq")
