@@ -17,6 +17,7 @@ import pandas as pd
 from core.errors import DeclipError
 from core.keys import SourceKey
 from pipeline.runs.evaluation import EvalConfig
+from pipeline.runs.recipe import RECIPE
 from pipeline.runs.training import TrainConfig
 
 RESULT_COLUMNS = [
@@ -44,10 +45,10 @@ class GridConfig:
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"
-    batch_size: int = 64
-    max_epochs: int = 400
-    patience: int = 5
-    lr: float = 1e-3
+    batch_size: int = RECIPE.batch_size
+    max_epochs: int = RECIPE.max_epochs
+    patience: int = RECIPE.patience
+    lr: float = RECIPE.lr
     extract_batch_size: int = 32
     device: str = "cpu"
     task_runner: str = "threads"

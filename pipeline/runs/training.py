@@ -29,6 +29,7 @@ from decoders import Decoder, build_decoder, save_decoder
 from decoders.checkpoint_io import atomic_torch_save
 from core.errors import DeclipError
 from core.keys import SourceKey
+from pipeline.runs.recipe import RECIPE
 from pipeline.runs.schedule import PlateauSchedule
 from pipeline.runs.cached_splits import CachedSplits, select_rows
 from pipeline.runs.evaluation import validate_many
@@ -49,11 +50,11 @@ class TrainConfig:
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"  # or "detection"
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 400
-    patience: int = 5
-    min_lr: float = 1e-6
+    lr: float = RECIPE.lr
+    batch_size: int = RECIPE.batch_size
+    max_epochs: int = RECIPE.max_epochs
+    patience: int = RECIPE.patience
+    min_lr: float = RECIPE.min_lr
     seed: int = 0
     train_split: str = "train"
     valid_split: str = "valid"
@@ -108,7 +109,7 @@ def _build_head(cfg: TrainConfig, data: CachedSplits) -> Head:
                             layer=cfg.source.layer,
                             width=cfg.width, faithful=cfg.faithful, seed=cfg.seed).to(cfg.device)
     params = decoder.trainable_parameters()
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=RECIPE.betas, weight_decay=RECIPE.weight_decay)
     schedule = PlateauSchedule(lr=cfg.lr, patience=cfg.patience, min_lr=cfg.min_lr, max_epochs=cfg.max_epochs)
     return Head(cfg, decoder, optimizer, schedule, Path(cfg.out))
 
