@@ -3,6 +3,8 @@
 The recipe itself (loss, optimizer, schedule, best epoch, resume, multi-head, streaming, detection) is checked
 against independent oracles in ``test_training_recipe.py``.
 """
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,9 +60,12 @@ def test_unknown_subset_is_a_clear_error(tiny_store, tmp_path):
 
 def test_evaluate_scores_native_masks(tiny_store, tmp_path):
     train(_cfg(tiny_store, tmp_path / "run", max_epochs=2))
-    table = evaluate(EvalConfig(store=str(tiny_store), checkpoint=str(tmp_path / "run" / "best"),
-                                dataset="dolos-celebahq", test_subsets=("tint", "bright"), out=str(tmp_path / "ev"),
-                                save_maps=True))
+    cfg = EvalConfig(store=str(tiny_store), checkpoint=str(tmp_path / "run" / "best"), dataset="dolos-celebahq",
+                     test_subsets=("tint", "bright"), out=str(tmp_path / "ev"), save_maps=True)
+    table = evaluate(cfg)
+    for subset in ("tint", "bright"):  # each subset records which evaluation wrote it (grids re-use it by that)
+        record = json.loads((tmp_path / "ev" / subset / "eval.json").read_text())
+        assert record["identity"] == cfg.subset_identity(subset) != cfg.identity()
     assert set(table["test_set"]) == {"tint", "bright"}
     assert {"iou", "f1_fixed", "f1_best", "ap", "image_auc"} <= set(table["metric"])
     assert bool(table["random_weights"].all())

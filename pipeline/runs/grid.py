@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.errors import DeclipError
 from core.keys import SourceKey
-from pipeline.runs.evaluation import EvalConfig
+from pipeline.runs.evaluation import EVAL_RECORD, EvalConfig
 from pipeline.runs.recipe import RECIPE
 from pipeline.runs.training import TrainConfig
 
@@ -147,7 +147,14 @@ def eval_summary_path(ev: EvalConfig) -> Path:
 
 
 def eval_finished(ev: EvalConfig) -> bool:
-    return eval_summary_path(ev).exists()
+    """Finished only when its summary exists and was written by an evaluation with the same identity."""
+    record = Path(ev.out) / ev.test_subsets[0] / EVAL_RECORD
+    if not eval_summary_path(ev).exists() or not record.exists():
+        return False
+    try:
+        return json.loads(record.read_text()).get("identity") == ev.subset_identity(ev.test_subsets[0])
+    except (OSError, ValueError):
+        return False
 
 
 def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd.DataFrame:

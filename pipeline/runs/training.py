@@ -62,6 +62,9 @@ class TrainConfig:
     memory_gb: float | None = None
     progress: bool = True
 
+    #: Fields that say where a run is written, where it runs or how it is shown, never what it computes.
+    NOT_RESULTS = ("out", "progress", "memory_gb", "device")
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", SourceKey.parse(self.source))
 
@@ -76,7 +79,7 @@ class TrainConfig:
 
     def identity(self) -> str:
         """Hash of everything that changes the result (not where it is written or how it is shown)."""
-        keep = {k: v for k, v in self.to_json().items() if k not in ("out", "progress", "memory_gb", "device")}
+        keep = {k: v for k, v in self.to_json().items() if k not in self.NOT_RESULTS}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
