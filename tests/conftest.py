@@ -70,22 +70,42 @@ def _write_tiny_dolos(root, seed: int = 0, size: tuple[int, int] = TINY_SIZE) ->
                 mask.save(mask_dir / f"{gen}{split}{i:02d}.png")
 
 
+#: The mutation check (tests/mutation/run.py) sets this to build the tiny fixtures once with unmutated code and reuse
+#: them for every mutant that cannot change them; a normal test run never sets it.
+_CACHE = os.environ.get("DECLIP_TEST_CACHE")
+
+
+def _cached(name: str, tmp_path_factory, build):
+    """``build(dir)`` into a fresh temp dir, or (with DECLIP_TEST_CACHE) once into the cache, renamed when complete."""
+    from pathlib import Path
+
+    if not _CACHE:
+        path = tmp_path_factory.mktemp(name)
+        build(path)
+        return path
+    final = Path(_CACHE) / name
+    if not final.exists():
+        partial = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_CACHE))
+        build(partial)
+        partial.rename(final)
+    return final
+
+
 @pytest.fixture(scope="session")
 def tiny_dolos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-dolos")
-    _write_tiny_dolos(root)
-    return root
+    return _cached("tiny-dolos", tmp_path_factory, _write_tiny_dolos)
 
 
 @pytest.fixture(scope="session")
 def tiny_manifest(tiny_dolos, tmp_path_factory):
     from pipeline.data.manifest import scan_dataset, write_manifest
 
-    result = scan_dataset(tiny_dolos, "dolos", progress=False)
-    assert result.problems.empty, result.problems
-    path = tmp_path_factory.mktemp("manifest") / "manifest.parquet"
-    write_manifest(result.manifest, path, tiny_dolos, "dolos")
-    return path
+    def build(path):
+        result = scan_dataset(tiny_dolos, "dolos", progress=False)
+        assert result.problems.empty, result.problems
+        write_manifest(result.manifest, path / "manifest.parquet", tiny_dolos, "dolos")
+
+    return _cached("manifest", tmp_path_factory, build) / "manifest.parquet"
 
 
 TINY_BACKBONE = "test-vit-tiny@random-0"
@@ -96,7 +116,8 @@ def tiny_store(tiny_manifest, tmp_path_factory):
     """The tiny dataset extracted once with a random-weight tiny ViT, every layer."""
     from pipeline.runs.extraction import ExtractConfig, run_extraction
 
-    store = tmp_path_factory.mktemp("store") / "features.zarr"
-    run_extraction(ExtractConfig(manifest=str(tiny_manifest), store=str(store), backbone=TINY_BACKBONE,
-                                 layers="all", batch_size=8, progress=False))
-    return store
+    def build(path):
+        run_extraction(ExtractConfig(manifest=str(tiny_manifest), store=str(path / "features.zarr"),
+                                     backbone=TINY_BACKBONE, layers="all", batch_size=8, progress=False))
+
+    return _cached("store", tmp_path_factory, build) / "features.zarr"

@@ -81,7 +81,8 @@ def _soft_targets_from_files(manifest_path, samples, rows) -> torch.Tensor:
     return torch.from_numpy(np.stack(out))
 
 
-def reference_weights(store_path, manifest_path, layer: str, epochs: int, decoder: str = "linear", seed: int = 0):
+def reference_weights(store_path, manifest_path, layer: str, epochs: int, decoder: str = "linear", seed: int = 0,
+                      width: float = 1.0):
     """Full-batch AdamW(lr 1e-3, betas (0.9, 0.999), weight decay 0) on BCE with soft targets: the recipe, by hand."""
     store = FeatureStore(str(store_path), mode="r")
     samples = store.samples(DS)
@@ -92,7 +93,7 @@ def reference_weights(store_path, manifest_path, layer: str, epochs: int, decode
     targets = _soft_targets_from_files(manifest_path, samples, rows)
     assert ((targets > 0) & (targets < 1)).any(), "the fixture must have soft mask edges"
     net = build_decoder(decoder, in_channels=feats.shape[1], grid=tuple(feats.shape[2:]), family="vit", layer=layer,
-                        seed=seed)
+                        seed=seed, width=width)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0)
     for _ in range(epochs):
         net.train()
@@ -152,6 +153,41 @@ def test_resumed_run_reproduces_the_reference(tiny_store, reference, tmp_path, m
     assert summary["epochs"] == 3
     assert pd.read_csv(tmp_path / "cut" / "epochs.csv")["epoch"].tolist() == [0, 1, 2]
     _assert_same(_final_weights(tmp_path / "cut"), reference["layer1"])
+
+
+def test_conv_decoder_trains_batchnorm_in_train_mode_like_the_reference(tiny_store, tiny_manifest, tmp_path):
+    want = reference_weights(tiny_store, tiny_manifest, "layer1", epochs=1, decoder="conv-4", width=0.0625)
+    train(_cfg(tiny_store, tmp_path / "conv", decoder="conv-4", width=0.0625, max_epochs=1))
+    got = _final_weights(tmp_path / "conv")
+    # A conv bias followed by BatchNorm has a zero gradient in exact arithmetic (BN removes the mean), so Adam's
+    # update of it is rounding noise divided by its own size, and that noise shows in the next BN's running mean:
+    # those are not comparable. Every weight, BN scale and shift, and the last conv's bias are.
+    net = build_decoder("conv-4", in_channels=64, grid=(8, 8), family="vit", layer="layer1", width=0.0625)
+    modules = list(net.fc)
+    noise = {f"fc.{i}.bias" for i, m in enumerate(modules[:-1])
+             if isinstance(m, torch.nn.Conv2d) and isinstance(modules[i + 1], torch.nn.BatchNorm2d)}
+    compared = [k for k in want if k not in noise and "running" not in k and "num_batches" not in k]
+    assert noise and any(k.endswith(".weight") and "fc.1." in k for k in compared)  # BN scales are compared
+    for k in compared:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert int(got["fc.1.num_batches_tracked"]) == 1  # BatchNorm ran in train mode for the one step
+
+
+def test_each_epoch_visits_every_training_fake_once_in_a_new_order(tiny_store, tmp_path, monkeypatch):
+    batches = []
+    real_loss = training._loss
+
+    def spy(logits, masks, labels, mode):
+        batches.append(tuple(round(float(s), 3) for s in masks.sum(dim=(1, 2))))  # one fingerprint per image
+        return real_loss(logits, masks, labels, mode)
+
+    monkeypatch.setattr(training, "_loss", spy)
+    train(_cfg(tiny_store, tmp_path / "run", max_epochs=2, batch_size=5))
+    per_epoch = len(batches) // 2
+    first = [x for b in batches[:per_epoch] for x in b]
+    second = [x for b in batches[per_epoch:] for x in b]
+    assert len(first) == 16 and sorted(first) == sorted(second)  # every training fake, once per epoch
+    assert first != second  # reshuffled each epoch (DeCLIP's DataLoader shuffles every epoch)
 
 
 def test_training_sees_only_fakes_and_their_soft_masks(tiny_store, tiny_manifest, tmp_path, monkeypatch):
