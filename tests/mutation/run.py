@@ -12,6 +12,7 @@ store's write path get fresh fixtures built with the mutated code.
     python tests/mutation/run.py                 # everything (~15–25 min on 2 cores)
     python tests/mutation/run.py --only T1,T2    # some mutants
     python tests/mutation/run.py --list          # the mutants and whether their anchors are found
+    python tests/mutation/run.py --jobs 2        # two mutants at a time (one tree copy per job)
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from queue import Queue
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,6 +63,23 @@ def run_tests(root: Path, tests: list[str], timeout: int, cache: Path | None) ->
     return f"error(rc={proc.returncode})", seconds, summary
 
 
+def run_mutant(root: Path, m: Mutant, timeout: int, cache: Path) -> dict:
+    """Apply one mutant in ``root``, run its tests, restore the file; the result record."""
+    base = {"id": m.id, "area": m.area, "what": m.what, "equivalent": m.equivalent}
+    n = anchor_count(root, m)
+    if n != 1:
+        return dict(base, status="anchor-missing" if n == 0 else f"anchor-ambiguous({n})")
+    path = root / m.file
+    original = path.read_text()
+    path.write_text(original.replace(m.old, m.new))
+    try:
+        status, seconds, summary = run_tests(root, list(m.tests), timeout, None if m.fresh else cache)
+    finally:
+        path.write_text(original)
+    verdict = "killed" if status != "passed" else ("equivalent" if m.equivalent else "SURVIVED")
+    return dict(base, status=status, verdict=verdict, seconds=round(seconds, 1), summary=summary)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated mutant ids")
@@ -67,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=int, default=300, help="seconds per mutant")
     ap.add_argument("--list", action="store_true", help="list mutants and anchor status, run nothing")
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-baseline", action="store_true", help="only build the shared fixtures, do not run "
+                    "every selected test unmutated first")
+    ap.add_argument("--jobs", type=int, default=1, help="mutants run at the same time")
     args = ap.parse_args(argv)
 
     chosen = MUTANTS
@@ -85,37 +107,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="declip-mutation-"))
-    root, cache = work / "repo", work / "cache"
-    shutil.copytree(REPO, root, ignore=IGNORE)
+    cache = work / "cache"
     cache.mkdir()
-    results = []
+    roots: Queue = Queue()
+    for j in range(max(1, args.jobs)):
+        shutil.copytree(REPO, work / f"repo{j}", ignore=IGNORE)
+        roots.put(work / f"repo{j}")
+    results: list[dict] = []
     try:
-        if not args.skip_baseline:
+        root = work / "repo0"
+        if args.skip_baseline:  # still build the shared fixtures once, with unmutated code
+            tests = ["tests/test_extraction.py::test_masks_cached_with_declip_polarity"]
+        else:
             tests = sorted({t for m in chosen for t in m.tests})
-            status, seconds, summary = run_tests(root, tests, args.timeout * 4, cache)
-            print(f"baseline (unmutated): {status} in {seconds:.0f}s  {summary}", flush=True)
-            if status != "passed":
-                print("the unmutated tests must pass first", file=sys.stderr)
-                return 2
-        for m in chosen:
-            path = root / m.file
-            n = anchor_count(root, m)
-            if n != 1:
-                status = "anchor-missing" if n == 0 else f"anchor-ambiguous({n})"
-                results.append({"id": m.id, "area": m.area, "what": m.what, "status": status, "equivalent": m.equivalent})
-                print(f"{m.id:5} {status:16} {m.what}", flush=True)
-                continue
-            original = path.read_text()
-            path.write_text(original.replace(m.old, m.new))
+        status, seconds, summary = run_tests(root, tests, args.timeout * 4, cache)
+        print(f"baseline (unmutated): {status} in {seconds:.0f}s  {summary}", flush=True)
+        if status != "passed":
+            print("the unmutated tests must pass first", file=sys.stderr)
+            return 2
+
+        def one(m: Mutant) -> dict:
+            root = roots.get()
             try:
-                status, seconds, summary = run_tests(root, m.tests, args.timeout, None if m.fresh else cache)
+                return run_mutant(root, m, args.timeout, cache)
             finally:
-                path.write_text(original)
-            killed = status != "passed"
-            verdict = "killed" if killed else ("equivalent" if m.equivalent else "SURVIVED")
-            results.append({"id": m.id, "area": m.area, "what": m.what, "status": status, "verdict": verdict,
-                            "seconds": round(seconds, 1), "equivalent": m.equivalent, "summary": summary})
-            print(f"{m.id:5} {verdict:10} {status:12} {seconds:5.0f}s  {m.what}", flush=True)
+                roots.put(root)
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for r in pool.map(one, chosen):
+                results.append(r)
+                print(f"{r['id']:5} {r.get('verdict', ''):10} {r['status']:12} {r.get('seconds', 0):5.0f}s  "
+                      f"{r['what']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
