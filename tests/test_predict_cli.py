@@ -48,6 +48,10 @@ def test_predict_folder_with_broken_file_matches_cached_features(checkpoint, tin
         height, width = TINY_SIZE  # PIL sizes are (width, height)
         assert Image.open(tmp_path / "out" / rec.map).size == (width, height)
         assert (rec.width, rec.height) == (width, height)
+        saved = np.asarray(Image.open(tmp_path / "out" / rec.map)) / 255.0  # the map, 8-bit
+        assert rec.image_score == pytest.approx(saved.mean(), abs=1 / 255)  # DeCLIP: mean of the pixel probabilities
+        assert rec.max_prob == pytest.approx(saved.max(), abs=1 / 255)
+        assert rec.fake_fraction == pytest.approx((saved > 0.5).mean(), abs=0.02)
         assert (tmp_path / "out" / "overlays" / Path(rec.map).name).exists()
     assert (tmp_path / "out" / "scores.csv").exists()
 

@@ -30,7 +30,7 @@ METRIC_TESTS = ("tests/test_metrics.py", "tests/test_resize.py")
 EVAL_TESTS = ("tests/test_training.py::test_evaluate_scores_native_masks",
               "tests/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap")
 PREDICT_TESTS = ("tests/test_predict_cli.py::test_predict_folder_with_broken_file_matches_cached_features",)
-STORE_TESTS = ("tests/test_store.py", "tests/test_store_failures.py")
+STORE_TESTS = ("tests/test_store.py", "tests/test_store_failures.py", "tests/test_store_identity.py")
 MASK_TESTS = ("tests/test_masks.py", "tests/test_store_failures.py",
               "tests/test_extraction.py::test_masks_cached_with_declip_polarity",
               "tests/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
