@@ -321,3 +321,19 @@ def test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap(tiny_stor
     log = pd.read_csv(tmp_path / "det" / "epochs.csv")
     assert summary["best_epoch"] == int(np.argmax(log["val_ap"].to_numpy()))
     assert summary["best_val"] == pytest.approx(log["val_ap"].max())
+
+
+def test_detection_selects_the_best_epoch_on_ap_not_accuracy(tiny_store, tmp_path, monkeypatch):
+    script = [{"ap": 0.6, "acc": 0.9, "auc": 0.5}, {"ap": 0.8, "acc": 0.5, "auc": 0.5},
+              {"ap": 0.7, "acc": 0.95, "auc": 0.9}]
+    calls = []
+
+    def scripted_validation(models, data, rows, mode, device, batch_size=64):
+        calls.append(mode)
+        return [dict(script[len(calls) - 1])]
+
+    monkeypatch.setattr(training, "validate_many", scripted_validation)
+    summary = train(_cfg(tiny_store, tmp_path / "det", mode="detection", max_epochs=3, batch_size=8))
+    assert calls == ["detection"] * 3
+    assert summary["best_epoch"] == 1 and summary["best_val"] == pytest.approx(0.8)
+    assert load_decoder(tmp_path / "det" / "best")[1]["epoch"] == 1

@@ -23,7 +23,8 @@ class Mutant:
 
 
 RECIPE_TESTS = ("tests/test_recipe.py", "tests/test_training_recipe.py")
-TRAIN_TESTS = ("tests/test_training_recipe.py", "tests/test_run_identity.py")
+TRAIN_TESTS = ("tests/test_training_recipe.py",)
+IDENTITY_TESTS = ("tests/test_run_identity.py",)
 SCHEDULE_TESTS = ("tests/test_schedule.py", "tests/test_training_recipe.py::test_epoch_end_lr_and_best_checkpoint_"
                   "follow_scripted_validation")
 METRIC_TESTS = ("tests/test_metrics.py", "tests/test_resize.py")
@@ -66,7 +67,7 @@ MUTANTS: list[Mutant] = [
       "default=RECIPE.patience", "default=6", RECIPE_TESTS),
     M("T8", "training", "training-run identity ignores faithful and width", "pipeline/runs/training.py",
       'NOT_RESULTS = ("out", "progress", "memory_gb", "device")',
-      'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "faithful", "width")', TRAIN_TESTS),
+      'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "faithful", "width")', IDENTITY_TESTS),
     M("T9", "masks", "native-mask done flag set before the masks are written", "store/feature_store.py",
       '        offsets = group["native_offsets"]\n',
       '        group["mask_done"][block] = True\n        offsets = group["native_offsets"]\n', MASK_TESTS),
@@ -89,13 +90,13 @@ MUTANTS: list[Mutant] = [
       "    lr: float = 1e-4", RECIPE_TESTS),
     M("G1", "training", "grid cells drop the grid's width and faithful", "pipeline/runs/grid.py",
       "decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,", "decoder=decoder, mode=cfg.mode,",
-      TRAIN_TESTS),
+      IDENTITY_TESTS),
     M("G2", "training", "grid eval reuse ignores the evaluation identity", "pipeline/runs/grid.py",
       '    if not eval_summary_path(ev).exists() or not record.exists():\n        return False',
-      '    if eval_summary_path(ev).exists():\n        return True', TRAIN_TESTS),
+      '    if eval_summary_path(ev).exists():\n        return True', IDENTITY_TESTS),
     M("G3", "training", "evaluation identity ignores the metrics", "pipeline/runs/evaluation.py",
       'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")',
-      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "metrics")', TRAIN_TESTS),
+      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "metrics")', IDENTITY_TESTS),
     # ---- schedule
     M("S1", "schedule", "best on >= instead of strict >", "pipeline/runs/schedule.py",
       "new_best = score > self.best", "new_best = score >= self.best", SCHEDULE_TESTS),

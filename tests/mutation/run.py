@@ -76,7 +76,10 @@ def run_mutant(root: Path, m: Mutant, timeout: int, cache: Path) -> dict:
         status, seconds, summary = run_tests(root, list(m.tests), timeout, None if m.fresh else cache)
     finally:
         path.write_text(original)
-    verdict = "killed" if status != "passed" else ("equivalent" if m.equivalent else "SURVIVED")
+    if status == "timeout":  # slow is not caught: counted as not killed, and listed
+        verdict = "TIMEOUT"
+    else:
+        verdict = "killed" if status != "passed" else ("equivalent" if m.equivalent else "SURVIVED")
     return dict(base, status=status, verdict=verdict, seconds=round(seconds, 1), summary=summary)
 
 
