@@ -181,6 +181,14 @@ def test_f1_best_and_inverted_beat_fixed_by_hand():
     assert metric("f1_fixed", exact, gt) == metric("f1_best", exact, gt) == metric("f1_inverted", exact, gt) == 1.0
 
 
+def test_f1_best_thresholds_are_strict_so_a_flat_map_scores_zero():
+    """TruFor predicts ``p > t`` for each distinct value t: a flat map below 0.5 never predicts every pixel fake."""
+    gt = square_case()
+    flat = np.full(gt.shape, 0.3, np.float32)
+    assert metric("f1_best", flat, gt) == 0.0  # p > 0.3 is empty; "p >= 0.3" (all fake) would score 2F / (2F + R)
+    assert brute_force_f1_best(flat, gt) == 0.0
+
+
 def test_f1_inverted_rescues_an_inverted_map():
     gt = square_case()
     prob = np.where(gt, 0.1, 0.9).astype(np.float32)
