@@ -35,7 +35,7 @@ STORE_TESTS = ("tests/test_store.py", "tests/test_store_failures.py", "tests/tes
 MASK_TESTS = ("tests/test_masks.py", "tests/test_store_failures.py",
               "tests/test_extraction.py::test_masks_cached_with_declip_polarity",
               "tests/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
-DECODER_TESTS = ("tests/test_decoders.py", "tests/test_declip_checkpoint.py")
+DECODER_TESTS = ("tests/test_decoders.py",)
 TAP_TESTS = ("tests/test_taps.py", "tests/test_extraction.py::test_cached_features_equal_hooked_forward")
 
 M = Mutant

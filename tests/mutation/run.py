@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-baseline", action="store_true", help="only build the shared fixtures, do not run "
                     "every selected test unmutated first")
     ap.add_argument("--jobs", type=int, default=1, help="mutants run at the same time")
+    ap.add_argument("--tests", help="comma-separated test selection replacing each chosen mutant's own")
     args = ap.parse_args(argv)
 
     chosen = MUTANTS
@@ -102,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.area:
         areas = set(args.area.split(","))
         chosen = [m for m in chosen if m.area in areas]
+    if args.tests:
+        from dataclasses import replace
+
+        chosen = [replace(m, tests=tuple(args.tests.split(","))) for m in chosen]
     if args.list:
         for m in chosen:
             n = anchor_count(REPO, m)
