@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -19,10 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from features.backbones import Backbone, BackboneKey, load_backbone
-from features.reader import ImageBatch, prefetch_batches
+from features.encode import encode_batch
+from features.reader import prefetch_batches
 from features.taps import layer_info, parse_layers
 from core.errors import DeclipError
 from pipeline.data.manifest import read_manifest
+from store.block_writer import BlockWriter
 from store.feature_store import FeatureStore, LayerArrays, dataset_checksum
 
 log = logging.getLogger(__name__)
@@ -162,13 +162,14 @@ def _plan_blocks(arrays: dict[str, LayerArrays]) -> dict[int, list[str]]:
 
 
 def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats: ExtractStats) -> None:
+    """reader (decode ahead) → mapper (:func:`features.encode.encode_batch`) → writer (:class:`BlockWriter`)."""
     first = next(iter(arrays.values()))
     paths = samples["image_path"].tolist()
     jobs = []
     for block in todo:
         lo, hi = first.block_range(block)
         jobs.append((block, list(range(lo, hi)), [f"{root}/{paths[r]}" for r in range(lo, hi)]))
-    writer = _Writer(store, arrays, stats)
+    writer = BlockWriter(store, arrays)
     bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone}", unit="img",
                disable=not cfg.progress)
     try:
@@ -179,64 +180,16 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
                 raise DeclipError(f"{p['path']}: {p['reason']} ({p['detail']}); fix or remove it, or drop --strict "
                                   "to skip unreadable images")
             t0 = time.perf_counter()
-            outputs = _forward(backbone, batch, todo[batch.key], cfg)
+            outputs = encode_batch(backbone, batch, todo[batch.key], cfg.device, cfg.half)
             stats.seconds["forward"] += time.perf_counter() - t0
             stats.images_encoded += int(batch.ok.sum())
             stats.bad_images += len(batch.problems)
-            writer.put(batch, outputs)
+            writer.put(batch.key, outputs, batch.ok.numpy(), batch.problems)
             bar.update(len(batch.rows))
     finally:
-        writer.close()
-        bar.close()
+        try:
+            writer.close()
+        finally:
+            stats.seconds["write"] += writer.seconds
+            bar.close()
     stats.blocks_run = len(jobs)
-
-
-def _forward(backbone: Backbone, batch: ImageBatch, layers: list[str], cfg: ExtractConfig) -> dict:
-    from features.taps import forward_layers
-
-    x = batch.pixels.to(cfg.device, torch.float16 if cfg.half else torch.float32, non_blocking=True)
-    out = forward_layers(backbone, x, layers)
-    ok = batch.ok.numpy()
-    result = {}
-    for layer, (feats, cls) in out.items():
-        f = feats.to("cpu", torch.float16).numpy()
-        f[~ok] = 0  # rows whose image failed stay zero and invalid
-        c = cls.to("cpu", torch.float16).numpy() if cls is not None else None
-        result[layer] = (f, c)
-    return result
-
-
-class _Writer:
-    """Writes finished blocks behind the forward pass; a failed write stops the run instead of losing data."""
-
-    def __init__(self, store: FeatureStore, arrays: dict[str, LayerArrays], stats: ExtractStats):
-        self.store, self.arrays, self.stats = store, arrays, stats
-        self.q: queue.Queue = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
-        self.thread.start()
-
-    def put(self, batch: ImageBatch, outputs: dict) -> None:
-        if self.error:
-            raise self.error
-        self.q.put((batch, outputs))
-
-    def _loop(self) -> None:
-        while (item := self.q.get()) is not None:
-            if self.error:
-                continue
-            batch, outputs = item
-            t0 = time.perf_counter()
-            try:
-                valid = batch.ok.numpy()
-                for layer, (feats, cls) in outputs.items():
-                    self.store.write_block(self.arrays[layer], batch.key, feats, cls, valid, batch.problems)
-            except BaseException as exc:  # noqa: BLE001
-                self.error = exc
-            self.stats.seconds["write"] += time.perf_counter() - t0
-
-    def close(self) -> None:
-        self.q.put(None)
-        self.thread.join()
-        if self.error:
-            raise self.error

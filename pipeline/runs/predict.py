@@ -21,8 +21,7 @@ from decoders import Decoder, load_decoder
 from features.backbones import load_backbone
 from features.fusion import fuse
 from features.images import ImageProblem, open_rgb
-from features.preprocess import to_tensor
-from features.taps import forward_layers
+from features.encode import encode_images
 from core.errors import DeclipError
 from core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, SourceKey
 from pipeline.metrics.resize import to_native
@@ -76,8 +75,7 @@ class Predictor:
         """(B, 256, 256) manipulation probabilities."""
         feats, cls = [], None
         for bb, recipe, part in zip(self.backbones, self.recipes, self.spec.parts):
-            x = torch.stack([to_tensor(recipe, im) for im in images]).to(self.device)
-            f, c = forward_layers(bb, x, [part.layer])[part.layer]
+            f, c = encode_images(bb, recipe, images, [part.layer], self.device)[part.layer]
             feats.append(f)
             cls = c if cls is None else cls
         x = fuse(feats[0], feats[1]) if self.spec.fused else feats[0]
