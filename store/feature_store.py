@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -33,6 +34,7 @@ import pandas as pd
 import zarr
 
 from core.errors import DeclipError
+from store.locks import store_lock
 
 SCHEMA_VERSION = 1
 MASK_SIZE = 256
@@ -110,7 +112,7 @@ class FeatureStore:
     def _put_file(self, rel: str, data: bytes) -> None:
         path = f"{self._fs_root}/{rel}"
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        tmp = f"{path}.partial"
+        tmp = f"{path}.{uuid.uuid4().hex}.partial"  # unique: concurrent writers of the same file never collide
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
 
@@ -125,7 +127,18 @@ class FeatureStore:
         return sorted(self.root["datasets"].group_keys()) if "datasets" in self.root else []
 
     def create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int = 64) -> None:
-        """Register a dataset's rows (or check that the registered rows are the same ones)."""
+        """Register a dataset's rows (or check that the registered rows are the same ones).
+
+        Under the dataset's store lock: two extractions starting together register it once.
+        """
+        with self.lock(f"dataset-{key}"):
+            self._create_dataset(key, samples, root, layout, block_rows)
+
+    def lock(self, name: str):
+        """A lock shared by every process (on any host) writing this store; see :mod:`store.locks`."""
+        return store_lock(self.url, name)
+
+    def _create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int) -> None:
         checksum = dataset_checksum(samples)
         path = f"datasets/{key}"
         if path in self.root:
@@ -172,7 +185,16 @@ class FeatureStore:
             raise DeclipError(f"store {self.url} has no dataset {key!r} (known: {known}); extract it first")
 
     def write_masks(self, key: str, block: int, soft: np.ndarray, native: list[np.ndarray | None]) -> None:
-        """Write one block of masks, then mark it done."""
+        """Write one block of masks, then mark it done.
+
+        ``native_bits`` chunks span many blocks (read-modify-write), so every writer holds the dataset's lock; a block
+        another process finished meanwhile is left as it is.
+        """
+        with self.lock(f"dataset-{key}"):
+            if not self.root[f"datasets/{key}/mask_done"][block]:
+                self._write_masks(key, block, soft, native)
+
+    def _write_masks(self, key: str, block: int, soft: np.ndarray, native: list[np.ndarray | None]) -> None:
         group = self.root[f"datasets/{key}"]
         br = int(group.attrs["block_rows"])
         start = block * br
@@ -223,7 +245,10 @@ class FeatureStore:
             return self._arrays(path, group, existing)
         if meta is None:
             raise DeclipError(f"store {self.url} has no features at {path}; run `declip extract` for it")
-        return self._create_layer(path, meta, shards)
+        with self.lock(f"layer-{backbone}-{layer}-{dataset}"):  # exclusive creation: re-check under the lock
+            if self.has_layer(backbone, layer, dataset):
+                return self.open_layer(backbone, layer, dataset, meta, shards)
+            return self._create_layer(path, meta, shards)
 
     def _create_layer(self, path: str, meta: dict, shards: bool) -> LayerArrays:
         n, br, c = meta["n_rows"], meta["block_rows"], meta["channels"]

@@ -94,15 +94,19 @@ def _existing_block_rows(store: FeatureStore, backbone: str, dataset: str) -> in
     return None
 
 
-def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None, progress: bool) -> str:
-    """Register the manifest's rows in the store and cache its masks (soft 256² targets, native binary masks)."""
+def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None, progress: bool,
+                    block_rows: int = 64) -> str:
+    """Register the manifest's rows in the store and cache its masks (soft 256² targets, native binary masks).
+
+    A new dataset's masks are written in blocks of ``block_rows`` (the extraction batch), each under the store lock.
+    """
     from pipeline.data.masks import binary_native, fake_is_white, soft_target_256
     from features.images import open_mask_gray
 
     manifest = read_manifest(manifest_path)
     df = manifest.df.reset_index(drop=True)
     key = dataset_key_for(df, dataset)
-    store.create_dataset(key, df, str(manifest.root), manifest.layout)
+    store.create_dataset(key, df, str(manifest.root), manifest.layout, block_rows=block_rows)
     block_rows = int(store.dataset_attrs(key)["block_rows"])
     pending = store.pending_mask_blocks(key)
     for block in tqdm(pending, desc=f"masks {key}", unit="block", disable=not progress or len(pending) == 0):
@@ -125,7 +129,7 @@ def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> Extr
     """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings."""
     start = time.perf_counter()
     store = FeatureStore(cfg.store)
-    dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress)
+    dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress, cfg.batch_size)
     samples = store.samples(dataset)
     root = store.dataset_attrs(dataset)["root"]
     key = BackboneKey.parse(cfg.backbone)
