@@ -20,7 +20,7 @@ from zarr.storage import LocalStore
 from core.errors import DeclipError
 
 
-class DamagedChunk(DeclipError):
+class DamagedChunk(DeclipError, OSError):
     def __init__(self, path: str, what: str):
         self.chunk_path = path
         super().__init__(f"{path}: chunk {what} (the store is damaged); run `declip store verify --store STORE` to "
