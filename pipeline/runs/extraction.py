@@ -168,11 +168,11 @@ def _plan_blocks(arrays: dict[str, LayerArrays]) -> dict[int, list[str]]:
 def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats: ExtractStats) -> None:
     """reader (decode ahead) → mapper (:func:`features.encode.encode_batch`) → writer (:class:`BlockWriter`)."""
     first = next(iter(arrays.values()))
-    paths = samples["image_path"].tolist()
+    paths, hashes = samples["image_path"].tolist(), samples["sha256"].tolist()
     jobs = []
     for block in todo:
         lo, hi = first.block_range(block)
-        jobs.append((block, list(range(lo, hi)), [f"{root}/{paths[r]}" for r in range(lo, hi)]))
+        jobs.append((block, list(range(lo, hi)), [f"{root}/{paths[r]}" for r in range(lo, hi)], hashes[lo:hi]))
     writer = BlockWriter(store, arrays)
     bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone}", unit="img",
                disable=not cfg.progress)
