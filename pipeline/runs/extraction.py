@@ -21,6 +21,7 @@ from features.encode import encode_batch
 from features.reader import prefetch_batches
 from features.taps import layer_info, parse_layers
 from core.errors import DeclipError
+from core.validation import check_config, whole
 from pipeline.data.manifest import read_manifest
 from store.block_writer import BlockWriter
 from store.feature_store import FeatureStore, LayerArrays, dataset_checksum
@@ -44,6 +45,9 @@ class ExtractConfig:
     workers: int = 2
     shards: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self, {"batch_size": whole(1), "workers": whole(1)}, "extraction")
 
 
 @dataclass

@@ -16,8 +16,9 @@ import pandas as pd
 
 from core.errors import DeclipError
 from core.keys import SourceKey
+from core.validation import check_config, choice, each, whole
 from pipeline.runs.evaluation import EvalConfig
-from pipeline.runs.training import TrainConfig
+from pipeline.runs.training import TRAIN_RULES, TrainConfig
 
 RESULT_COLUMNS = [
     "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "test_set", "dataset", "split",
@@ -57,6 +58,12 @@ class GridConfig:
     baselines: bool = True
     save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
 
+    def __post_init__(self) -> None:
+        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode")}
+        rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
+                     task_runner=choice("threads", "dask"))
+        check_config(self, rules, "grid")
+
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "GridConfig":
         try:
@@ -82,6 +89,8 @@ class GridConfig:
             cfg = cls(**values)
         except TypeError as exc:
             raise DeclipError(f"{source}: {exc}") from exc
+        except DeclipError as exc:
+            raise DeclipError(f"{source}: {exc}") from None
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
         return cfg

@@ -29,11 +29,20 @@ from decoders import Decoder, build_decoder, save_decoder
 from decoders.checkpoint_io import atomic_torch_save
 from core.errors import DeclipError
 from core.keys import SourceKey
+from core.validation import check_config, choice, number, whole
 from pipeline.runs.schedule import PlateauSchedule
 from pipeline.runs.cached_splits import CachedSplits, select_rows
 from pipeline.runs.evaluation import validate_many
 
 log = logging.getLogger(__name__)
+
+
+#: What every training run accepts (checked when a :class:`TrainConfig` is built; the grid uses the same rules).
+TRAIN_RULES = {
+    "batch_size": whole(1), "max_epochs": whole(1), "patience": whole(0), "lr": number(above=0),
+    "min_lr": number(at_least=0), "width": number(above=0), "seed": whole(0),
+    "mode": choice("localization", "detection"), "memory_gb": number(above=0, optional=True),
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", SourceKey.parse(self.source))
+        check_config(self, TRAIN_RULES, "training")
 
     def to_json(self) -> dict:
         """JSON-safe fields (the source as its string, so stored run configs and identities stay unchanged)."""
