@@ -46,6 +46,20 @@ IDENTITY_FIELDS = (
 )
 
 
+def local_path(url: str) -> str:
+    """``file:///x/y.zarr`` → ``/x/y.zarr``: zarr's fsspec route cannot create a new local store, its local one can."""
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(url).path)
+    return url
+
+
+def dies_with_process(url: str) -> bool:
+    """A store that exists only in this process's memory (``memory://``): nothing written there outlives the run."""
+    return str(url).startswith("memory://")
+
+
 def dataset_checksum(samples: pd.DataFrame) -> str:
     """Identifies the exact rows (file contents and order) a feature array is aligned with."""
     digest = hashlib.sha256()
@@ -113,7 +127,7 @@ class FeatureStore:
     """A zarr hierarchy at a local path or fsspec URL (``s3://…`` needs s3fs)."""
 
     def __init__(self, url: str, mode: str = "a", storage_options: dict | None = None):
-        self.url = str(url).rstrip("/")
+        self.url = local_path(str(url)).rstrip("/")
         self.storage_options = storage_options or {}
         try:
             self.root = zarr.open_group(self.url, mode=mode, storage_options=self.storage_options or None)
@@ -164,6 +178,7 @@ class FeatureStore:
                     f"{existing[:12]} vs {checksum[:12]}); use another --dataset name or another store"
                 )
             else:
+                self._repair_samples(key, samples)
                 return
         n = len(samples)
         group = self.root.create_group(path)
@@ -187,7 +202,26 @@ class FeatureStore:
 
     def samples(self, key: str) -> pd.DataFrame:
         self._require_dataset(key)
-        return pd.read_parquet(io.BytesIO(self._get_file(f"datasets/{key}/samples.parquet")))
+        rel = f"datasets/{key}/samples.parquet"
+        try:
+            return pd.read_parquet(io.BytesIO(self._get_file(rel)))
+        except Exception as exc:  # noqa: BLE001 - missing, truncated or not parquet: pyarrow raises several types
+            raise DeclipError(
+                f"{self.url}/{rel} is damaged or missing ({type(exc).__name__}); re-run `declip extract` with the "
+                "dataset's manifest: it checks the rows against the store and rebuilds the file"
+            ) from None
+
+    def _repair_samples(self, key: str, samples: pd.DataFrame) -> None:
+        """Rewrite a damaged ``samples.parquet`` from the manifest rows, which the checksum has just shown are the same."""
+        rel = f"datasets/{key}/samples.parquet"
+        try:
+            pd.read_parquet(io.BytesIO(self._get_file(rel)))
+            return
+        except Exception:  # noqa: BLE001
+            pass
+        buf = io.BytesIO()
+        samples.reset_index(drop=True).to_parquet(buf, index=False)
+        self._put_file(rel, buf.getvalue())
 
     def dataset_attrs(self, key: str) -> dict:
         self._require_dataset(key)

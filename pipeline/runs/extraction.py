@@ -8,7 +8,9 @@ imports Prefect.
 from __future__ import annotations
 
 import logging
+import errno
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +26,7 @@ from core.errors import DeclipError
 from core.validation import check_config, whole
 from pipeline.data.manifest import read_manifest
 from store.block_writer import BlockWriter
-from store.feature_store import FeatureStore, LayerArrays, dataset_checksum
+from store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +132,27 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
 
 
 def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> ExtractStats:
-    """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings."""
+    """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings.
+
+    A full disk is reported as one line naming the store: finished blocks are kept (their done flags were set only
+    after their data), so a re-run after freeing space resumes.
+    """
+    try:
+        return _run_extraction(cfg, backbone)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DeclipError(
+                f"store {cfg.store}: no space left on the device ({exc.strerror}"
+                + (f", writing {exc.filename}" if exc.filename else "") + "); free space or pass another --store, then "
+                "re-run the same command: finished blocks are kept and it resumes") from None
+        raise
+
+
+def _run_extraction(cfg: ExtractConfig, backbone: Backbone | None) -> ExtractStats:
     start = time.perf_counter()
+    if dies_with_process(cfg.store):
+        raise DeclipError(f"--store {cfg.store}: a memory:// store vanishes when the command exits, so the features "
+                          "would be lost; pass a folder path or a persistent URL (file://, s3://)")
     store = FeatureStore(cfg.store)
     dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress, cfg.batch_size)
     samples = store.samples(dataset)
@@ -176,7 +197,7 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
     jobs = []
     for block in todo:
         lo, hi = first.block_range(block)
-        jobs.append((block, list(range(lo, hi)), [f"{root}/{paths[r]}" for r in range(lo, hi)], hashes[lo:hi]))
+        jobs.append((block, list(range(lo, hi)), [os.path.normpath(os.path.join(root, paths[r])) for r in range(lo, hi)], hashes[lo:hi]))
     writer = BlockWriter(store, arrays)
     bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone}", unit="img",
                disable=not cfg.progress)
