@@ -23,10 +23,12 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
 import uuid
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import fsspec
@@ -37,6 +39,7 @@ import zarr
 from core.errors import DeclipError
 from store.locks import store_lock
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MASK_SIZE = 256
 # Fields that must agree for cached features to be reused; the rest of the record is informational.
@@ -44,6 +47,17 @@ IDENTITY_FIELDS = (
     "schema_version", "backbone", "weights_checksum", "recipe", "layer", "semantics", "channels", "grid",
     "dtype", "n_rows", "block_rows", "dataset_checksum",
 )
+
+
+def _restore_root_metadata(url: str) -> None:
+    """A local store whose root ``zarr.json`` was deleted gets it back (it holds nothing but the node type)."""
+    if "://" in url:
+        return
+    root = Path(url)
+    if root.is_dir() and not (root / "zarr.json").exists() and ((root / "datasets").is_dir()
+                                                                 or (root / "features").is_dir()):
+        log.warning("%s/zarr.json was missing; restored it", url)
+        (root / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
 
 
 def local_path(url: str) -> str:
@@ -129,6 +143,7 @@ class FeatureStore:
     def __init__(self, url: str, mode: str = "a", storage_options: dict | None = None):
         self.url = local_path(str(url)).rstrip("/")
         self.storage_options = storage_options or {}
+        _restore_root_metadata(self.url)
         try:
             self.root = zarr.open_group(self.url, mode=mode, storage_options=self.storage_options or None)
         except FileNotFoundError as exc:
@@ -168,6 +183,10 @@ class FeatureStore:
     def _create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int) -> None:
         checksum = dataset_checksum(samples)
         path = f"datasets/{key}"
+        if path not in self.root and self._exists(path):
+            # the group's zarr.json is gone, so its attrs are too; masks and samples derive from the manifest: rebuild
+            log.warning("%s/%s lost its zarr.json; rebuilding the dataset's registration and masks", self.url, path)
+            self.fs.rm(f"{self._fs_root}/{path}", recursive=True)
         if path in self.root:
             existing = self.root[path].attrs.get("dataset_checksum")
             if existing is None:  # an interrupted registration (attrs are written last): redo it from scratch
@@ -323,8 +342,14 @@ class FeatureStore:
         group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
         return self._arrays(path, group, record)
 
-    @staticmethod
-    def _arrays(path: str, group: zarr.Group, meta: dict) -> LayerArrays:
+    def _arrays(self, path: str, group: zarr.Group, meta: dict) -> LayerArrays:
+        for name in ("feats", "valid", "done") + (("cls",) if meta.get("has_cls") else ()):
+            if name not in group:
+                key = path.removeprefix("features/")
+                raise DeclipError(
+                    f"{self.url}/{path}/{name}/zarr.json is missing (the array's metadata was deleted), so its data "
+                    f"cannot be read; remove the entry with `declip store rm {key} --store {self.url}` and re-run "
+                    "`declip extract` to rebuild it")
         cls = group["cls"] if "cls" in group else None
         sums = group["sums"] if "sums" in group else None
         return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, sums)

@@ -53,33 +53,54 @@ def test_user_error_in_a_flow_is_one_line_and_debug_shows_the_trace(tmp_path):
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "DeclipError" in debug.stderr
 
 
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _is_server(pid: int) -> bool:
+    try:
+        return b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_killed_flow_commands_leave_no_server(tiny_store, tmp_path):
     dataset = next(p.name for p in (tiny_store / "datasets").iterdir())
-    procs = {}
+    procs, logs = {}, {}
     for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
         cmd = [sys.executable, "-m", "pipeline.cli", "train", "--store", str(tiny_store), "--dataset", dataset,
                "--source", f"{TINY_BACKBONE}/layer1", "--decoder", "linear", "--train", "tint",
                "--out", str(tmp_path / f"o{int(sig)}"), "--max-epochs", "100000", "--patience", "100000",
                "--no-progress"]
-        procs[sig] = subprocess.Popen(cmd, cwd=REPO, env=_env(tmp_path / str(int(sig))), stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-    descendants: dict[int, list[int]] = {}
+        logs[sig] = tmp_path / f"err{int(sig)}.txt"
+        with open(logs[sig], "w") as err:
+            procs[sig] = subprocess.Popen(cmd, cwd=REPO, env=_env(tmp_path / str(int(sig))),
+                                          stdout=subprocess.DEVNULL, stderr=err)
+    killed: dict[int, list[int]] = {}
     deadline = time.time() + 300
-    while time.time() < deadline and len(descendants) < len(procs):
+    while time.time() < deadline and len(killed) < len(procs):
         for sig, proc in procs.items():
-            if sig in descendants:
+            if sig in killed:
                 continue
-            assert proc.poll() is None, f"command for {sig!r} ended before it could be killed"
-            watchdogs = _children(proc.pid)
-            servers = [c for w in watchdogs for c in _children(w)]
-            if servers:
+            assert proc.poll() is None, f"{sig!r}: command ended early: {logs[sig].read_text()[-1500:]}"
+            family = _descendants(proc.pid)
+            if any(_is_server(p) for p in family):
                 time.sleep(1)  # let the server finish starting, as a user would kill it mid-run
-                descendants[sig] = watchdogs + servers
+                killed[sig] = _descendants(proc.pid)
                 proc.send_signal(sig)
         time.sleep(0.2)
-    assert len(descendants) == len(procs), "the ephemeral server never started"
+    assert len(killed) == len(procs), "the ephemeral server never started"
     for proc in procs.values():
         proc.wait(timeout=60)
     time.sleep(8)  # the watchdog polls twice a second; the server gets 5 s to stop before SIGKILL
-    left = {sig.name: [p for p in pids if _alive(p)] for sig, pids in descendants.items()}
-    assert not any(left.values()), f"processes outlived their command: {left}"
+    left = {sig.name: [p for p in pids if _alive(p)] for sig, pids in killed.items()}
+    try:
+        assert not any(left.values()), f"processes outlived their command: {left}"
+    finally:
+        for pid in (p for pids in left.values() for p in pids):
+            os.kill(pid, signal.SIGKILL)

@@ -75,3 +75,26 @@ def test_verify_cli_names_damaged_mask_block_and_extract_redoes_it(damaged, tiny
     a, b = FeatureStore(str(tiny_store), mode="r"), FeatureStore(str(path), mode="r")
     np.testing.assert_array_equal(a.soft_masks(dataset), b.soft_masks(dataset))
     assert not [d for d in verify_store(b) if d.blocks]
+
+
+def test_deleted_root_zarr_json_is_restored(damaged):
+    path, _, dataset = damaged
+    (path / "zarr.json").unlink()
+    store = FeatureStore(str(path), mode="r")
+    assert store.datasets() == [dataset] and (path / "zarr.json").exists()
+
+
+def test_deleted_array_metadata_is_one_clear_error(damaged):
+    path, _, dataset = damaged
+    (_layer_dir(path, "layer1", dataset) / "feats" / "zarr.json").unlink()
+    with pytest.raises(DeclipError, match=r"layer1/.*feats/zarr\.json is missing.*declip store rm"):
+        FeatureStore(str(path), mode="r").open_layer(TINY_BACKBONE, "layer1", dataset)
+
+
+def test_deleted_dataset_metadata_is_rebuilt_by_extract(damaged, tiny_store, tiny_manifest):
+    path, _, dataset = damaged
+    (path / "datasets" / dataset / "zarr.json").unlink()
+    _redo(path, tiny_manifest)
+    a, b = FeatureStore(str(tiny_store), mode="r"), FeatureStore(str(path), mode="r")
+    np.testing.assert_array_equal(a.soft_masks(dataset), b.soft_masks(dataset))
+    assert b.open_layer(TINY_BACKBONE, "layer3", dataset).complete  # cached features kept
