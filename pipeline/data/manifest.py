@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.errors import DeclipError
 from pipeline.data.layouts import LAYOUTS, Candidate, Problem, ScanOptions, choose_layout
+from pipeline.data.perceptual import near_duplicates_across_splits
 from pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
 
 COLUMNS = ["dataset", "subset", "split", "group_id", "image_path", "mask_path", "label", "kind", "mask_polarity",
@@ -89,6 +90,11 @@ def _row_or_problem(c: Candidate, files: dict) -> dict | Problem:
         if (mask.width, mask.height) != (image.width, image.height):
             return Problem(c.image_path, "mask-size-mismatch", f"image {image.width}x{image.height}, mask "
                            f"{c.mask_path} {mask.width}x{mask.height}; re-export the mask at the image's size")
+        white = mask.white_fraction
+        fake = None if white is None else (white if c.mask_polarity == "fake_is_white" else 1.0 - white)
+        if c.kind == "partial" and fake == 0.0:
+            return Problem(c.mask_path, "empty-mask", f"marks no pixel as fake ({c.mask_polarity}) for a partially "
+                           "manipulated image; fix the mask, or the polarity with --polarity")
     return dict(asdict(c), width=image.width, height=image.height, sha256=image.sha256)
 
 
@@ -165,7 +171,9 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str 
     dups = duplicates_across_splits(rows)
     leaked = {p.path for p in dups}
     rows = [r for r in rows if r["image_path"] not in leaked]
-    return ScanResult(_frame(rows), _problem_frame(problems + dups), tried, name)
+    hashes = {r["image_path"]: files[(r["image_path"], False)].dhash for r in rows}
+    near = near_duplicates_across_splits(rows, hashes)
+    return ScanResult(_frame(rows), _problem_frame(problems + dups + near), tried, name)
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike, root: str | os.PathLike, layout: str) -> Path:
