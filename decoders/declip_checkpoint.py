@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -113,7 +114,14 @@ def _read_declip(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # weights_only refuses garbage with the same exception type
+        blocked = re.search(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked", str(exc), re.IGNORECASE)
+        if blocked:  # torch ≥ 2.6 wording for a global from a module that can run code (os, posix, subprocess, …)
+            raise DeclipError(
+                f"{path} refuses to load safely: unpickling it would call {blocked.group(1)} (module "
+                f"{blocked.group(2)} can run code on this machine). Do not load it with weights_only=False unless "
+                "you fully trust where it came from; get the checkpoint from its original source"
+            ) from None
+        if "unsupported global" not in str(exc).lower():  # weights_only refuses garbage with the same exception type
             raise DeclipError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]}); "
                               f"re-download it or check the path") from exc
         raise DeclipError(
