@@ -83,12 +83,23 @@ class Predictor:
         return torch.sigmoid(logits[:, 0]).cpu().numpy()
 
 
-def _out_name(path: Path, common: Path) -> str:
+def _out_name(path: Path, common: Path, keep_suffix: bool = False) -> str:
     try:
         rel = path.resolve().relative_to(common)
     except ValueError:
         rel = Path(path.name)
+    if keep_suffix:  # x.jpg and x.png side by side: x.jpg.png and x.png.png, so neither map overwrites the other
+        return "__".join(rel.parts) + ".png"
     return "__".join(rel.with_suffix("").parts) + ".png"
+
+
+def out_names(paths: list[Path], common: Path) -> dict[Path, str]:
+    """Output file name per input; inputs whose plain names would collide keep their suffix."""
+    plain = {p: _out_name(p, common) for p in paths}
+    counts: dict[str, int] = {}
+    for name in plain.values():
+        counts[name.lower()] = counts.get(name.lower(), 0) + 1
+    return {p: _out_name(p, common, keep_suffix=True) if counts[n.lower()] > 1 else n for p, n in plain.items()}
 
 
 def overlay(image: Image.Image, prob: np.ndarray, threshold: float = 0.5) -> Image.Image:
@@ -116,6 +127,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
     if not paths:
         raise DeclipError(f"no images found in {inputs}")
     common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    names = out_names(paths, common)
     out_dir = Path(out)
     (out_dir / "maps").mkdir(parents=True, exist_ok=True)
     if overlays:
@@ -135,7 +147,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
             continue
         for path, image, prob in zip(good, images, predictor.probabilities(images)):
             native = to_native(prob, (image.height, image.width))
-            name = _out_name(path, common)
+            name = names[path]
             Image.fromarray(np.clip(native * 255 + 0.5, 0, 255).astype(np.uint8)).save(out_dir / "maps" / name)
             if overlays:
                 overlay(image, native, threshold).save(out_dir / "overlays" / name)
