@@ -146,6 +146,25 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
     return cells
 
 
+def check_subsets(cfg: GridConfig) -> None:
+    """Every train set has training rows and every test set has test rows in the store, checked before any training.
+
+    Why here: a misspelt or unextracted test set used to surface only after every cell had trained.
+    """
+    from store.feature_store import FeatureStore
+
+    samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
+    problems = []
+    for names, split in ((cfg.train_sets, "train"), (cfg.test_sets, "test")):
+        present = set(samples.loc[(samples["split"] == split) & (samples["label"] == 1), "subset"])
+        missing = [n for n in names if n != "all" and n not in present]
+        if missing:
+            problems.append(f"{split} sets {missing} have no {split} rows (known: {sorted(present) or 'none'})")
+    if problems:
+        raise DeclipError(f"grid on {cfg.store} / {cfg.dataset}: " + "; ".join(problems)
+                          + "; fix train_sets/test_sets, or scan and extract those generators first. Nothing was trained")
+
+
 def cell_finished(cell: Cell) -> bool:
     return (Path(cell.train.out) / "summary.json").exists()
 
