@@ -47,7 +47,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.source is not None:
             object.__setattr__(self, "source", SourceKey.parse(self.source))
-        check_config(self, {"batch_size": whole(1), "memory_gb": number(above=0, optional=True)}, "evaluation")
+        check_config(self, {"batch_size": whole(1), "memory_gb": number(at_least=0, optional=True)}, "evaluation")
 
     def to_json(self) -> dict:
         """JSON-safe fields, the source as its string (what crosses process and Prefect boundaries)."""
