@@ -116,3 +116,14 @@ def test_absolute_path_is_joined_without_double_slash(tmp_path):
 
     m = Manifest(pd.DataFrame(), tmp_path, "list")
     assert str(m.abspath("/abs/x.png")) == "/abs/x.png" and str(m.abspath("a/b.png")) == f"{tmp_path}/a/b.png"
+
+
+def test_absolute_path_row_is_reported_without_a_double_slash(own_copy, tmp_path):
+    copy, _, df = own_copy
+    edited = df.copy()
+    edited.loc[0, "image_path"] = str(tmp_path / "gone.png")  # allowed at scan time only with --allow-outside-root
+    write_manifest(edited, tmp_path / "abs.parquet", copy, "dolos")
+    run_extraction(_cfg(tmp_path / "abs.parquet", tmp_path / "s.zarr"))
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="r")
+    problems = store.layer_problems(store.open_layer(TINY_BACKBONE, "layer0", store.datasets()[0]))
+    assert [(p["path"], p["reason"]) for p in problems] == [(str(tmp_path / "gone.png"), "missing-file")]

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ve = ssub.add_parser("verify", help="check every done block against its checksums; mark damaged ones for redo",
                          description="Reads the whole store. Damaged blocks (deleted, short or changed chunks) are "
                          "named and marked not done, so `declip extract` with the same arguments redoes them.")
-    ve.add_argument("--store", required=True)
+    _store_flag(ve)
     ve.add_argument("--check-only", action="store_true", help="name damaged blocks without marking them for redo")
     ve.set_defaults(func=run_verify)
 
