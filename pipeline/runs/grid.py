@@ -58,12 +58,6 @@ class GridConfig:
     baselines: bool = True
     save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
 
-    def __post_init__(self) -> None:
-        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode")}
-        rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
-                     task_runner=choice("threads", "dask"))
-        check_config(self, rules, "grid")
-
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "GridConfig":
         try:
@@ -96,6 +90,10 @@ class GridConfig:
         return cfg
 
     def __post_init__(self) -> None:
+        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode")}
+        rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
+                     task_runner=choice("threads", "dask"))
+        check_config(self, rules, "grid")
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
 
     def to_json(self) -> dict:
