@@ -81,7 +81,7 @@ def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_
     return {
         "backbone": str(backbone.key), "arch": backbone.key.arch, "weights": backbone.key.weights,
         "weights_checksum": backbone.weights_checksum, "random_weights": backbone.key.is_random,
-        "family": backbone.family, "recipe": recipe, "layer": layer, "layer_index": info.index,
+        "family": backbone.family, "activation": backbone.activation, "recipe": recipe, "layer": layer, "layer_index": info.index,
         "semantics": info.semantics, "channels": info.channels, "grid": list(info.grid), "has_cls": info.has_cls,
         "n_rows": n_rows, "block_rows": block_rows, "dataset_checksum": checksum,
     }
