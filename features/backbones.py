@@ -86,6 +86,33 @@ def open_clip_arch(arch: str) -> tuple[str, bool]:
     )
 
 
+@dataclass(frozen=True)
+class ArchLayers:
+    """What each ``layerK`` of an image tower holds, read from its open_clip config (no weights built)."""
+
+    family: str  # "vit" or "resnet"
+    channels: dict[str, int]
+    grids: dict[str, tuple[int, int]]
+
+
+def arch_layers(arch: str) -> ArchLayers:
+    """Layer names, channels and grids of ``arch`` from its config: lets an imported checkpoint be checked offline."""
+    import open_clip
+
+    cfg = (open_clip.get_model_config(open_clip_arch(arch)[0]) or {}).get("vision_cfg", {})
+    size = _side(cfg.get("image_size", 224))
+    layers = cfg.get("layers")
+    if isinstance(layers, int):
+        patch = int(cfg["patch_size"])
+        names = [f"layer{k}" for k in range(layers)]
+        return ArchLayers("vit", {n: int(cfg["width"]) for n in names}, {n: (size // patch,) * 2 for n in names})
+    if isinstance(layers, (list, tuple)) and len(layers) == 4:
+        width = int(cfg.get("width", 64))
+        return ArchLayers("resnet", {f"layer{k}": width * 4 * 2 ** (k - 1) for k in range(1, 5)},
+                          {f"layer{k}": (size // (4 * 2 ** (k - 1)),) * 2 for k in range(1, 5)})
+    raise DeclipError(f"{arch} is neither an open_clip ViT nor a ModifiedResNet; layer taps need one")
+
+
 def _tag_quick_gelu(arch: str, tag: str) -> bool:
     """Whether open_clip records the tag's weights as trained with QuickGELU (every ``openai`` tag is)."""
     import open_clip
