@@ -31,7 +31,7 @@ class ImageBatch:
 
 def _load_one(path: str, recipe: Recipe) -> tuple[torch.Tensor | None, dict | None]:
     try:
-        return to_tensor(recipe, open_rgb(path)), None
+        return to_tensor(recipe, open_rgb(path, exif=recipe.applies_exif)), None
     except ImageProblem as exc:
         return None, {"path": path, "reason": exc.reason, "detail": str(exc)}
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-file problem, not a crash

@@ -166,6 +166,11 @@ class FeatureStore:
         self._require_dataset(key)
         return pd.read_parquet(io.BytesIO(self._get_file(f"datasets/{key}/samples.parquet")))
 
+    def set_dataset_attrs(self, key: str, **attrs: Any) -> None:
+        """Record facts about a dataset's cached masks (e.g. how they were oriented) beside its registration."""
+        self._require_dataset(key)
+        self.root[f"datasets/{key}"].attrs.update(attrs)
+
     def dataset_attrs(self, key: str) -> dict:
         self._require_dataset(key)
         return dict(self.root[f"datasets/{key}"].attrs)

@@ -148,7 +148,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
         good, images = [], []
         for path in paths[lo:lo + batch_size]:
             try:
-                images.append(open_rgb(str(path)))
+                images.append(open_rgb(str(path), exif=predictor.recipes[0].applies_exif))
                 good.append(path)
             except ImageProblem as exc:
                 rows.append({"path": str(path), "status": "skipped", "reason": exc.reason, "detail": str(exc)})
