@@ -73,7 +73,7 @@ def open_clip_config(arch: str) -> dict | None:
 
 
 def open_clip_arch(arch: str) -> tuple[str, bool]:
-    """(open_clip config name, force QuickGELU): ``X-quickgelu`` works for every ``X``, not only those open_clip ships."""
+    """(open_clip config name, force QuickGELU): ``X-quickgelu`` works for every ``X``, not just open_clip's own."""
     known = list_architectures()
     if arch in known:
         return arch, False
@@ -97,9 +97,8 @@ class ArchLayers:
 
 def arch_layers(arch: str) -> ArchLayers:
     """Layer names, channels and grids of ``arch`` from its config: lets an imported checkpoint be checked offline."""
-    import open_clip
-
-    cfg = (open_clip.get_model_config(open_clip_arch(arch)[0]) or {}).get("vision_cfg", {})
+    open_clip_arch(arch)  # an unknown architecture fails here with the list of known ones
+    cfg = (open_clip_config(arch) or {}).get("vision_cfg", {})
     size = _side(cfg.get("image_size", 224))
     layers = cfg.get("layers")
     if isinstance(layers, int):
@@ -221,16 +220,12 @@ def _create_from_file(key: BackboneKey) -> nn.Module:
 
 
 def _is_vit_config(arch: str) -> bool:
-    import open_clip
-
     layers = (open_clip_config(arch) or {}).get("vision_cfg", {}).get("layers")
     return isinstance(layers, int)
 
 
 def _check_archive_arch(model: nn.Module, arch: str, path: str) -> None:
     """An archive carries its own architecture; refuse one that is not the architecture the key names."""
-    import open_clip
-
     cfg = (open_clip_config(arch) or {}).get("vision_cfg", {})
     v = model.visual
     if hasattr(v, "transformer"):

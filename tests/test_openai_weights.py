@@ -91,7 +91,8 @@ def hf_cache_with_random_openai_vit_b_32(tmp_path, monkeypatch):
 
     repo_id = open_clip.get_pretrained_cfg("ViT-B-32", "openai")["hf_hub"].rstrip("/")
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in open_clip.model.CLIP(**open_clip.get_model_config("ViT-B-32")).state_dict().items()}
+        model = open_clip.model.CLIP(**open_clip.get_model_config("ViT-B-32"))
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
     pool = torch.randn(1 << 20, generator=torch.Generator().manual_seed(7)).mul_(0.02).half()
     tensors = {}
     for i, (name, shape) in enumerate(sorted(shapes.items())):
