@@ -10,7 +10,6 @@ import hashlib
 from pathlib import Path
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-checkpoint",
