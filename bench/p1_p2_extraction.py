@@ -33,7 +33,7 @@ def main() -> None:
     names = layer_names(backbone)
     recipe = make_recipe("declip", backbone.image_size, backbone.mean, backbone.std)
     m = read_manifest(manifest)
-    pixels = images_to_pixels(recipe, [open_rgb(m.abspath(p)) for p in m.df["image_path"]])
+    pixels = images_to_pixels(recipe, [open_rgb(m.abspath(p), exif=recipe.applies_exif) for p in m.df["image_path"]])
     t: dict[str, float] = {}
     encode_pixels(backbone, pixels[: args.batch], names, args.device)  # warm-up
     with timed(t, "forward"):

@@ -79,7 +79,7 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
         for b in batches:
             start = time.perf_counter()
             masks = torch.from_numpy(data.masks(b).astype(np.float32) / 255)
-            x = images_to_pixels(recipe, [open_rgb(str(root / paths[r])) for r in b])
+            x = images_to_pixels(recipe, [open_rgb(str(root / paths[r]), exif=recipe.applies_exif) for r in b])
             enc_start = time.perf_counter()
             feats = encode_pixels(backbone, x, [layer])[layer][0]
             t_enc += time.perf_counter() - enc_start

@@ -43,8 +43,8 @@ def _load_one(path: str, recipe: Recipe, sha256: str | None = None) -> tuple[tor
                 return None, {"path": path, "reason": "changed-since-scan",
                               "detail": f"{path}: sha256 {got[:12]} differs from the manifest's {sha256[:12]}; "
                                         "re-run `declip data scan` if the new file is intended"}
-            return to_tensor(recipe, decode_rgb(data, path)), None
-        return to_tensor(recipe, open_rgb(path)), None
+            return to_tensor(recipe, decode_rgb(data, path, exif=recipe.applies_exif)), None
+        return to_tensor(recipe, open_rgb(path, exif=recipe.applies_exif)), None
     except ImageProblem as exc:
         return None, {"path": path, "reason": exc.reason, "detail": str(exc)}
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-file problem, not a crash

@@ -45,8 +45,12 @@ MASK_SIZE = 256
 # Fields that must agree for cached features to be reused; the rest of the record is informational.
 IDENTITY_FIELDS = (
     "schema_version", "backbone", "weights_checksum", "recipe", "layer", "semantics", "channels", "grid",
-    "dtype", "n_rows", "block_rows", "dataset_checksum",
+    "dtype", "n_rows", "block_rows", "dataset_checksum", "activation",
 )
+# Identity fields added after stores were first written, with the values every older store implicitly has: before
+# the activation was recorded, every ViT was built with exact GELU (and ResNets use ReLU), so only a QuickGELU
+# request is refused by an old store.
+LEGACY_VALUES = {"activation": ("gelu", "relu")}
 
 
 def _restore_root_metadata(url: str) -> None:
@@ -242,6 +246,11 @@ class FeatureStore:
         samples.reset_index(drop=True).to_parquet(buf, index=False)
         self._put_file(rel, buf.getvalue())
 
+    def set_dataset_attrs(self, key: str, **attrs: Any) -> None:
+        """Record facts about a dataset's cached masks (e.g. how they were oriented) beside its registration."""
+        self._require_dataset(key)
+        self.root[f"datasets/{key}"].attrs.update(attrs)
+
     def dataset_attrs(self, key: str) -> dict:
         self._require_dataset(key)
         return dict(self.root[f"datasets/{key}"].attrs)
@@ -403,7 +412,8 @@ def _layer_sort_key(name: str) -> tuple[int, str]:
 
 def _refuse_mismatch(url: str, path: str, existing: dict, wanted: dict) -> None:
     diffs = [f"{field}: stored {existing.get(field)!r} vs requested {wanted.get(field)!r}"
-             for field in IDENTITY_FIELDS if field in wanted and _norm(existing.get(field)) != _norm(wanted.get(field))]
+             for field in IDENTITY_FIELDS if field in wanted and _norm(existing.get(field)) != _norm(wanted.get(field))
+             and not (field not in existing and wanted[field] in LEGACY_VALUES.get(field, ()))]
     if diffs:
         raise DeclipError(
             f"refusing to write into {url}/{path}: its cached features were made differently ("

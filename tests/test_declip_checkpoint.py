@@ -209,7 +209,8 @@ def test_import_checkpoint_cli(tmp_path):
         assert text in res.stdout
 
     meta = json.loads((out / "config.json").read_text())
-    assert meta["source"] == "declip" and meta["feature_layer"] == "layer20" and meta["total_steps"] == 1234
+    assert meta["source"] == "ViT-L-14@openai/layer20" and meta["imported_from"] == "declip"
+    assert meta["feature_layer"] == "layer20" and meta["total_steps"] == 1234
     assert meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     loaded, _ = load_decoder(out)
     assert_same_outputs(dec, loaded, torch.randn(1, 1024, 16, 16))

@@ -87,7 +87,8 @@ def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_
     return {
         "backbone": str(backbone.key), "arch": backbone.key.arch, "weights": backbone.key.weights,
         "weights_checksum": backbone.weights_checksum, "random_weights": backbone.key.is_random,
-        "family": backbone.family, "recipe": recipe, "layer": layer, "layer_index": info.index,
+        "family": backbone.family, "activation": backbone.activation, "recipe": recipe, "layer": layer,
+        "layer_index": info.index,
         "semantics": info.semantics, "channels": info.channels, "grid": list(info.grid), "has_cls": info.has_cls,
         "n_rows": n_rows, "block_rows": block_rows, "dataset_checksum": checksum,
     }
@@ -101,10 +102,12 @@ def _existing_block_rows(store: FeatureStore, backbone: str, dataset: str) -> in
 
 
 def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None, progress: bool,
-                    block_rows: int = 64) -> str:
+                    block_rows: int = 64, exif: bool = False) -> str:
     """Register the manifest's rows in the store and cache its masks (soft 256² targets, native binary masks).
 
     A new dataset's masks are written in blocks of ``block_rows`` (the extraction batch), each under the store lock.
+    Masks are oriented like the images of the recipe that first caches them (``exif``: EXIF orientation applied);
+    the dataset records it, and a recipe that orients images the other way is refused for this dataset.
     """
     from pipeline.data.masks import binary_native, fake_is_white, soft_target_256
     from features.images import open_mask_gray
@@ -113,8 +116,9 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
     df = manifest.df.reset_index(drop=True)
     key = dataset_key_for(df, dataset)
     store.create_dataset(key, df, str(manifest.root), manifest.layout, block_rows=block_rows)
-    block_rows = int(store.dataset_attrs(key)["block_rows"])
     pending = store.pending_mask_blocks(key)
+    block_rows = int(store.dataset_attrs(key)["block_rows"])
+    _check_mask_orientation(store, key, exif, fresh=len(pending) == max(1, math.ceil(len(df) / block_rows)))
     for block in tqdm(pending, desc=f"masks {key}", unit="block", disable=not progress or len(pending) == 0):
         rows = range(block * block_rows, min((block + 1) * block_rows, len(df)))
         soft = np.zeros((len(rows), 256, 256), dtype=np.uint8)
@@ -122,13 +126,38 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
         for i, row in enumerate(rows):
             rec = df.iloc[row]
             if rec["label"] == 1 and rec["mask_path"]:
-                mask = fake_is_white(open_mask_gray(manifest.abspath(rec["mask_path"])), rec["mask_polarity"])
+                path = manifest.abspath(rec["mask_path"])
+                mask = fake_is_white(open_mask_gray(path, exif=exif), rec["mask_polarity"])
+                if mask.shape != (int(rec["height"]), int(rec["width"])):
+                    raise DeclipError(
+                        f"{path}: read as stored (EXIF orientation ignored, as DeCLIP does) the mask is "
+                        f"{mask.shape[1]}x{mask.shape[0]}, but the scan recorded its image upright as "
+                        f"{int(rec['width'])}x{int(rec['height'])}: an EXIF rotation swaps its sides. Extract with "
+                        f"the upright recipe (--backbone ...~declip+exif) or remove the orientation tag"
+                    )
                 soft[i] = soft_target_256(mask)
                 native.append(binary_native(mask))
             else:
                 native.append(None)
         store.write_masks(key, int(block), soft, native)
     return key
+
+
+def _check_mask_orientation(store: FeatureStore, key: str, exif: bool, fresh: bool) -> None:
+    wanted = "apply" if exif else "ignore"
+    recorded = store.dataset_attrs(key).get("mask_exif_orientation")
+    if recorded is None:
+        if not fresh:
+            recorded = "apply"  # masks cached before the setting existed were always turned upright
+        else:
+            store.set_dataset_attrs(key, mask_exif_orientation=wanted)
+            return
+    if recorded != wanted:
+        raise DeclipError(
+            f"dataset {key!r} in {store.url} caches its masks with exif_orientation={recorded!r}, but this recipe "
+            f"{'applies' if exif else 'ignores'} it, so masks and images would not line up; register the manifest "
+            f"again under another --dataset name (or use another store) for this recipe"
+        )
 
 
 def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> ExtractStats:
@@ -154,15 +183,16 @@ def _run_extraction(cfg: ExtractConfig, backbone: Backbone | None) -> ExtractSta
         raise DeclipError(f"--store {cfg.store}: a memory:// store vanishes when the command exits, so the features "
                           "would be lost; pass a folder path or a persistent URL (file://, s3://)")
     store = FeatureStore(cfg.store)
-    dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress, cfg.batch_size)
-    samples = store.samples(dataset)
-    root = store.dataset_attrs(dataset)["root"]
     key = BackboneKey.parse(cfg.backbone)
     if cfg.half and not cfg.device.startswith("cuda"):
         raise DeclipError("--half needs --device cuda (fp16 on CPU is slow and not what DeCLIP did)")
     backbone = backbone or load_backbone(key, cfg.device)
     dtype = "float16" if cfg.half else "float32"
     recipe = backbone.recipe(dtype)
+    dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress, cfg.batch_size,
+                              exif=recipe.applies_exif)
+    samples = store.samples(dataset)
+    root = store.dataset_attrs(dataset)["root"]
     layers = parse_layers(cfg.layers, backbone)
     block_rows = _existing_block_rows(store, str(key), dataset) or cfg.batch_size
     checksum = dataset_checksum(samples)

@@ -23,7 +23,7 @@ from features.fusion import fuse
 from features.images import ImageProblem, open_rgb
 from features.encode import encode_images
 from core.errors import DeclipError
-from core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, SourceKey
+from core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, BackboneKey, SourceKey
 from pipeline.metrics.resize import to_native
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -48,7 +48,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 def resolve_source(meta: dict, backbone: str | None) -> SourceKey:
     """The checkpoint's own source, or (imported DeCLIP checkpoints) the backbone given plus its feature layer."""
-    if backbone is None and meta.get("source"):
+    if backbone is None and meta.get("source") and meta["source"] != "declip":  # "declip": imported before 2026-11
         return SourceKey.parse(meta["source"])
     layer = meta.get("feature_layer") or meta.get("layer")
     family = meta.get("family")
@@ -59,14 +59,33 @@ def resolve_source(meta: dict, backbone: str | None) -> SourceKey:
     return SourceKey.single(backbone, layer)
 
 
+def weights_files(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
+    """Backbone key → local weights file for the checkpoint's file-keyed backbones (relative to the checkpoint)."""
+    return {key: str(Path(checkpoint) / path) for key, path in (meta.get("weights_files") or {}).items()}
+
+
+def _backbone_key(text: str, files: dict[str, str]) -> BackboneKey:
+    """A store key such as ``RN50@file-<sha>`` names weights by checksum; load them from the recorded file."""
+    if text not in files:
+        return BackboneKey.parse(text)
+    key = BackboneKey.parse(text)
+    loaded = BackboneKey.parse(f"{key.arch}@{files[text]}~{key.recipe}")
+    if loaded.weights != key.weights:
+        raise DeclipError(f"{files[text]} no longer holds the weights {text} was made with (checksum differs); "
+                          "re-import or retrain the checkpoint")
+    return loaded
+
+
 @dataclass
 class Predictor:
     decoder: Decoder
     spec: SourceKey
     device: str = "cpu"
+    files: dict[str, str] | None = None
 
     def __post_init__(self):
-        self.backbones = [load_backbone(p.backbone, self.device) for p in self.spec.parts]
+        self.backbones = [load_backbone(_backbone_key(str(p.backbone), self.files or {}), self.device)
+                          for p in self.spec.parts]
         self.recipes = [bb.recipe() for bb in self.backbones]
         self.decoder.to(self.device).eval()
 
@@ -122,7 +141,7 @@ def _edges(mask: np.ndarray) -> np.ndarray:
 def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | None = None, device: str = "cpu",
             batch_size: int = 16, threshold: float = 0.5, overlays: bool = True, progress: bool = True) -> pd.DataFrame:
     decoder, meta = load_decoder(checkpoint)
-    predictor = Predictor(decoder, resolve_source(meta, backbone), device)
+    predictor = Predictor(decoder, resolve_source(meta, backbone), device, weights_files(meta, checkpoint))
     paths = expand_inputs(inputs)
     if not paths:
         raise DeclipError(f"no images found in {inputs}")
@@ -139,7 +158,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
         good, images = [], []
         for path in paths[lo:lo + batch_size]:
             try:
-                images.append(open_rgb(str(path)))
+                images.append(open_rgb(str(path), exif=predictor.recipes[0].applies_exif))
                 good.append(path)
             except ImageProblem as exc:
                 rows.append({"path": str(path), "status": "skipped", "reason": exc.reason, "detail": str(exc)})
