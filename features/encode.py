@@ -49,7 +49,8 @@ def encode_images(backbone: Backbone, recipe: Recipe, images: Sequence[Image.Ima
 def encode_files(backbone: Backbone, recipe: Recipe, paths: Sequence[str | os.PathLike], layers: list[str],
                  device: str = "cpu", half: bool = False) -> LayerOutputs:
     """Image files → layer features; an unreadable file raises :class:`features.images.ImageProblem` (benches)."""
-    return encode_images(backbone, recipe, [open_rgb(str(p), exif=recipe.applies_exif) for p in paths], layers, device, half)
+    images = [open_rgb(str(p), exif=recipe.applies_exif) for p in paths]
+    return encode_images(backbone, recipe, images, layers, device, half)
 
 
 def to_cached(outputs: LayerOutputs, ok: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
