@@ -1,9 +1,11 @@
 """P4: a decoder epoch re-encoding images through the frozen backbone (the DeCLIP way) ÷ an epoch from the cache,
 for linear, attention and conv-4, with the bound (enc+dec)/dec measured in the same run (target ≥ 0.8 × bound).
-P5: K = 8 linear heads (one per layer) trained together from one read of each batch ÷ 8 separate runs (≤ 0.5).
+P5: K = 8 linear heads (one per layer) trained together from one read of each batch ÷ 8 separate runs (≤ 0.5);
+``p5grid`` measures the same through the grid: cells planned by ``pipeline.runs.grid`` and trained by the grid
+flow's own task, grouped into one multi-head run ÷ the same cells trained one by one.
 P6: training peak RSS streaming from a store 4× larger ÷ the smaller store's (≤ 1.1), each in a fresh process.
 
-Usage: python bench/p4_p5_p6_training.py [--images 128] [--backbone demo-vit-small@random-0] [--only p4,p5,p6]
+Usage: python bench/p4_p5_p6_training.py [--images 128] [--backbone demo-vit-small@random-0] [--only p4,p5,p5grid,p6]
 """
 from __future__ import annotations
 
@@ -41,9 +43,8 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
     """Same batches, same decoder step; the DeCLIP way decodes, preprocesses and encodes every image each step."""
     from decoders import build_decoder
     from features.backbones import load_backbone
+    from features.encode import encode_pixels, images_to_pixels
     from features.images import open_rgb
-    from features.preprocess import to_tensor
-    from features.taps import forward_layers
     from core.keys import SourceKey
     from pipeline.runs.cached_splits import CachedSplits, select_rows
 
@@ -78,9 +79,9 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
         for b in batches:
             start = time.perf_counter()
             masks = torch.from_numpy(data.masks(b).astype(np.float32) / 255)
-            x = torch.stack([to_tensor(recipe, open_rgb(str(root / paths[r]))) for r in b])
+            x = images_to_pixels(recipe, [open_rgb(str(root / paths[r]), exif=recipe.applies_exif) for r in b])
             enc_start = time.perf_counter()
-            feats = forward_layers(backbone, x, [layer])[layer][0]
+            feats = encode_pixels(backbone, x, [layer])[layer][0]
             t_enc += time.perf_counter() - enc_start
             step(feats, masks)
             t_declip += time.perf_counter() - start
@@ -108,6 +109,41 @@ def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_g
     alone = time.perf_counter() - start
     report(f"P5 {len(cfgs)} linear heads, 2 epochs, {label}: together ÷ separate runs",
            ("separate runs, s", alone), ("together (one read per batch), s", together), together / alone, "≤ 0.5")
+
+
+def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], train_set: str, repeats: int = 2) -> None:
+    """Both sides planned by the grid and trained by the grid flow's own code, interleaved ``repeats`` times (fresh
+    run directories each time); the fastest of each side is reported, wall and CPU time (CPU time is steadier when
+    other processes share the machine)."""
+    from flows.grid import train_cell, train_group
+    from pipeline.runs.grid import GridConfig, plan_cells, training_groups
+
+    wall = {"separate": [], "together": []}
+    cpu = {"separate": [], "together": []}
+    for rep in range(repeats):
+        for how in (("separate", "together") if rep % 2 == 0 else ("together", "separate")):
+            g = GridConfig(store=str(store), dataset=dataset, out=str(workdir("p5grid") / how),
+                           backbones=(backbone_key,), layers=tuple(layers), decoders=("linear",),
+                           train_sets=(train_set,), test_sets=(train_set,), max_epochs=2, patience=10)
+            groups = training_groups(plan_cells(g))
+            cfgs = [[c.train.to_json() for c in group] for group in groups]
+            w0, c0 = time.perf_counter(), time.process_time()
+            if how == "together":
+                records = [r for group in cfgs for r in train_group.fn(group)]
+            else:
+                records = [train_cell(c) for group in cfgs for c in group]
+            wall[how].append(time.perf_counter() - w0)
+            cpu[how].append(time.process_time() - c0)
+            assert all(r["status"] == "ok" for r in records), records
+            runs = len(groups) if how == "together" else len(records)
+            print(f"  {how}: {len(records)} cells in {runs} training run(s): {wall[how][-1]:.1f} s wall, "
+                  f"{cpu[how][-1]:.1f} s CPU")
+    title = f"P5 through the grid: {len(layers)} linear heads (one per layer), 2 epochs: grouped ÷ one run per cell"
+    report(title + " (wall)", ("one run per cell, s", min(wall["separate"])),
+           ("grouped multi-head run, s", min(wall["together"])), min(wall["together"]) / min(wall["separate"]),
+           "≤ 0.5")
+    report(title + " (CPU time)", ("one run per cell, s", min(cpu["separate"])),
+           ("grouped multi-head run, s", min(cpu["together"])), min(cpu["together"]) / min(cpu["separate"]), "≤ 0.5")
 
 
 def p6_child(store: str, dataset: str, source: str) -> None:
@@ -140,7 +176,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="demo-vit-small@random-0")
     ap.add_argument("--layer", default="layer7")
     ap.add_argument("--width", type=float, default=0.125)
-    ap.add_argument("--only", default="p4,p5,p6")
+    ap.add_argument("--only", default="p4,p5,p5grid,p6")
     ap.add_argument("--p6-child", nargs=3)
     args = ap.parse_args()
     if args.p6_child:
@@ -159,6 +195,8 @@ def main() -> None:
     if "p5" in wanted:
         p5(store, dataset, args.backbone, layers, None, "features in RAM")
         p5(store, dataset, args.backbone, layers, 0.0, "streaming from the store")
+    if "p5grid" in wanted:
+        p5_grid(store, dataset, args.backbone, layers, "all")
     if "p6" in wanted:
         p6(root / "p6", args.images, args.backbone, args.layer)
 

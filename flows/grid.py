@@ -36,8 +36,8 @@ def code_version() -> str:
     return f"{version}+{sha}" if sha else version
 
 
-@task(name="train-cell", cache_policy=NONE)
 def train_cell(cfg: dict) -> dict:
+    """Train one cell; a failure is recorded in its directory (``failed.json``) and returned, never raised."""
     from pipeline.runs.training import TrainConfig, train
 
     out = Path(cfg["out"])
@@ -45,7 +45,7 @@ def train_cell(cfg: dict) -> dict:
     try:
         summary = train(TrainConfig.from_json(cfg))
         (out / "failed.json").unlink(missing_ok=True)
-        log.info("trained %s: best validation %.3f at epoch %s (runs/%s)", task_run.name or cfg["decoder"],
+        log.info("trained %s: best validation %.3f at epoch %s (runs/%s)", cfg["decoder"],
                  summary["best_val"], summary["best_epoch"], out.name)
         return {"status": "ok", "run": out.name, **summary}
     except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
@@ -58,12 +58,38 @@ def train_cell(cfg: dict) -> dict:
         return record
 
 
+@task(name="train-cells", cache_policy=NONE)
+def train_group(cfgs: list[dict]) -> list[dict]:
+    """Train cells sharing a backbone, train set and seed as one multi-head run (each batch read once for all of
+    them); if that fails, each alone (resuming from its last finished epoch), so a failure stays with its cell."""
+    from pipeline.runs.training import TrainConfig, train_heads
+
+    log = run_logger()
+    if len(cfgs) > 1:
+        try:
+            summaries = train_heads([TrainConfig.from_json(c) for c in cfgs])
+        except Exception as exc:  # noqa: BLE001 - retried cell by cell below
+            log.warning("multi-head run of %d cells failed (%s: %s); training them one by one", len(cfgs),
+                        type(exc).__name__, exc)
+        else:
+            records = []
+            for c, summary in zip(cfgs, summaries):
+                out = Path(c["out"])
+                (out / "failed.json").unlink(missing_ok=True)
+                log.info("trained %s on %s: best validation %.3f at epoch %s (runs/%s)", c["decoder"], c["source"],
+                         summary["best_val"], summary["best_epoch"], out.name)
+                records.append({"status": "ok", "run": out.name, **summary})
+            return records
+    return [train_cell(c) for c in cfgs]
+
+
 @task(name="evaluate-cell", cache_policy=NONE)
-def evaluate_cell(cfg: dict, trained: dict | None) -> dict:
+def evaluate_cell(cfg: dict, trained: list[dict] | None, run: str) -> dict:
     from flows.evaluate import eval_config_from_dict
     from pipeline.runs.evaluation import evaluate
 
-    if trained is not None and trained.get("status") != "ok":
+    mine = next((t for t in trained or [] if t.get("run") == run), None)
+    if trained is not None and (mine is None or mine.get("status") != "ok"):
         return {"status": "skipped", "out": cfg["out"], "reason": "training failed"}
     try:
         table = evaluate(eval_config_from_dict(cfg))
@@ -113,10 +139,20 @@ def _cell_options(cell) -> dict:
                          decoders=[t.decoder], datasets=[t.dataset])}
 
 
+def _group_options(group) -> dict:
+    """Task-run name and tags of one training run: its first cell's name (+ how many more), every cell's tags."""
+    first = _cell_options(group[0])
+    name = first["task_run_name"] + (f"+{len(group) - 1}-more" if len(group) > 1 else "")
+    return {"task_run_name": name, "tags": list(dict.fromkeys(t for c in group for t in _cell_options(c)["tags"]))}
+
+
 @flow(name="grid", flow_run_name=lambda: grid_run_name(flow_run.parameters["cfg"]))
 def grid_flow(cfg: dict) -> dict:
     """Run (or resume) one ablation grid; returns counts, failures and where the results table is."""
-    from pipeline.runs.grid import GridConfig, cell_finished, collect_results, eval_finished, plan_cells, write_results
+    from pipeline.runs.grid import (
+        GridConfig, cell_finished, check_subsets, collect_results, eval_finished, plan_cells, training_groups,
+        write_results,
+    )
 
     g = GridConfig.from_dict(cfg)
     Path(g.out).mkdir(parents=True, exist_ok=True)
@@ -127,14 +163,17 @@ def grid_flow(cfg: dict) -> dict:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
     log = run_logger()
     extracted = _extract_missing(g)
+    check_subsets(g)
     cells = plan_cells(g)
     write_index(g.out, cells)
     todo = [c for c in cells if not cell_finished(c)]
     log.info("grid %s: %d cells (%d to train, %d already done), %d test sets each; run index in %s",
              g.out, len(cells), len(todo), len(cells) - len(todo), len(g.test_sets), Path(g.out) / "runs" / "index.csv")
-    train_futures, eval_futures = {}, []
-    for cell in todo:
-        train_futures[cell.run_id] = train_cell.with_options(**_cell_options(cell)).submit(cell.train.to_json())
+    groups = training_groups(todo, parallel=g.max_workers)
+    group_futures = [train_group.with_options(**_group_options(group)).submit([c.train.to_json() for c in group])
+                     for group in groups]
+    train_futures = {c.run_id: f for group, f in zip(groups, group_futures) for c in group}
+    eval_futures = []
     for cell in cells:
         upstream = train_futures.get(cell.run_id)
         opts = _cell_options(cell)
@@ -142,9 +181,9 @@ def grid_flow(cfg: dict) -> dict:
             if upstream is not None or not eval_finished(ev):
                 name = f"{opts['task_run_name']}-on-{ev.test_subsets[0]}"
                 eval_futures.append(evaluate_cell.with_options(task_run_name=name, tags=opts["tags"])
-                                    .submit(ev.to_json(), upstream))
+                                    .submit(ev.to_json(), upstream, cell.run_id))
     baseline = baselines_task.submit(g.to_json()) if g.baselines else None
-    trained = [f.result() for f in train_futures.values()]
+    trained = [record for f in group_futures for record in f.result()]
     evaluated = [f.result() for f in eval_futures]
     if baseline is not None:
         baseline.result()
@@ -156,7 +195,7 @@ def grid_flow(cfg: dict) -> dict:
     log.info("grid done: %d trained, %d evaluations, %d failed; results in %s", sum(t["status"] == "ok" for t in trained),
              sum(e["status"] == "ok" for e in evaluated), len(failed), path)
     return {
-        "cells": len(cells), "trained": sum(t["status"] == "ok" for t in trained),
+        "cells": len(cells), "trained": sum(t["status"] == "ok" for t in trained), "training_runs": len(groups),
         "skipped_cells": len(cells) - len(train_futures), "evaluated": sum(e["status"] == "ok" for e in evaluated),
         "failed": [{k: f.get(k) for k in ("run", "out", "error")} for f in failed],
         "extracted": [{k: e[k] for k in ("backbone", "blocks_run", "images_encoded")} for e in extracted],

@@ -82,3 +82,14 @@ def test_store_key():
     assert (str(layer), dataset) == ("ViT-B-32@random-0/layer3", "dolos-celebahq")
     with pytest.raises(DeclipError, match="BACKBONE/LAYER/DATASET"):
         parse_store_key("ViT-B-32@random-0/layer3")
+
+
+def test_a_view_the_store_does_not_hold_is_refused_clearly(tiny_store):
+    from conftest import TINY_BACKBONE
+    from store.feature_store import FeatureStore
+    from store.readers import FeatureSource
+
+    store = FeatureStore(str(tiny_store), mode="r")
+    assert FeatureSource(store, f"{TINY_BACKBONE}/layer1", "dolos-celebahq").channels == 64
+    with pytest.raises(DeclipError, match=r"no perturbed views.*layer1$"):
+        FeatureSource(store, f"{TINY_BACKBONE}/layer1[jpeg:75]", "dolos-celebahq")

@@ -16,9 +16,10 @@ import pandas as pd
 
 from core.errors import DeclipError
 from core.keys import SourceKey
+from core.validation import check_config, choice, each, whole
 from pipeline.runs.evaluation import EVAL_RECORD, EvalConfig
 from pipeline.runs.recipe import RECIPE
-from pipeline.runs.training import TrainConfig
+from pipeline.runs.training import TRAIN_RULES, TrainConfig
 
 RESULT_COLUMNS = [
     "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "test_set", "dataset", "split",
@@ -83,11 +84,17 @@ class GridConfig:
             cfg = cls(**values)
         except TypeError as exc:
             raise DeclipError(f"{source}: {exc}") from exc
+        except DeclipError as exc:
+            raise DeclipError(f"{source}: {exc}") from None
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
         return cfg
 
     def __post_init__(self) -> None:
+        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode")}
+        rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
+                     task_runner=choice("threads", "dask"))
+        check_config(self, rules, "grid")
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
 
     def to_json(self) -> dict:
@@ -138,8 +145,57 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
     return cells
 
 
+def check_subsets(cfg: GridConfig) -> None:
+    """Every train set has training rows and every test set has test rows in the store, checked before any training.
+
+    Why here: a misspelt or unextracted test set used to surface only after every cell had trained.
+    """
+    from store.feature_store import FeatureStore
+
+    samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
+    problems = []
+    for names, split in ((cfg.train_sets, "train"), (cfg.test_sets, "test")):
+        present = set(samples.loc[(samples["split"] == split) & (samples["label"] == 1), "subset"])
+        missing = [n for n in names if n != "all" and n not in present]
+        if missing:
+            problems.append(f"{split} sets {missing} have no {split} rows (known: {sorted(present) or 'none'})")
+    if problems:
+        raise DeclipError(f"grid on {cfg.store} / {cfg.dataset}: " + "; ".join(problems)
+                          + "; fix train_sets/test_sets, or scan and extract those generators first. Nothing was trained")
+
+
 def cell_finished(cell: Cell) -> bool:
     return (Path(cell.train.out) / "summary.json").exists()
+
+
+def training_groups(cells: list[Cell], parallel: int = 1) -> list[list[Cell]]:
+    """The unfinished cells, grouped into multi-head training runs (one read of each batch for every head).
+
+    Cells sharing their backbone(s), train set and seed train together: every decoder of one source, and the
+    sources (layers) of one cached backbone, so a grid's linear heads on 8 layers are one run. Results equal
+    separate runs because each head has its own seeded init, optimizer and schedule, and the batch order depends
+    only on the seed and the epoch. A cell resuming an interrupted run (``state.pt`` present) trains alone: heads of
+    one run must start at the same epoch. With ``parallel`` workers, the largest groups are halved (cells of one
+    source kept together where possible) until there are at least that many runs to share among them.
+    """
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        if cell_finished(cell):
+            continue
+        t = cell.train
+        if (Path(t.out) / "state.pt").exists():
+            key: tuple = ("resume", cell.run_id)
+        else:
+            backbones = tuple(str(part.backbone) for part in t.source.parts)
+            key = ("fresh", backbones, t.source.view, t.train_subsets, t.seed)
+        groups.setdefault(key, []).append(cell)
+    runs = list(groups.values())
+    while len(runs) < parallel and max(map(len, runs), default=0) > 1:
+        largest = max(runs, key=len)
+        ordered = sorted(largest, key=lambda c: str(c.train.source))
+        runs.remove(largest)
+        runs += [ordered[:len(ordered) // 2], ordered[len(ordered) // 2:]]
+    return runs
 
 
 def eval_summary_path(ev: EvalConfig) -> Path:
