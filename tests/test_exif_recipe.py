@@ -56,6 +56,10 @@ def tagged_manifest(tiny_dolos, tmp_path_factory):
     shutil.copytree(tiny_dolos, root)
     image = sorted((root / "celebahq" / "fake" / "tint" / "images" / "test").glob("*.png"))[0]
     mask = root / "celebahq" / "fake" / "tint" / "masks" / "test" / image.name
+    # squared first: a 90° tag on a non-square pair swaps its sides, which DeCLIP's recipe refuses (tested elsewhere)
+    side = min(Image.open(image).size)
+    Image.open(image).convert("RGB").resize((side, side), Image.BICUBIC).save(image)
+    Image.open(mask).convert("L").resize((side, side), Image.NEAREST).save(mask)
     _tag(image)
     _tag(mask)
     result = scan_dataset(root, "dolos", progress=False)

@@ -13,6 +13,7 @@ import torch
 from conftest import TINY_BACKBONE, TINY_SIZE
 from pipeline.runs.baselines import baseline_rows
 from core.errors import DeclipError
+from pipeline.runs import training
 from pipeline.runs.evaluation import EvalConfig, evaluate
 from pipeline.runs.training import TrainConfig, train
 
