@@ -6,13 +6,14 @@ A file that cannot be decoded becomes a zero tensor plus a problem record; the c
 """
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import torch
 
-from features.images import ImageProblem, open_rgb
+from features.images import ImageProblem, decode_rgb, open_rgb, read_file_bytes
 from features.prefetch import background_map
 from features.preprocess import Recipe, resize_for, to_tensor
 from features.views import View
@@ -30,18 +31,43 @@ class ImageBatch:
     seconds: float = 0.0
 
 
-def load_image(path: str, recipe: Recipe, view: View | None = None, image_id: str = "") -> torch.Tensor:
-    """Decode, perturb by ``view`` (seeded by ``image_id``), preprocess: the model input of one cached row."""
-    image = open_rgb(path)
+class ChangedSinceScan(Exception):
+    """The file's bytes differ from the manifest's sha256."""
+
+    def __init__(self, path: str, got: str, want: str):
+        super().__init__(f"{path}: sha256 {got[:12]} differs from the manifest's {want[:12]}; "
+                         "re-run `declip data scan` if the new file is intended")
+
+
+def load_image(path: str, recipe: Recipe, view: View | None = None, image_id: str = "",
+               sha256: str | None = None) -> torch.Tensor:
+    """Decode (EXIF orientation as the recipe says), perturb by ``view`` (seeded by ``image_id``), preprocess: the
+    model input of one cached row.
+
+    With ``sha256`` (the manifest's), the original file bytes are checked first: a file changed since the scan
+    raises :class:`ChangedSinceScan`. Hashing the bytes already read for decoding costs ~2 ms per MB, next to tens
+    of ms to encode the image.
+    """
+    if sha256:
+        data = read_file_bytes(path)
+        got = hashlib.sha256(data).hexdigest()
+        if got != sha256:
+            raise ChangedSinceScan(path, got, sha256)
+        image = decode_rgb(data, path, exif=recipe.applies_exif)
+    else:
+        image = open_rgb(path, exif=recipe.applies_exif)
     if view is not None and not view.is_clean:
         image = view.apply(image, image_id, lambda im: resize_for(recipe, im))
     return to_tensor(recipe, image)
 
 
-def _load_one(path: str, recipe: Recipe, view: View | None = None,
+def _load_one(path: str, recipe: Recipe, sha256: str | None = None, view: View | None = None,
               image_id: str = "") -> tuple[torch.Tensor | None, dict | None]:
+    """Decode one file into its model input, or a problem record (never raises for a bad file)."""
     try:
-        return load_image(path, recipe, view, image_id), None
+        return load_image(path, recipe, view, image_id, sha256), None
+    except ChangedSinceScan as exc:
+        return None, {"path": path, "reason": "changed-since-scan", "detail": str(exc)}
     except ImageProblem as exc:
         return None, {"path": path, "reason": exc.reason, "detail": str(exc)}
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-file problem, not a crash
@@ -49,12 +75,14 @@ def _load_one(path: str, recipe: Recipe, view: View | None = None,
 
 
 def load_batch(key: int, rows: list[int], paths: list[str], recipe: Recipe, pool: ThreadPoolExecutor,
-               view: View | None = None, ids: list[str] | None = None) -> ImageBatch:
+               sha256s: list[str] | None = None, view: View | None = None,
+               ids: list[str] | None = None) -> ImageBatch:
     import time
 
     start = time.perf_counter()
+    hashes = sha256s or [None] * len(paths)
     ids = ids or paths
-    results = list(pool.map(lambda p: _load_one(p[0], recipe, view, p[1]), zip(paths, ids)))
+    results = list(pool.map(lambda job: _load_one(job[0], recipe, job[1], view, job[2]), zip(paths, hashes, ids)))
     pixels = torch.zeros((len(rows), 3, recipe.size, recipe.size), dtype=torch.float32)
     ok = torch.zeros(len(rows), dtype=torch.bool)
     problems = []
@@ -69,14 +97,18 @@ def load_batch(key: int, rows: list[int], paths: list[str], recipe: Recipe, pool
 
 def prefetch_batches(jobs: Iterable[tuple], recipe: Recipe, workers: int = 2, depth: int = 2,
                      view: View | None = None) -> Iterator[ImageBatch]:
-    """Yield :class:`ImageBatch` for each ``(key, rows, paths[, image_ids])`` job, decoding ahead in threads.
+    """Yield :class:`ImageBatch` for each ``(key, rows, paths[, sha256s[, image_ids]])`` job, decoding ahead in
+    background threads.
 
-    With a ``view``, each image is perturbed before preprocessing, seeded by its id (default: its path).
+    ``sha256s`` (or None) are checked on the original file bytes; with a ``view``, each image is perturbed after
+    decoding and before preprocessing, seeded by its id (default: its path).
     """
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode")
 
     def load(job: tuple) -> ImageBatch:
-        key, rows, paths, *ids = job
-        return load_batch(key, rows, paths, recipe, pool, view, ids[0] if ids else None)
+        key, rows, paths, *rest = job
+        hashes = rest[0] if rest else None
+        ids = rest[1] if len(rest) > 1 else None
+        return load_batch(key, rows, paths, recipe, pool, hashes, view, ids)
 
     yield from background_map(load, jobs, depth, on_exit=pool.shutdown)

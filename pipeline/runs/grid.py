@@ -16,8 +16,11 @@ import pandas as pd
 
 from core.errors import DeclipError
 from core.keys import SourceKey
-from pipeline.runs.evaluation import EvalConfig
-from pipeline.runs.training import TrainConfig
+from core.validation import check_config, choice, each, whole
+from features.views import AUGMENT_KINDS
+from pipeline.runs.evaluation import EVAL_RECORD, EvalConfig
+from pipeline.runs.recipe import RECIPE
+from pipeline.runs.training import TRAIN_RULES, TrainConfig
 
 RESULT_COLUMNS = [
     "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "train_views", "test_set", "view",
@@ -45,10 +48,10 @@ class GridConfig:
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"
-    batch_size: int = 64
-    max_epochs: int = 400
-    patience: int = 5
-    lr: float = 1e-3
+    batch_size: int = RECIPE.batch_size
+    max_epochs: int = RECIPE.max_epochs
+    patience: int = RECIPE.patience
+    lr: float = RECIPE.lr
     extract_batch_size: int = 32
     device: str = "cpu"
     task_runner: str = "threads"
@@ -87,12 +90,18 @@ class GridConfig:
             cfg = cls(**values)
         except TypeError as exc:
             raise DeclipError(f"{source}: {exc}") from exc
+        except DeclipError as exc:
+            raise DeclipError(f"{source}: {exc}") from None
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
         resolved_test_views(cfg), resolved_train_views(cfg)  # a bad view is reported now, not in a cell
         return cfg
 
     def __post_init__(self) -> None:
+        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode")}
+        rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
+                     task_runner=choice("threads", "dask"), augment_copies=whole(0), augment=choice(*AUGMENT_KINDS))
+        check_config(self, rules, "grid")
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
 
     def to_json(self) -> dict:
@@ -166,6 +175,25 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
     return cells
 
 
+def check_subsets(cfg: GridConfig) -> None:
+    """Every train set has training rows and every test set has test rows in the store, checked before any training.
+
+    Why here: a misspelt or unextracted test set used to surface only after every cell had trained.
+    """
+    from store.feature_store import FeatureStore
+
+    samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
+    problems = []
+    for names, split in ((cfg.train_sets, "train"), (cfg.test_sets, "test")):
+        present = set(samples.loc[(samples["split"] == split) & (samples["label"] == 1), "subset"])
+        missing = [n for n in names if n != "all" and n not in present]
+        if missing:
+            problems.append(f"{split} sets {missing} have no {split} rows (known: {sorted(present) or 'none'})")
+    if problems:
+        raise DeclipError(f"grid on {cfg.store} / {cfg.dataset}: " + "; ".join(problems)
+                          + "; fix train_sets/test_sets, or scan and extract those generators first. Nothing was trained")
+
+
 def cell_finished(cell: Cell) -> bool:
     return (Path(cell.train.out) / "summary.json").exists()
 
@@ -205,7 +233,14 @@ def eval_summary_path(ev: EvalConfig) -> Path:
 
 
 def eval_finished(ev: EvalConfig) -> bool:
-    return eval_summary_path(ev).exists()
+    """Finished only when its summary exists and was written by an evaluation with the same identity."""
+    record = Path(ev.out) / ev.test_subsets[0] / EVAL_RECORD
+    if not eval_summary_path(ev).exists() or not record.exists():
+        return False
+    try:
+        return json.loads(record.read_text()).get("identity") == ev.subset_identity(ev.test_subsets[0])
+    except (OSError, ValueError):
+        return False
 
 
 def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd.DataFrame:
