@@ -2,7 +2,12 @@
 
 A cell's directory name is a hash of its training config, so re-running a grid finds finished cells (their
 ``summary.json``) and adding a layer or a test set creates only the new cells and evaluations. The results table
-is rebuilt from the per-evaluation summaries on disk, so it never disagrees with what was computed.
+is rebuilt from the per-evaluation summaries on disk, so it never disagrees with what was computed, and merged
+with the table already in ``out`` by (run id, train set, test set, split, metric): re-running a narrower config into
+the same folder replaces the rows it recomputed and keeps every other row, so results never shrink.
+
+Every cell is evaluated on the validation split too (``eval-valid/``): the report picks its best cell there, never
+on test.
 """
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ from pipeline.runs.training import TrainConfig
 RESULT_COLUMNS = [
     "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "test_set", "dataset", "split",
     "seed", "metric", "value", "level", "threshold_rule", "aggregation", "scale", "n_images", "n_undefined",
-    "image_score_rule", "random_weights", "run_id", "checkpoint", "code_version",
+    "image_score_rule", "random_weights", "run_id", "checkpoint", "code_version", "collapsed", "collapse_reason",
 ]
+MERGE_KEY = ["run_id", "train_set", "test_set", "split", "metric"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class GridConfig:
     metrics: tuple[str, ...] | None = None
     baselines: bool = True
     save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
+    min_steps_per_epoch: int = 0  # tiny data: optimizer steps per epoch at least (0 = DeCLIP's one pass)
+    collapse_patience: int = 0  # stop a cell whose validation maps stay collapsed this many epochs (0 = never)
+    eval_splits: tuple[str, ...] = ("valid", "test")  # valid: model selection in the report; test: the numbers
+    progress: bool = True  # a bar over the cells
 
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "GridConfig":
@@ -124,14 +134,15 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
         train = TrainConfig(store=cfg.store, source=source, dataset=cfg.dataset, train_subsets=(train_set,),
                             out="", decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,
                             lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                            seed=seed, device=cfg.device, progress=False)
+                            seed=seed, device=cfg.device, progress=False, min_steps_per_epoch=cfg.min_steps_per_epoch,
+                            collapse_patience=cfg.collapse_patience)
         out = runs / train.identity()
         train = replace(train, out=str(out))
         evals = tuple(
             EvalConfig(store=cfg.store, checkpoint=str(out / "best"), dataset=cfg.dataset, test_subsets=(test,),
-                       out=str(out / "eval"), metrics=cfg.metrics, device=cfg.device,
-                       save_maps=cfg.save_maps > 0)
-            for test in cfg.test_sets
+                       out=str(out / ("eval" if split == "test" else f"eval-{split}")), split=split,
+                       metrics=cfg.metrics, device=cfg.device, save_maps=cfg.save_maps > 0 and split == "test")
+            for split in cfg.eval_splits for test in cfg.test_sets
         )
         cells.append(Cell(train, evals))
     return cells
@@ -199,15 +210,39 @@ def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd
         return pd.DataFrame(columns=RESULT_COLUMNS)
     table = pd.concat(frames, ignore_index=True)
     table["code_version"] = code_version
+    return _conform(table)
+
+
+def _conform(table: pd.DataFrame) -> pd.DataFrame:
+    """RESULT_COLUMNS in order (tables written before a column existed get its neutral value), sorted."""
+    table = table.copy()
     for col in RESULT_COLUMNS:
         if col not in table.columns:
             table[col] = None
+    table["collapsed"] = table["collapsed"].fillna(False).astype(bool)
+    table["collapse_reason"] = table["collapse_reason"].fillna("").astype(str)
+    table["split"] = table["split"].fillna("test")
     return table[RESULT_COLUMNS].sort_values(
-        ["decoder", "layer", "train_set", "test_set", "seed", "metric"], kind="stable").reset_index(drop=True)
+        ["decoder", "layer", "train_set", "test_set", "split", "seed", "metric"], kind="stable").reset_index(drop=True)
+
+
+def merge_results(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``new`` plus every row of ``old`` whose (run id, train set, test set, split, metric) ``new`` lacks."""
+    if old.empty:
+        return _conform(new)
+    old = _conform(old)
+    new = _conform(new)
+    key = lambda df: pd.MultiIndex.from_frame(df[MERGE_KEY].astype(str))  # noqa: E731
+    kept = old[~key(old).isin(key(new))]
+    return _conform(pd.concat([new, kept], ignore_index=True)) if len(kept) else new
 
 
 def write_results(table: pd.DataFrame, out: Path) -> Path:
+    """Write ``out/results.{parquet,csv}``, merged with the table already there (see :func:`merge_results`)."""
     out.mkdir(parents=True, exist_ok=True)
+    existing = out / "results.parquet"
+    if existing.exists():
+        table = merge_results(pd.read_parquet(existing), table)
     for suffix, writer in ((".parquet", lambda p: table.to_parquet(p, index=False)),
                            (".csv", lambda p: table.to_csv(p, index=False))):
         tmp = out / f"results{suffix}.partial"
