@@ -12,6 +12,7 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run, task_run
@@ -199,6 +200,7 @@ def grid_flow(cfg: dict) -> dict:
     table = collect_results(g, cells, code_version())
     path = write_results(table, Path(g.out))
     write_index(g.out, cells)
+    table = pd.read_parquet(path)  # merged with rows of earlier configs in the same folder
     _publish(table)
     failed = [t for t in trained if t["status"] != "ok"] + [e for e in evaluated if e["status"] == "failed"]
     log.info("grid done: %d trained, %d evaluations, %d failed; results in %s", sum(t["status"] == "ok" for t in trained),
