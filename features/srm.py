@@ -8,8 +8,8 @@ so they are the pipeline's positive control, even with random backbone weights.
 
 Definition (recorded in the store with every array, see :func:`definition`):
 
-* input: RGB in 0-255 units on a 256×256 squash-resize (the ``declip`` recipe with mean 0 and std 1/255, i.e.
-  identity for 256×256 images such as Dolos and the demo);
+* input: RGB in 0-255 units on a 256×256 squash-resize (recipe ``srm``: DeCLIP's bilinear squash with mean 0 and
+  std 1/255, i.e. identity for 256×256 images such as Dolos and the demo);
 * residuals: each of the three RGB-N SRM kernels (:data:`KERNELS`, all symmetric, so correlation = convolution)
   applied to each colour channel separately, reflect padding (``d c b | a b c d``) → 9 residual maps;
 * pooling: per 16×16-pixel patch (a 16×16 grid, the grid of a ViT-L/14 layer) and per residual map, the statistics
@@ -18,17 +18,27 @@ Definition (recorded in the store with every array, see :func:`definition`):
   T = 2: the bins 0, ±1 and ±2);
 * channel order: stat-major, then colour (R, G, B), then kernel: ``channel = (s * 3 + c) * 3 + k`` → 45 channels.
 
-The family is ``srm``: backbone key ``srm@fixed``, one layer ``layer0`` (no class token). Nothing here is trained.
+The family is ``srm`` (registered in :mod:`features.families`, recipe ``srm``): backbone key ``srm@fixed``, one layer
+``layer0`` (no class token). Nothing here is trained.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from core.errors import DeclipError
+from core.keys import BackboneKey
+from features.families import FeatureFamily, LayerInfo, LayerOutputs, register_family
+from features.preprocess import RECIPES, Recipe
+
+if TYPE_CHECKING:
+    from features.backbones import Backbone
 
 ARCH = "srm"
 WEIGHTS = "fixed"
@@ -94,6 +104,8 @@ class SrmFeatures(nn.Module):
         super().__init__()
         weight = torch.tensor(np.stack(list(KERNELS.values())), dtype=torch.float32).unsqueeze(1)
         self.register_buffer("kernels", weight)  # (3 kernels, 1, 5, 5)
+        # the definition's hash as state, so the store's weights checksum changes whenever the definition does
+        self.register_buffer("definition_sha256", torch.tensor(list(bytes.fromhex(checksum())), dtype=torch.uint8))
 
     def residuals(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, 9, H, W): colour-major, kernel-minor."""
@@ -112,3 +124,50 @@ class SrmFeatures(nn.Module):
         fractions = [F.avg_pool2d((q < 0.5).float(), PATCH), F.avg_pool2d(((q >= 0.5) & (q < 1.5)).float(), PATCH),
                      F.avg_pool2d((q >= TRUNCATION - 0.5).float(), PATCH)]
         return torch.cat([torch.log1p(mean_abs), torch.log1p(std), *fractions], dim=1)
+
+
+
+@RECIPES.register("srm")
+def srm_recipe(size: int, mean, std, dtype: str = "float32") -> Recipe:
+    return Recipe("srm", size, "bilinear", False, tuple(mean), tuple(std), dtype)
+
+
+@register_family
+class SrmFamily(FeatureFamily):
+    """``srm@fixed``: one layer, ``layer0``, of SRM residual statistics (no class token, nothing trained)."""
+
+    name = ARCH
+    default_recipe = "srm"
+    test_keys = (KEY,)
+
+    def handles(self, arch: str) -> bool:
+        return arch == ARCH
+
+    def build(self, key: BackboneKey) -> nn.Module:
+        if key.weights != WEIGHTS:
+            raise DeclipError(f"the SRM feature family has one key, {KEY} (got {key}): its kernels are fixed, "
+                              "there are no weights to choose")
+        return SrmFeatures()
+
+    def input_spec(self, visual: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+        return INPUT_SIZE, MEAN, STD
+
+    def layer_names(self, backbone: "Backbone") -> list[str]:
+        return [LAYER]
+
+    def layer_info(self, backbone: "Backbone", layer: str) -> LayerInfo:
+        if layer != LAYER:
+            raise DeclipError(f"{KEY} has one layer, {LAYER} (got {layer!r})")
+        return LayerInfo(LAYER, 0, CHANNELS, GRID, False,
+                         f"SRM residual statistics per {PATCH}x{PATCH}-pixel patch ({', '.join(STATS)}; "
+                         "3 kernels x 3 colour channels), see features/srm.py")
+
+    @torch.no_grad()
+    def forward_layers(self, backbone: "Backbone", images: torch.Tensor, layers: list[str]) -> LayerOutputs:
+        for layer in layers:
+            self.layer_info(backbone, layer)
+        return {LAYER: (backbone.visual(images), None)}
+
+    def definition(self) -> dict:
+        """Recorded in the store beside the features (extraction asks every family for it)."""
+        return definition()

@@ -134,7 +134,7 @@ def _extract_missing(g) -> list[dict]:
     jobs: dict[str, set[str]] = {}
     for backbone in g.backbones:
         jobs.setdefault(backbone, set()).update(g.layers)
-    for fused in g.fused:
+    for fused in (*g.fused, *g.extra_sources):
         for part in fused.parts:
             jobs.setdefault(str(part.backbone), set()).add(part.layer)
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,

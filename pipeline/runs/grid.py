@@ -47,6 +47,7 @@ class GridConfig:
     seeds: tuple[int, ...] = (0,)
     manifest: str | None = None  # when given, missing layers are extracted first
     fused: tuple[SourceKey, ...] = ()  # extra sources "VIT/LAYER+RN/LAYER", parsed on construction
+    extra_sources: tuple[SourceKey, ...] = ()  # BACKBONE/LAYER beyond backbones × layers, e.g. "srm@fixed/layer0"
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"
@@ -98,10 +99,12 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
+        object.__setattr__(self, "extra_sources", tuple(SourceKey.parse(f) for f in self.extra_sources))
 
     def to_json(self) -> dict:
         raw = {f.name: getattr(self, f.name) for f in fields(self)}
-        return json.loads(json.dumps(dict(raw, fused=[str(f) for f in self.fused])))
+        return json.loads(json.dumps(dict(raw, fused=[str(f) for f in self.fused],
+                                          extra_sources=[str(f) for f in self.extra_sources])))
 
 
 EXAMPLE_CONFIG = Path(__file__).with_name("grid.example.toml")
@@ -123,7 +126,8 @@ class Cell:
 
 
 def sources(cfg: GridConfig) -> list[SourceKey]:
-    return [SourceKey.single(b, layer) for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
+    return ([SourceKey.single(b, layer) for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
+            + list(cfg.extra_sources))
 
 
 def plan_cells(cfg: GridConfig) -> list[Cell]:
