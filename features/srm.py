@@ -16,7 +16,9 @@ Definition (recorded in the store with every array, see :func:`definition`):
   of :data:`STATS`: ``log1p`` of the mean absolute residual, ``log1p`` of its standard deviation, and the fractions
   of pixels with |r| < 0.5, 0.5 ≤ |r| < 1.5 and |r| ≥ 1.5 (the residual quantised with step q = 1 and truncated at
   T = 2: the bins 0, ±1 and ±2);
-* channel order: stat-major, then colour (R, G, B), then kernel: ``channel = (s * 3 + c) * 3 + k`` → 45 channels.
+* relative energy: the two ``log1p`` statistics again, minus their median over the image's 256 patches, so a patch
+  smoother (or noisier) than the rest of its own photo stands out whatever the camera's noise level;
+* channel order: stat-major, then colour (R, G, B), then kernel: ``channel = (s * 3 + c) * 3 + k`` → 63 channels.
 
 The family is ``srm`` (registered in :mod:`features.families`, recipe ``srm``): backbone key ``srm@fixed``, one layer
 ``layer0`` (no class token). Nothing here is trained.
@@ -50,7 +52,7 @@ GRID = (INPUT_SIZE // PATCH, INPUT_SIZE // PATCH)
 MEAN = (0.0, 0.0, 0.0)
 STD = (1.0 / 255.0,) * 3  # to_tensor divides by 255 first: pixels come out in 0-255 units
 COLOURS = ("R", "G", "B")
-STATS = ("log1p_mean_abs", "log1p_std", "frac_q0", "frac_q1", "frac_q2plus")
+STATS = ("log1p_mean_abs", "log1p_std", "frac_q0", "frac_q1", "frac_q2plus", "rel_log1p_mean_abs", "rel_log1p_std")
 QUANT_STEP = 1.0  # residual quantisation step in 0-255 units
 TRUNCATION = 2
 
@@ -86,6 +88,7 @@ def definition() -> dict:
         "family": ARCH, "input": f"RGB 0-255, squash-resized to {INPUT_SIZE}x{INPUT_SIZE} (bilinear)",
         "kernels": {name: k.tolist() for name, k in KERNELS.items()}, "per_colour_channel": True,
         "padding": "reflect (d c b | a b c d)", "patch": PATCH, "grid": list(GRID), "stats": list(STATS),
+        "relative": "rel_* = the log1p statistic minus its median over the image's patches",
         "quant_step": QUANT_STEP, "truncation": TRUNCATION, "bins": "|r|<0.5, 0.5<=|r|<1.5, |r|>=1.5", "channel_order": "stat, colour (R,G,B), kernel",
         "channels": channel_names(),
         "references": ["Fridrich & Kodovsky 2012, Rich models for steganalysis of digital images",
@@ -98,7 +101,7 @@ def checksum() -> str:
 
 
 class SrmFeatures(nn.Module):
-    """(B, 3, 256, 256) pixels in 0-255 units → (B, 45, 16, 16) patch statistics of the SRM residuals."""
+    """(B, 3, 256, 256) pixels in 0-255 units → (B, 63, 16, 16) patch statistics of the SRM residuals."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,7 +126,9 @@ class SrmFeatures(nn.Module):
         q = r.abs() / QUANT_STEP
         fractions = [F.avg_pool2d((q < 0.5).float(), PATCH), F.avg_pool2d(((q >= 0.5) & (q < 1.5)).float(), PATCH),
                      F.avg_pool2d((q >= TRUNCATION - 0.5).float(), PATCH)]
-        return torch.cat([torch.log1p(mean_abs), torch.log1p(std), *fractions], dim=1)
+        energy = [torch.log1p(mean_abs), torch.log1p(std)]
+        relative = [e - torch.quantile(e.flatten(2), 0.5, dim=2)[..., None, None] for e in energy]
+        return torch.cat([*energy, *fractions, *relative], dim=1)
 
 
 

@@ -10,13 +10,13 @@ from features import srm
 
 
 def _direct(image: np.ndarray) -> np.ndarray:
-    """(3, 256, 256) in 0-255 → (45, 16, 16), written from the docstring with scipy and numpy loops."""
+    """(3, 256, 256) in 0-255 → (63, 16, 16), written from the docstring with scipy and numpy loops."""
     maps = []
     for c in range(3):
         for kernel in srm.KERNELS.values():
             # torch's "reflect" padding (d c b | a b c d) is scipy's "mirror" mode
             maps.append(ndimage.correlate(image[c].astype(np.float64), kernel, mode="mirror"))
-    out = np.zeros((len(srm.STATS), 9, 16, 16))
+    out = np.zeros((5, 9, 16, 16))  # the five per-patch statistics; the two relative ones follow
     for m, r in enumerate(maps):
         for i in range(16):
             for j in range(16):
@@ -24,7 +24,8 @@ def _direct(image: np.ndarray) -> np.ndarray:
                 a = np.abs(patch)
                 out[:, m, i, j] = (np.log1p(a.mean()), np.log1p(patch.std()), (a < 0.5).mean(),
                                    ((a >= 0.5) & (a < 1.5)).mean(), (a >= 1.5).mean())
-    return out.reshape(45, 16, 16)
+    rel = [out[k] - np.median(out[k].reshape(9, -1), axis=1)[:, None, None] for k in (0, 1)]
+    return np.concatenate([out, np.stack(rel)]).reshape(63, 16, 16)
 
 
 def test_features_match_direct_computation():
@@ -51,7 +52,7 @@ def test_smooth_region_has_low_residual_energy():
 
 def test_definition_is_complete_and_stable():
     d = srm.definition()
-    assert len(d["channels"]) == srm.CHANNELS == 45
+    assert len(d["channels"]) == srm.CHANNELS == 63
     assert set(d["kernels"]) == set(srm.KERNELS)
     assert srm.checksum() == srm.checksum()
     for k in srm.KERNELS.values():  # high-pass: a constant image has zero residual

@@ -25,7 +25,7 @@ def test_srm_layer_is_cached_with_its_definition(srm_store):
     fs = FeatureStore(str(srm_store), mode="r")
     arr = fs.open_layer(srm.KEY, srm.LAYER, "dolos-celebahq")
     meta = arr.meta
-    assert meta["family"] == "srm" and meta["channels"] == 45 and list(meta["grid"]) == [16, 16]
+    assert meta["family"] == "srm" and meta["channels"] == srm.CHANNELS == 63 and list(meta["grid"]) == [16, 16]
     assert meta["definition"]["channels"] == srm.channel_names() and meta["weights_checksum"] == srm.checksum()
     assert meta["recipe"]["name"] == "srm" and meta["recipe"]["size"] == 256 and meta["recipe"]["mean"] == [0.0] * 3
     samples = fs.samples("dolos-celebahq")
