@@ -23,10 +23,11 @@ def test_min_steps_per_epoch_repeats_shuffled_passes(tiny_store, tmp_path):
     data = CachedSplits.open(str(tiny_store), "dolos-celebahq", [f"{TINY_BACKBONE}/layer1"], None)
     rows = select_rows(data.samples, data.valid, ("tint",), "train", "localization")
     assert len(rows) == 16
-    one_pass = list(training._epoch_batches(data, rows, _cfg(tiny_store, ""), 0, [f"{TINY_BACKBONE}/layer1"]))
+    source = _cfg(tiny_store, "").source
+    one_pass = list(training._epoch_batches(data, rows, _cfg(tiny_store, ""), 0, [source]))
     assert len(one_pass) == 2  # DeCLIP: one pass
     cfg = _cfg(tiny_store, "", min_steps_per_epoch=5)
-    batches = list(training._epoch_batches(data, rows, cfg, 0, [f"{TINY_BACKBONE}/layer1"]))
+    batches = list(training._epoch_batches(data, rows, cfg, 0, [source]))
     assert len(batches) == 6  # three whole passes: the first ≥ 5 steps ending a pass
     seen = [np.sort(np.concatenate([b.rows for b in batches[i:i + 2]])) for i in (0, 2, 4)]
     for s in seen:
