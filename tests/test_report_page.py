@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline.runs.report import RANDOM_NOTE, conform, domain_averages, train_test_matrix, write_report
-from pipeline.runs.selection import best_model, summary_table
+from pipeline.runs.selection import best_model, model_scores, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 PANELS = ("summary", "iou_layer_decoder_heatmap", "iou_by_layer", "train_test_matrix", "train_test_matrices",
@@ -88,10 +88,16 @@ def test_best_is_chosen_on_validation_not_test(tmp_path):
 
 
 def test_collapsed_model_is_marked_and_never_best(tmp_path):
-    collapse = {("conv-4", "layer10", "a", "a", "valid"), ("conv-4", "layer10", "a", "a", "test")}
+    collapse = {("conv-4", "layer10", "a", "a", "valid"), ("conv-4", "layer10", "a", "a", "test"),
+                ("conv-4", "layer5", "b", "b", "valid"), ("linear", "layer5", "b", "b", "valid"),
+                ("linear", "layer5", "a", "a", "valid")}  # conv-4 @ layer5: 1 of 2 in-domain; linear: 2 of 2
     results = _results(tmp_path, collapse=collapse)
     table = conform(pd.read_parquet(results))
     assert best_model(table) == ("vit@random-0/layer10", "linear")  # mean 50 beats conv-4 @ layer5 (45)
+    scores = model_scores(table).set_index(["source", "decoder"])
+    assert not scores.loc[("vit@random-0/layer5", "conv-4"), "eligible"]  # half its train sets collapsed
+    assert not scores.loc[("vit@random-0/layer5", "linear"), "eligible"]
+    assert scores.loc[("vit@random-0/layer2", "conv-4"), "eligible"]
     summary = summary_table(table)
     row = summary[summary["feature"] == "vit@random-0/layer10"].iloc[0]
     assert row["decoder"] == "linear"  # conv-4 collapsed in-domain on this source

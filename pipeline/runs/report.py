@@ -426,8 +426,9 @@ def models_table(table: pd.DataFrame) -> pd.DataFrame:
                         f"{rec['chosen_on']} IoU (selection)": rec["select_iou"],
                         "test in-domain IoU": id_avg, "test out-of-domain IoU": ood_avg,
                         "collapsed test evaluations": f"{rec['test_collapsed']} of {rec['test_evaluations']}",
-                        "may be chosen": "yes" if rec["eligible"] else
-                        f"no: collapsed in-domain ({rec['collapsed_in_domain']})"})
+                        "may be chosen": ("yes" if not rec["collapsed_in_domain"] else
+                                          f"yes (collapsed in-domain: {rec['collapsed_in_domain']})")
+                        if rec["eligible"] else f"no: collapsed in-domain ({rec['collapsed_in_domain']})"})
     return pd.DataFrame(records)
 
 
@@ -451,7 +452,8 @@ def write_report(results: str | Path, out: str | Path | None = None, *, max_over
                             fig_overlays(table, grid, grid_dir, out, rnd, max_overlays, best)) if p is not None]
     tables = {
         "Summary: best decoder per feature, chosen on validation; test metrics in percent": _readable(summary),
-        "Every model (a model with a collapsed in-domain validation evaluation is never chosen)":
+        "Every model (one whose in-domain validation maps collapsed for half or more of its training generators "
+        "is never chosen)":
             _readable(models_table(table)),
         f"Train × test matrix of the chosen model {label} (test IoU %)":
             _readable(matrix.reset_index().rename(columns={"test_set": "test generator ↓ / train generator →"})),
