@@ -24,6 +24,8 @@ def test_demo_command_end_to_end(tmp_path):
     assert len(generators) >= 3 and set(iou["train_set"]) >= generators
     assert {"linear", "conv-4", "baseline:all-zero", "baseline:mask-prior"} <= set(iou["decoder"])
     assert {"layer0", "layer2"} <= set(iou["layer"])
+    assert "srm@fixed/layer0" in set(iou["source"])  # the positive control runs beside the backbone's layers
+    assert "best decoder per feature chosen on validation" in proc.stdout and "all-fake" in proc.stdout
     assert iou.loc[~iou["decoder"].str.startswith("baseline"), "random_weights"].all()
     page = out / "grid" / "report" / "index.html"
     assert page.exists() and "RANDOM" in page.read_text()

@@ -20,7 +20,7 @@ class DemoConfig:
     size: int = 40  # fake images per generator
     seed: int = 0
     layers: tuple[str, ...] = ("layer1", "layer4", "layer7")
-    decoders: tuple[str, ...] = ("linear", "attention", "conv-4")
+    decoders: tuple[str, ...] = ("linear", "conv-4")
     width: float = 0.125  # conv channel multiplier: DeCLIP's 512/256/128/64 → 64/32/16/8 on CPU
     controls: tuple[str, ...] = ("srm@fixed/layer0",)  # positive-control sources beside the backbone's layers
     max_epochs: int = 6
