@@ -23,11 +23,11 @@ class DemoConfig:
     decoders: tuple[str, ...] = ("linear", "conv-4")
     width: float = 0.125  # conv channel multiplier: DeCLIP's 512/256/128/64 → 64/32/16/8 on CPU
     controls: tuple[str, ...] = ("srm@fixed/layer0",)  # positive-control sources beside the backbone's layers
-    max_epochs: int = 6
+    max_epochs: int = 8
     patience: int = 3
-    batch_size: int = 16
-    min_steps_per_epoch: int = 20
-    collapse_patience: int = 4
+    batch_size: int = 8
+    min_steps_per_epoch: int = 16  # 24 training images per generator: 16 steps of 8, about 5 passes per epoch
+    collapse_patience: int = 5
     max_workers: int = 2
     task_runner: str = "threads"
 

@@ -190,6 +190,7 @@ def fig_feature_decoder(table: pd.DataFrame, out: Path, rnd: bool) -> tuple[Path
         part = models[pick(models)]
         for (backbone, decoder), rows in part.assign(bb=part["source"].str.rpartition("/")[0]).groupby(["bb", "decoder"]):
             means = rows.groupby("layer")["value"].mean()
+            collapsed = rows.groupby("layer")["collapsed"].any()
             order = sorted(means.index, key=_layer_key)
             xs = [_layer_key(x) for x in order]
             style = dict(marker="o", label=f"{decoder} on {backbone.split('@')[0]}")
@@ -197,10 +198,14 @@ def fig_feature_decoder(table: pd.DataFrame, out: Path, rnd: bool) -> tuple[Path
                 ax.axhline(means[order[0]], lw=1.5, alpha=0.7, **{k: v for k, v in style.items() if k != "marker"})
             else:
                 ax.plot(xs, means[order].to_numpy(), **style)
+            bad = [x for x in order if collapsed[x]]
+            if bad and len(xs) > 1:
+                ax.scatter([_layer_key(x) for x in bad], means[bad].to_numpy(), marker="x", s=70, color="red",
+                           zorder=5, label=None)
         for decoder, rows in base[pick(base)].groupby("decoder"):
             ax.axhline(rows["value"].mean(), ls="--", lw=1, color="grey", label=decoder)
         ax.set_xlabel("layer (0-based block index); single-layer sources as horizontal lines")
-        ax.set_title(f"test IoU by layer, {name}", fontsize=9)
+        ax.set_title(f"test IoU by layer, {name} (red ×: a collapsed evaluation)", fontsize=9)
     axes[0].set_ylabel("mean IoU (%)")
     axes[1].legend(fontsize=6, ncol=2)
     _decorate(fig, rnd)
@@ -295,8 +300,9 @@ def fig_per_image(table: pd.DataFrame, grid_dir: Path, out: Path, rnd: bool) -> 
                 per = pd.read_parquet(path)
                 values += per.loc[per["label"] == 1, "iou"].dropna().tolist()
         if values:
+            n_bad = int(iou[(iou["source"] == source) & (iou["decoder"] == decoder)]["collapsed"].sum())
             data.append(values)
-            labels.append(f"{decoder}\n@{_short(source)}")
+            labels.append(f"{decoder}\n@{_short(source)}" + (f"\n{n_bad} collapsed" if n_bad else ""))
     if not data:
         return None
     fig, ax = plt.subplots(figsize=(2 + 1.6 * len(data), 4))
