@@ -26,8 +26,8 @@ class DemoConfig:
     max_epochs: int = 8
     patience: int = 3
     batch_size: int = 8
-    min_steps_per_epoch: int = 16  # 24 training images per generator: 16 steps of 8, about 5 passes per epoch
-    collapse_patience: int = 5
+    min_steps_per_epoch: int = 20  # 24 training images per generator: 20 steps of 8, about 7 passes per epoch
+    collapse_patience: int = 6  # SRM conv-4 on Telea predicts nothing for 4 epochs before it learns
     max_workers: int = 2
     task_runner: str = "threads"
 
