@@ -17,7 +17,7 @@ from pipeline.runs.extraction import ExtractConfig, run_extraction
 from pipeline.runs.training import TrainConfig, train
 
 SIZE = 256
-COUNTS = {"train": 24, "valid": 8, "test": 8}
+COUNTS = {"train": 16, "valid": 6, "test": 6}
 
 
 def _write(root, shuffle: bool, seed: int = 0) -> None:
@@ -61,8 +61,8 @@ def _run(tmp_path, shuffle: bool) -> tuple[float, pd.Series]:
                                  progress=False))
     run = tmp_path / "run"
     train(TrainConfig(store=str(store), source=f"{srm.KEY}/{srm.LAYER}", dataset="dolos-celebahq",
-                      train_subsets=("smooth",), out=str(run), decoder="linear", batch_size=8, max_epochs=8,
-                      patience=3, min_steps_per_epoch=20, progress=False))
+                      train_subsets=("smooth",), out=str(run), decoder="linear", batch_size=8, max_epochs=5,
+                      patience=3, min_steps_per_epoch=12, progress=False))
     result = evaluate(EvalConfig(store=str(store), checkpoint=str(run / "best"), dataset="dolos-celebahq",
                                  test_subsets=("smooth",), out=str(tmp_path / "eval"), metrics=("iou",)))
     base = baseline_rows(str(store), "dolos-celebahq", ["smooth"], ["smooth"], metrics=["iou"])
