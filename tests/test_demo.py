@@ -26,7 +26,8 @@ def test_demo_command_end_to_end(tmp_path):
     assert {"layer0", "layer2"} <= set(iou["layer"])
     assert "srm@fixed/layer0" in set(iou["source"])  # the positive control runs beside the backbone's layers
     assert "best decoder per feature chosen on validation" in proc.stdout and "all-fake" in proc.stdout
-    assert iou.loc[~iou["decoder"].str.startswith("baseline"), "random_weights"].all()
+    assert iou.loc[iou["backbone"] == "test-vit-tiny@random-0", "random_weights"].all()
+    assert not iou.loc[iou["source"] == "srm@fixed/layer0", "random_weights"].any()  # SRM has fixed kernels
     page = out / "grid" / "report" / "index.html"
     assert page.exists() and "RANDOM" in page.read_text()
     # a second run re-encodes nothing and retrains nothing
