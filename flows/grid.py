@@ -163,7 +163,8 @@ def _group_options(group) -> dict:
 def grid_flow(cfg: dict) -> dict:
     """Run (or resume) one ablation grid; returns counts, failures and where the results table is."""
     from pipeline.runs.grid import (
-        GridConfig, cell_finished, collect_results, eval_finished, plan_cells, training_groups, write_results,
+        GridConfig, cell_finished, check_subsets, collect_results, eval_finished, plan_cells, training_groups,
+        write_results,
     )
 
     g = GridConfig.from_dict(cfg)
@@ -175,6 +176,7 @@ def grid_flow(cfg: dict) -> dict:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
     log = run_logger()
     extracted = _extract_missing(g)
+    check_subsets(g)
     cells = plan_cells(g)
     write_index(g.out, cells)
     todo = [c for c in cells if not cell_finished(c)]

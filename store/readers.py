@@ -17,7 +17,8 @@ from features.prefetch import background_map
 from core.errors import DeclipError
 from core.keys import CLEAN_VIEW, SourceKey
 from store.fastpath import RowReader
-from store.feature_store import FeatureStore, LayerArrays
+from store.feature_store import FeatureStore, LayerArrays, block_sums
+from store.verify import damaged_valid_blocks
 
 
 class LayerReader:
@@ -31,17 +32,39 @@ class LayerReader:
                 f"{self.arrays.path} in {store.url} is incomplete ({missing} blocks missing); re-run "
                 "`declip extract` with the same arguments to finish it"
             )
+        bad = damaged_valid_blocks(self.arrays)
+        if bad:
+            raise DeclipError(
+                f"{self.arrays.path} in {store.url}: blocks {bad} no longer match their checksums (a chunk was "
+                f"deleted or changed); run `declip store verify --store {store.url}` to mark them, then re-run "
+                "`declip extract` with the same arguments to redo them"
+            )
+        self.store_url = store.url
         self.meta = self.arrays.meta
         self.shape = tuple(self.arrays.feats.shape[1:])
-        self.rows = RowReader(self.arrays.feats)
+        self.rows = RowReader(self.arrays.feats, required=self.arrays.valid[:].astype(bool))
 
     def nbytes(self, n_rows: int | None = None) -> int:
         n = self.arrays.n_rows if n_rows is None else n_rows
         return int(n * np.prod(self.shape) * 2)
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The whole layer; through zarr (no chunk-file check) every block is checked against its checksums."""
         cls = self.arrays.cls[:] if self.arrays.cls is not None else None
-        return self.rows.read_all(), cls
+        feats = self.rows.read_all()
+        if not self.rows.direct and self.arrays.sums is not None:
+            self._check_sums(feats, cls)
+        return feats, cls
+
+    def _check_sums(self, feats: np.ndarray, cls: np.ndarray | None) -> None:
+        sums, valid = self.arrays.sums[:], self.arrays.valid[:]
+        for block in range(len(sums)):
+            lo, hi = self.arrays.block_range(block)
+            got = block_sums(feats[lo:hi], None if cls is None else cls[lo:hi], valid[lo:hi])
+            if [int(x) for x in got] != [int(x) for x in sums[block]]:
+                raise DeclipError(
+                    f"{self.arrays.path} in {self.store_url}: block {block} (rows {lo}-{hi - 1}) does not match its "
+                    f"checksums; run `declip store verify --store {self.store_url}`, then re-run `declip extract`")
 
     def read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-index reads into a (reusable) buffer; the class tokens (small, block-chunked) via one slice."""
