@@ -24,7 +24,13 @@ def test_reads_back_with_zero_problems(demo):
     assert res.problems.empty and res.layout == "dolos"
     assert set(res.manifest.dataset) == {"dolos-demo"}
     assert set(res.manifest.subset) == {"real", *METHODS}
-    assert counts_table(res.manifest).equals(demo_counts(5))
+    # size 5 by hand: per generator round(0.2·5) = 1 valid, 1 test, 5 − 2 = 3 train; reals max(3, 5 // 2) = 3 → 1/1/1
+    table = counts_table(res.manifest)
+    expected = {gen: {"train": 3, "valid": 1, "test": 1, "total": 5} for gen in METHODS}
+    expected["real"] = {"train": 1, "valid": 1, "test": 1, "total": 3}
+    assert {row: {col: int(table.loc[row, col]) for col in ("train", "valid", "test", "total")}
+            for row in table.index} == expected
+    assert table.equals(demo_counts(5))  # the helper the CLI prints agrees
     assert (res.manifest.width == 256).all() and (res.manifest.height == 256).all()
     assert "classical" in (root / "README.txt").read_text().lower()
 
@@ -63,3 +69,11 @@ def test_random_mask_coverage():
     for seed in range(30):
         m = random_mask(np.random.default_rng(seed))
         assert m.shape == (256, 256) and 0.05 <= (m > 0).mean() <= 0.35
+
+
+def test_demo_counts_at_the_default_size_by_hand():
+    # 60 per generator: round(0.2·60) = 12 valid, 12 test, 36 train; reals 60 // 2 = 30: 6 valid, 6 test, 18 train
+    table = demo_counts()
+    for gen in METHODS:
+        assert table.loc[gen, ["train", "valid", "test", "total"]].tolist() == [36, 12, 12, 60]
+    assert table.loc["real", ["train", "valid", "test", "total"]].tolist() == [18, 6, 6, 30]

@@ -14,7 +14,7 @@ import torchvision.transforms as T
 import zarr
 from PIL import Image
 
-from conftest import TINY_BACKBONE
+from conftest import TINY_BACKBONE, TINY_SIZE
 from features.backbones import load_backbone
 from core.errors import DeclipError
 from pipeline.runs.extraction import ExtractConfig, run_extraction
@@ -62,7 +62,8 @@ def test_masks_cached_with_declip_polarity(tiny_store, tiny_manifest):
     native = store.native_mask(dataset, fake, mask_file.shape)
     np.testing.assert_array_equal(native, mask_file < 128)  # black = fake in Dolos, 1 = fake here
     assert soft[0].max() == 255 and soft[1].max() == 0
-    assert store.native_mask(dataset, real, (64, 64)) is None
+    assert native.shape == TINY_SIZE  # (height, width) of the 48×80 fixture, not swapped
+    assert store.native_mask(dataset, real, TINY_SIZE) is None
 
 
 def test_rerun_does_no_work_and_new_layer_only_computes_that_layer(tiny_manifest, tmp_path):

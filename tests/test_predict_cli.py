@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_BACKBONE
+from conftest import TINY_BACKBONE, TINY_SIZE
 from core.errors import DeclipError
 from pipeline.runs.predict import predict
 from pipeline.runs.training import TrainConfig, train
@@ -45,7 +45,13 @@ def test_predict_folder_with_broken_file_matches_cached_features(checkpoint, tin
     bad = table[table["status"] != "ok"]
     assert bad["path"].str.endswith("broken.png").all() and len(bad) == 1 and bad["reason"].iloc[0]
     for rec in ok.itertuples():
-        assert Image.open(tmp_path / "out" / rec.map).size == (64, 64)
+        height, width = TINY_SIZE  # PIL sizes are (width, height)
+        assert Image.open(tmp_path / "out" / rec.map).size == (width, height)
+        assert (rec.width, rec.height) == (width, height)
+        saved = np.asarray(Image.open(tmp_path / "out" / rec.map)) / 255.0  # the map, 8-bit
+        assert rec.image_score == pytest.approx(saved.mean(), abs=1 / 255)  # DeCLIP: mean of the pixel probabilities
+        assert rec.max_prob == pytest.approx(saved.max(), abs=1 / 255)
+        assert rec.fake_fraction == pytest.approx((saved > 0.5).mean(), abs=0.02)
         assert (tmp_path / "out" / "overlays" / Path(rec.map).name).exists()
     assert (tmp_path / "out" / "scores.csv").exists()
 
@@ -58,7 +64,7 @@ def test_predict_folder_with_broken_file_matches_cached_features(checkpoint, tin
         cached = torch.sigmoid(decoder(feats.float(), cls.float()))[0, 0].numpy()
     from pipeline.metrics.resize import to_native
 
-    cached = to_native(cached, (64, 64))
+    cached = to_native(cached, TINY_SIZE)
     predicted = np.asarray(Image.open(tmp_path / "out" / "maps" / f"{src[0].stem}.png")) / 255.0
     np.testing.assert_allclose(predicted, cached, atol=2.5 / 255)  # fp16 cache + 8-bit PNG
 

@@ -38,3 +38,11 @@ def test_max_epochs_and_state_roundtrip():
     assert d[-1].stop and "max_epochs" in d[-1].reason
     s2 = PlateauSchedule.from_state(s.state_dict())
     assert s2 == s
+
+
+def test_a_gain_of_exactly_the_margin_counts_as_improvement():
+    # declip-method §5.4: "an improvement only if IoU ≥ best + 0.001" (≥, not >)
+    _, d = run([10.0, 10.0 + 0.001, 10.0 + 0.001 + 0.001], patience=1)
+    assert not any(x.lr_dropped for x in d)
+    _, d2 = run([10.0, 10.0 + 0.0009], patience=1)  # and just below it does not
+    assert d2[1].lr_dropped

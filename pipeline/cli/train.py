@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.cli.option_names import names, split_values
+from pipeline.runs.recipe import RECIPE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,13 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float, default=None, metavar="X",
                    help="decoder channel multiplier (1.0 = DeCLIP; default 1.0 on a GPU, 0.125 with --device cpu, where "
                    "a full-width conv-20 takes minutes per epoch)")
-    p.add_argument("--lr", type=float, default=1e-3, metavar="LR",
+    p.add_argument("--lr", type=float, default=RECIPE.lr, metavar="LR",
                    help="AdamW learning rate (no weight decay); divided by 10 on a validation plateau, down to 1e-6")
-    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=64, metavar="N",
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=RECIPE.batch_size, metavar="N",
                    help="training batch size")
-    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=400, metavar="N",
+    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=RECIPE.max_epochs, metavar="N",
                    help="upper bound on epochs; early stopping usually ends training first")
-    p.add_argument(*names("--patience"), dest="patience", type=int, default=5, metavar="N",
+    p.add_argument(*names("--patience"), dest="patience", type=int, default=RECIPE.patience, metavar="N",
                    help="epochs without validation improvement before the lr drops (and, at the floor, training stops)")
     p.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seeds weight init and batch order; same seed and data, same model")

@@ -7,10 +7,12 @@ dataset has them, with the score rule stated in the output.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,21 @@ class EvalConfig:
     def from_json(cls, d: dict) -> "EvalConfig":
         extra = {"metrics": tuple(d["metrics"])} if d.get("metrics") else {}
         return cls(**dict(d, test_subsets=tuple(d["test_subsets"]), **extra))
+
+    #: Fields that say where results go or how they are computed, never what they are.
+    NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")
+
+    def identity(self) -> str:
+        """Hash of everything that changes the numbers (why: a grid re-evaluates when, and only when, it must)."""
+        keep = {k: v for k, v in json.loads(json.dumps(self.to_json())).items() if k not in self.NOT_RESULTS}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    def subset_identity(self, subset: str) -> str:
+        """The identity of this evaluation restricted to one test subset (what ``out/<subset>/`` holds)."""
+        return replace(self, test_subsets=(subset,)).identity()
+
+
+EVAL_RECORD = "eval.json"  # beside each subset's summary: the identity of the evaluation that wrote it
 
 
 @torch.no_grad()
@@ -162,6 +179,8 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
                          batch_size=cfg.batch_size, device=cfg.device,
                          maps_dir=set_dir / "maps" if cfg.save_maps else None)
         set_dir.mkdir(parents=True, exist_ok=True)
+        record = {"identity": cfg.subset_identity(subset), "config": replace(cfg, test_subsets=(subset,)).to_json()}
+        (set_dir / EVAL_RECORD).write_text(json.dumps(record, indent=2, default=str))
         per_image = acc.per_image()
         _write_table(per_image, set_dir / "per_image")
         summary = acc.summary()

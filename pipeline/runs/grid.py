@@ -22,7 +22,8 @@ import pandas as pd
 from core.errors import DeclipError
 from core.keys import SourceKey
 from core.validation import check_config, choice, each, whole
-from pipeline.runs.evaluation import EvalConfig
+from pipeline.runs.evaluation import EVAL_RECORD, EvalConfig
+from pipeline.runs.recipe import RECIPE
 from pipeline.runs.training import TRAIN_RULES, TrainConfig
 
 RESULT_COLUMNS = [
@@ -52,10 +53,10 @@ class GridConfig:
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"
-    batch_size: int = 64
-    max_epochs: int = 400
-    patience: int = 5
-    lr: float = 1e-3
+    batch_size: int = RECIPE.batch_size
+    max_epochs: int = RECIPE.max_epochs
+    patience: int = RECIPE.patience
+    lr: float = RECIPE.lr
     extract_batch_size: int = 32
     device: str = "cpu"
     task_runner: str = "threads"
@@ -217,7 +218,14 @@ def eval_summary_path(ev: EvalConfig) -> Path:
 
 
 def eval_finished(ev: EvalConfig) -> bool:
-    return eval_summary_path(ev).exists()
+    """Finished only when its summary exists and was written by an evaluation with the same identity."""
+    record = Path(ev.out) / ev.test_subsets[0] / EVAL_RECORD
+    if not eval_summary_path(ev).exists() or not record.exists():
+        return False
+    try:
+        return json.loads(record.read_text()).get("identity") == ev.subset_identity(ev.test_subsets[0])
+    except (OSError, ValueError):
+        return False
 
 
 def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd.DataFrame:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pipeline.runs.recipe import RECIPE
+
 
 @dataclass
 class EpochDecision:
@@ -23,13 +25,13 @@ class EpochDecision:
 
 @dataclass
 class PlateauSchedule:
-    lr: float = 1e-3
-    patience: int = 5
-    first_delta: float = 0.001
-    later_delta: float = 0.002
-    factor: float = 0.1
-    min_lr: float = 1e-6
-    max_epochs: int = 400
+    lr: float = RECIPE.lr
+    patience: int = RECIPE.patience
+    first_delta: float = RECIPE.first_margin
+    later_delta: float = RECIPE.later_margin
+    factor: float = RECIPE.lr_factor
+    min_lr: float = RECIPE.min_lr
+    max_epochs: int = RECIPE.max_epochs
     # state
     epoch: int = 0
     best: float = 0.0

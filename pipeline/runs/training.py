@@ -37,6 +37,7 @@ from decoders.checkpoint_io import atomic_torch_save
 from core.errors import DeclipError
 from core.keys import SourceKey
 from core.validation import check_config, choice, number, whole
+from pipeline.runs.recipe import RECIPE
 from pipeline.runs.schedule import PlateauSchedule
 from pipeline.runs.cached_splits import CachedSplits, select_rows
 from pipeline.runs.evaluation import validate_many
@@ -65,11 +66,11 @@ class TrainConfig:
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"  # or "detection"
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 400
-    patience: int = 5
-    min_lr: float = 1e-6
+    lr: float = RECIPE.lr
+    batch_size: int = RECIPE.batch_size
+    max_epochs: int = RECIPE.max_epochs
+    patience: int = RECIPE.patience
+    min_lr: float = RECIPE.min_lr
     seed: int = 0
     train_split: str = "train"
     valid_split: str = "valid"
@@ -78,6 +79,9 @@ class TrainConfig:
     progress: bool = True
     min_steps_per_epoch: int = 0  # 0: one pass over the training rows per epoch (DeCLIP)
     collapse_patience: int = 0  # stop after this many collapsed validation epochs in a row (0: never)
+
+    #: Fields that say where a run is written, where it runs or how it is shown, never what it computes.
+    NOT_RESULTS = ("out", "progress", "memory_gb", "device")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", SourceKey.parse(self.source))
@@ -97,7 +101,7 @@ class TrainConfig:
 
         Options added later enter the hash only when set, so runs made before they existed keep their identity.
         """
-        keep = {k: v for k, v in self.to_json().items() if k not in ("out", "progress", "memory_gb", "device")}
+        keep = {k: v for k, v in self.to_json().items() if k not in self.NOT_RESULTS}
         for name in _LATER_OPTIONS:
             if not keep[name]:
                 del keep[name]
@@ -146,7 +150,7 @@ def _build_head(cfg: TrainConfig, data: CachedSplits) -> Head:
                             layer=cfg.source.layer,
                             width=cfg.width, faithful=cfg.faithful, seed=cfg.seed).to(cfg.device)
     params = decoder.trainable_parameters()
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=RECIPE.betas, weight_decay=RECIPE.weight_decay)
     schedule = PlateauSchedule(lr=cfg.lr, patience=cfg.patience, min_lr=cfg.min_lr, max_epochs=cfg.max_epochs)
     return Head(cfg, decoder, optimizer, schedule, Path(cfg.out))
 

@@ -1,0 +1,173 @@
+"""Targeted mutation check: apply one realistic code change at a time and see whether the tests notice.
+
+Each mutant (``tests/mutation/mutants.py``) is a literal (file, old text, new text) replacement plus the fast test
+selection that should catch it. The repository is copied once into a temporary directory; each mutant is applied
+there, its tests run with a per-mutant timeout, and the file is restored. A mutant whose anchor text is not found
+exactly once (the code moved on) is reported as ``anchor-missing``, not run, and never crashes the check.
+
+The tiny test fixtures (dataset, manifest, store) are built once by the unmutated baseline run and reused by
+mutants that cannot change them (``DECLIP_TEST_CACHE``); mutants of extraction, taps, preprocessing, masks or the
+store's write path get fresh fixtures built with the mutated code.
+
+    python tests/mutation/run.py                 # everything (~15–25 min on 2 cores)
+    python tests/mutation/run.py --only T1,T2    # some mutants
+    python tests/mutation/run.py --list          # the mutants and whether their anchors are found
+    python tests/mutation/run.py --jobs 2        # two mutants at a time (one tree copy per job)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from queue import Queue
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mutants import MUTANTS, Mutant  # noqa: E402
+
+IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", ".prefect", "demo-out", ".pytest_cache",
+                                "*.egg-info")
+
+
+def anchor_count(root: Path, m: Mutant) -> int:
+    path = root / m.file
+    return path.read_text().count(m.old) if path.exists() else 0
+
+
+def run_tests(root: Path, tests: list[str], timeout: int, cache: Path | None) -> tuple[str, float, str]:
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), TQDM_DISABLE="1")
+    env.pop("DECLIP_TEST_CACHE", None)
+    if cache is not None:
+        env["DECLIP_TEST_CACHE"] = str(cache)
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not flow", *tests]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - t0, ""
+    seconds = time.perf_counter() - t0
+    tail = (proc.stdout + proc.stderr).strip().splitlines()
+    summary = next((line for line in reversed(tail) if "passed" in line or "failed" in line or "error" in line), "")
+    if proc.returncode == 0:
+        return "passed", seconds, summary
+    if proc.returncode == 1:
+        return "failed", seconds, summary
+    return f"error(rc={proc.returncode})", seconds, summary
+
+
+def run_mutant(root: Path, m: Mutant, timeout: int, cache: Path) -> dict:
+    """Apply one mutant in ``root``, run its tests, restore the file; the result record."""
+    base = {"id": m.id, "area": m.area, "what": m.what, "equivalent": m.equivalent}
+    n = anchor_count(root, m)
+    if n != 1:
+        return dict(base, status="anchor-missing" if n == 0 else f"anchor-ambiguous({n})")
+    path = root / m.file
+    original = path.read_text()
+    path.write_text(original.replace(m.old, m.new))
+    try:
+        status, seconds, summary = run_tests(root, list(m.tests), timeout, None if m.fresh else cache)
+    finally:
+        path.write_text(original)
+    if status == "timeout":  # slow is not caught: counted as not killed, and listed
+        verdict = "TIMEOUT"
+    else:
+        verdict = "killed" if status != "passed" else ("equivalent" if m.equivalent else "SURVIVED")
+    return dict(base, status=status, verdict=verdict, seconds=round(seconds, 1), summary=summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", help="comma-separated mutant ids")
+    ap.add_argument("--area", help="comma-separated areas (metrics, masks, schedule, training, ...)")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per mutant")
+    ap.add_argument("--list", action="store_true", help="list mutants and anchor status, run nothing")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--skip-baseline", action="store_true", help="only build the shared fixtures, do not run "
+                    "every selected test unmutated first")
+    ap.add_argument("--jobs", type=int, default=1, help="mutants run at the same time")
+    ap.add_argument("--tests", help="comma-separated test selection replacing each chosen mutant's own")
+    args = ap.parse_args(argv)
+
+    chosen = MUTANTS
+    if args.only:
+        ids = set(args.only.split(","))
+        chosen = [m for m in MUTANTS if m.id in ids]
+    if args.area:
+        areas = set(args.area.split(","))
+        chosen = [m for m in chosen if m.area in areas]
+    if args.tests:
+        from dataclasses import replace
+
+        chosen = [replace(m, tests=tuple(args.tests.split(","))) for m in chosen]
+    if args.list:
+        for m in chosen:
+            n = anchor_count(REPO, m)
+            state = "ok" if n == 1 else ("anchor-missing" if n == 0 else f"anchor-ambiguous({n})")
+            print(f"{m.id:5} {m.area:13} {state:18} {m.file}: {m.what}")
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="declip-mutation-"))
+    cache = work / "cache"
+    cache.mkdir()
+    roots: Queue = Queue()
+    for j in range(max(1, args.jobs)):
+        shutil.copytree(REPO, work / f"repo{j}", ignore=IGNORE)
+        roots.put(work / f"repo{j}")
+    results: list[dict] = []
+    try:
+        root = work / "repo0"
+        if args.skip_baseline:  # still build the shared fixtures once, with unmutated code
+            tests = ["tests/test_extraction.py::test_masks_cached_with_declip_polarity"]
+        else:
+            tests = sorted({t for m in chosen for t in m.tests})
+        status, seconds, summary = run_tests(root, tests, args.timeout * 4, cache)
+        print(f"baseline (unmutated): {status} in {seconds:.0f}s  {summary}", flush=True)
+        if status != "passed":
+            print("the unmutated tests must pass first", file=sys.stderr)
+            return 2
+
+        def one(m: Mutant) -> dict:
+            root = roots.get()
+            try:
+                return run_mutant(root, m, args.timeout, cache)
+            finally:
+                roots.put(root)
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for r in pool.map(one, chosen):
+                results.append(r)
+                print(f"{r['id']:5} {r.get('verdict', ''):10} {r['status']:12} {r.get('seconds', 0):5.0f}s  "
+                      f"{r['what']}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    ran = [r for r in results if "verdict" in r]
+    non_equivalent = [r for r in ran if not r["equivalent"]]
+    killed = [r for r in non_equivalent if r["verdict"] == "killed"]
+    missing = [r for r in results if "verdict" not in r]
+    print()
+    print(f"mutants: {len(results)}; run {len(ran)}; anchors not found {len(missing)}; "
+          f"argued equivalent {len(ran) - len(non_equivalent)}")
+    if non_equivalent:
+        print(f"kill ratio (non-equivalent): {len(killed)}/{len(non_equivalent)} = "
+              f"{100 * len(killed) / len(non_equivalent):.1f}%")
+    for r in ran:
+        if r["verdict"] != "killed":
+            print(f"  not killed: {r['id']} {r['what']}" + (f" — equivalent: {r['equivalent']}" if r["equivalent"] else ""))
+    for r in missing:
+        print(f"  anchor not found: {r['id']} {r['what']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0 if len(killed) == len(non_equivalent) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
