@@ -12,6 +12,7 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run, task_run
@@ -104,13 +105,25 @@ def evaluate_cell(cfg: dict, trained: list[dict] | None, run: str) -> dict:
 
 @task(name="baselines", cache_policy=NONE)
 def baselines_task(cfg: dict) -> str:
+    """Baseline rows for every (train set, test set, split) of the grid that ``baselines.parquet`` lacks."""
+    import pandas as pd
+
     from pipeline.runs.baselines import baseline_rows
 
     out = Path(cfg["out"]) / "baselines.parquet"
-    if not out.exists():
-        table = baseline_rows(cfg["store"], cfg["dataset"], cfg["train_sets"], cfg["test_sets"], cfg.get("metrics"))
+    old = pd.read_parquet(out) if out.exists() else pd.DataFrame(columns=["train_set", "test_set", "split", "decoder"])
+    have = set(zip(old["train_set"], old["test_set"], old["split"], old["decoder"]))
+    frames = [old] if len(old) else []
+    for split in cfg.get("eval_splits") or ("test",):
+        for train_set in cfg["train_sets"]:
+            missing = [t for t in cfg["test_sets"] if (train_set, t, split, "baseline:all-fake") not in have]
+            if missing:
+                new = baseline_rows(cfg["store"], cfg["dataset"], [train_set], missing, cfg.get("metrics"), split)
+                stale = (old["train_set"] == train_set) & old["test_set"].isin(missing) & (old["split"] == split)
+                frames = [f[~stale] if f is old else f for f in frames] + [new]
+    if len(frames) > 1 or not out.exists():
         tmp = out.with_suffix(".partial")
-        table.to_parquet(tmp, index=False)
+        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
         tmp.replace(out)
     return str(out)
 
@@ -121,7 +134,7 @@ def _extract_missing(g) -> list[dict]:
     jobs: dict[str, set[str]] = {}
     for backbone in g.backbones:
         jobs.setdefault(backbone, set()).update(g.layers)
-    for fused in g.fused:
+    for fused in (*g.fused, *g.extra_sources):
         for part in fused.parts:
             jobs.setdefault(str(part.backbone), set()).add(part.layer)
     from pipeline.runs.grid import resolved_test_views, resolved_train_views
@@ -184,17 +197,18 @@ def grid_flow(cfg: dict) -> dict:
         opts = _cell_options(cell)
         for ev in cell.evals:
             if upstream is not None or not eval_finished(ev):
-                name = f"{opts['task_run_name']}-on-{ev.test_subsets[0]}"
-                eval_futures.append(evaluate_cell.with_options(task_run_name=name, tags=opts["tags"])
-                                    .submit(ev.to_json(), upstream, cell.run_id))
+                name = f"{opts['task_run_name']}-on-{ev.test_subsets[0]}" + ("" if ev.split == "test" else f"-{ev.split}") \
+                    + ("" if ev.view == "clean" else f"-{ev.view}")
+                eval_futures.append((cell.run_id, evaluate_cell.with_options(task_run_name=name, tags=opts["tags"])
+                                     .submit(ev.to_json(), upstream, cell.run_id)))
     baseline = baselines_task.submit(g.to_json()) if g.baselines else None
-    trained = [record for f in group_futures for record in f.result()]
-    evaluated = [f.result() for f in eval_futures]
+    trained, evaluated = _wait_with_progress(cells, groups, group_futures, eval_futures, g.progress)
     if baseline is not None:
         baseline.result()
     table = collect_results(g, cells, code_version())
     path = write_results(table, Path(g.out))
     write_index(g.out, cells)
+    table = pd.read_parquet(path)  # merged with rows of earlier configs in the same folder
     _publish(table)
     failed = [t for t in trained if t["status"] != "ok"] + [e for e in evaluated if e["status"] == "failed"]
     log.info("grid done: %d trained, %d evaluations, %d failed; results in %s", sum(t["status"] == "ok" for t in trained),
@@ -208,11 +222,54 @@ def grid_flow(cfg: dict) -> dict:
     }
 
 
+def _wait_with_progress(cells, groups: list, group_futures: list, eval_futures: list[tuple[str, object]],
+                        show: bool) -> tuple[list[dict], list[dict]]:
+    """Collect every task's result as it finishes, with a bar over the cells: a cell counts once its training run
+    finished (or, already trained, once its evaluations did), so the ETA follows training, the long part; the
+    postfix counts trained / evaluated / skipped / failed."""
+    from prefect.futures import as_completed
+    from tqdm.auto import tqdm
+
+    group_of = {id(f): group for group, f in zip(groups, group_futures)}
+    in_training = {c.run_id for group in groups for c in group}
+    eval_owner = {id(f): run for run, f in eval_futures}
+    pending: dict[str, int] = {}
+    for run, _ in eval_futures:
+        if run not in in_training:
+            pending[run] = pending.get(run, 0) + 1
+    counts = {"trained": 0, "evaluated": 0, "skipped": len(cells) - len(in_training), "failed": 0}
+    bar = tqdm(total=len(cells), initial=len(cells) - len(in_training) - len(pending), desc="grid cells",
+               unit="cell", disable=not show)
+    bar.set_postfix(counts)
+    results: dict[int, object] = {}
+    for fut in as_completed([*group_futures, *(f for _, f in eval_futures)]):
+        result = fut.result()
+        results[id(fut)] = result
+        if id(fut) in group_of:
+            for record in result:
+                counts["trained" if record.get("status") == "ok" else "failed"] += 1
+            bar.update(len(group_of[id(fut)]))
+        else:
+            if result.get("status") == "ok":
+                counts["evaluated"] += 1
+            elif result.get("status") == "failed":
+                counts["failed"] += 1
+            run = eval_owner[id(fut)]
+            if run in pending:
+                pending[run] -= 1
+                if pending[run] == 0:
+                    bar.update(1)
+        bar.set_postfix(counts)
+    bar.close()
+    trained = [record for f in group_futures for record in results[id(f)]]
+    return trained, [results[id(f)] for _, f in eval_futures]
+
+
 def _publish(table) -> None:
     """The IoU summary as a Prefect artifact (visible in the UI when a server is configured)."""
     from prefect.artifacts import create_markdown_artifact
 
-    iou = table[(table["metric"] == "iou") & (table["view"] == "clean")]
+    iou = table[(table["metric"] == "iou") & (table["split"] == "test") & (table["view"] == "clean")]
     if iou.empty:
         return
     pivot = iou.pivot_table(index=["decoder", "layer"], columns="test_set", values="value", aggfunc="mean")

@@ -24,7 +24,10 @@ def test_demo_command_end_to_end(tmp_path):
     assert len(generators) >= 3 and set(iou["train_set"]) >= generators
     assert {"linear", "conv-4", "baseline:all-zero", "baseline:mask-prior"} <= set(iou["decoder"])
     assert {"layer0", "layer2"} <= set(iou["layer"])
-    assert iou.loc[~iou["decoder"].str.startswith("baseline"), "random_weights"].all()
+    assert "srm@fixed/layer0" in set(iou["source"])  # the positive control runs beside the backbone's layers
+    assert "best decoder per feature chosen on validation" in proc.stdout and "all-fake" in proc.stdout
+    assert iou.loc[iou["backbone"] == "test-vit-tiny@random-0", "random_weights"].all()
+    assert not iou.loc[iou["source"] == "srm@fixed/layer0", "random_weights"].any()  # SRM has fixed kernels
     page = out / "grid" / "report" / "index.html"
     assert page.exists() and "RANDOM" in page.read_text()
     # a second run re-encodes nothing and retrains nothing

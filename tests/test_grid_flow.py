@@ -45,7 +45,9 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd)
     assert (first["cells"], first["trained"], first["failed"]) == (1, 1, [])
     table = pd.read_parquet(out / "results.parquet")
     iou = table[table["metric"] == "iou"]
-    assert {"linear", "baseline:all-zero", "baseline:mask-prior"} <= set(iou["decoder"])
+    assert {"linear", "baseline:all-zero", "baseline:all-fake", "baseline:mask-prior"} <= set(iou["decoder"])
+    assert set(iou["split"]) == {"valid", "test"}  # valid rows: the report chooses its best cell there
+    assert iou.loc[iou["decoder"].str.startswith("baseline"), "collapsed"].all()  # constant maps by construction
     ckpt = next(out.glob("runs/*/best/decoder.pt"))
     mtime = ckpt.stat().st_mtime_ns
 
@@ -66,6 +68,14 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd)
     assert sorted(index["status"]) == ["failed", "failed", "trained", "trained"]
     assert all((out / "by-name" / name).resolve() == (out / "runs" / rid).resolve()
                for name, rid in zip(index["name"], index["run_id"]))
+
+    grown_rows = len(pd.read_parquet(out / "results.parquet"))
+
+    narrow = run_grid(_cfg(tiny_store, out))  # the first, narrower config again: results never shrink
+    assert narrow["trained"] == 0 and narrow["rows"] == grown_rows
+    kept = pd.read_parquet(out / "results.parquet").query("metric == 'iou' and decoder == 'linear'")
+    assert set(kept["layer"]) == {"layer0", "layer1"} and set(kept["test_set"]) == {"tint", "bright"}
+    assert not kept.duplicated(["run_id", "train_set", "test_set", "split"]).any()
 
     capfd.readouterr()
 

@@ -79,11 +79,15 @@ def test_train_config_schedule_and_grid_defaults_are_the_recipe():
 
 def test_cli_defaults_are_the_recipe():
     args = build_parser().parse_args(["train", "--store", "s.zarr", "--dataset", "d", "--source", "bb@random-0/layer1",
-                                      "--train", "lama", "--out", "o"])
+                                      "--train", "lama", "--out", "o", "--device", "cuda"])
     (cfg,) = build_configs(args)
     assert (cfg["lr"], cfg["batch_size"], cfg["max_epochs"], cfg["patience"], cfg["min_lr"]) == (
         RECIPE.lr, RECIPE.batch_size, RECIPE.max_epochs, RECIPE.patience, RECIPE.min_lr)
     assert cfg["mode"] == "localization" and cfg["decoder"] == "conv-20" and cfg["width"] == 1.0
+    # the one stated CPU deviation: decoders are 1/8 wide on the CPU unless --width says otherwise
+    (cpu,) = build_configs(build_parser().parse_args(["train", "--store", "s.zarr", "--dataset", "d", "--source",
+                                                      "bb@random-0/layer1", "--train", "lama", "--out", "o"]))
+    assert cpu["width"] == 0.125 and cpu["lr"] == RECIPE.lr
     assert cfg["faithful"] is False
 
 

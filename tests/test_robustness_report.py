@@ -21,7 +21,7 @@ def _table(detection=False):
                 rows.append(dict(decoder=decoder, layer="layer3", train_set=train, test_set=test, view=view,
                                  metric="iou", value=float(base - drop), random_weights=True, run_id=decoder,
                                  threshold_rule="pred>0.5", aggregation="mean", scale="percent"))
-                rows.append(dict(rows[-1], metric="ap", value=(base - drop) / 100))
+                rows.append(dict(rows[-1], metric="ap", value=(base - drop) / 100, scale="unit"))
                 rows.append(dict(rows[-1], metric="image_ap", value=0.9 - drop / 100))
     rows.append(dict(rows[0], decoder="baseline:all-zero", layer="-", value=0.0, view="clean"))
     return pd.DataFrame(rows)
@@ -71,9 +71,11 @@ def test_report_has_robustness_figure_and_table_and_keeps_clean_tables_clean(tmp
     assert 'src="robustness.png"' in html
     robust = pd.read_csv(page.parent / "robustness.csv")
     assert "image_ap" in set(robust["metric"])  # detection grid: image-level detection under views
-    # the layer × decoder table still reports clean IoU only: linear mean over (a,a)=60 and (a,b)=40
+    # the summary and model tables still report clean IoU only: linear in-domain (a,a)=60, out-of-domain (a,b)=40
     md = (page.parent / "index.md").read_text()
     import re
 
-    clean_table = md.split("## IoU (%) by decoder")[1].split("##")[0]
-    assert re.search(r"\| linear +\| +nan \| +50 \|", clean_table), clean_table
+    models = md.split("## Every model")[1].split("##")[0]
+    assert re.search(r"\| layer3 +\| linear +\| +50 \| +60 \| +40 \|", models), models
+    assert "in-domain IoU 60.00, out-of-domain IoU 40.00" in md
+    assert "## Robustness" in md

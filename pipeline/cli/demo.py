@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decoder channel multiplier (DeCLIP = 1.0; smaller for CPU)")
     p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=d.max_epochs, metavar="N",
                    help="epochs per grid cell at most")
+    p.add_argument("--min-steps-per-epoch", type=int, default=d.min_steps_per_epoch, metavar="N",
+                   help="optimizer steps per epoch at least (the demo's training sets are 24 images per generator)")
+    p.add_argument("--controls", default=",".join(d.controls), metavar="SOURCES",
+                   help="positive-control sources trained beside the backbone's layers ('' for none)")
     p.add_argument("--max-workers", type=int, default=d.max_workers, metavar="N", help="grid cells trained at once")
     p.add_argument("--task-runner", choices=["threads", "dask"], default=d.task_runner,
                    help="threads: a bounded pool here; dask: a local dask.distributed cluster")
@@ -46,15 +50,20 @@ def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(out=args.out, backbone=args.backbone, size=args.size, seed=args.seed,
                      layers=tuple(split_values(args.layers)), decoders=tuple(split_values(args.decoders)),
                      width=args.width, max_epochs=args.max_epochs, max_workers=args.max_workers,
-                     task_runner=args.task_runner)
+                     task_runner=args.task_runner, min_steps_per_epoch=args.min_steps_per_epoch,
+                     controls=tuple(c for c in args.controls.split(",") if c))
     start = time.perf_counter()
     result = run_demo(asdict(cfg))
     grid = result["grid"]
     print(f"demo finished in {time.perf_counter() - start:.0f} s: {result['scan']['rows']} images, "
           f"generators {', '.join(result['scan']['generators'])}; {grid['cells']} grid cells "
           f"({grid['trained']} trained now, {grid['skipped_cells']} already done), {len(grid['failed'])} failed")
+    from pipeline.cli.grid import print_summary
+
+    print_summary(grid["results"])
     if "random" in args.backbone:
-        print("NOTE: the backbone weights are RANDOM (offline demo): the numbers show the pipeline, not CLIP.")
+        print("NOTE: the backbone weights are RANDOM (offline demo): the numbers show the pipeline, not CLIP. "
+              "srm@fixed is the classical positive control: it should beat every baseline clearly.")
     print(f"results table: {grid['results']}")
     print(f"report: {result['report']}")
     return 1 if grid["failed"] else 0

@@ -94,5 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if rows and rows[0].get("random_weights"):
         print("NOTE: these features come from a backbone with RANDOM weights")
     print(wide[cols].round(4).to_string())
+    collapsed = table[table["collapsed"].fillna(False).astype(bool)].drop_duplicates("test_set") \
+        if "collapsed" in table else table.iloc[:0]
+    for rec in collapsed.itertuples():
+        print(f"WARNING: predictions on {rec.test_set} COLLAPSED ({rec.collapse_reason}): the maps are near-constant, "
+              "so these scores do not measure localization")
     print(f"per-image and summary tables in {args.out}")
     return 0

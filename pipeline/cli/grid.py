@@ -89,6 +89,29 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def print_summary(results: str) -> None:
+    """The per-feature ID/OOD lines beside the baselines, and a warning for every collapsed evaluation."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from pipeline.runs.selection import format_summary, summary_table
+
+    if not Path(results).exists():
+        return
+    table = pd.read_parquet(results)
+    if table.empty or "iou" not in set(table["metric"]):
+        return
+    print(format_summary(summary_table(table)))
+    decoders = table[(table["metric"] == "iou") & ~table["decoder"].astype(str).str.startswith("baseline")]
+    collapsed = decoders[decoders["collapsed"].fillna(False).astype(bool)]
+    if len(collapsed):
+        print(f"WARNING: {len(collapsed)} of {len(decoders)} decoder evaluations COLLAPSED (near-constant maps); "
+              "they are marked in the results table and the report and never chosen as best")
+    if bool(table["random_weights"].fillna(False).astype(bool).any()):
+        print("NOTE: some features come from a backbone with RANDOM weights")
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline.runs.grid import GridConfig
 
@@ -104,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result['evaluated']} evaluations run; results in {result['results']}")
     for failure in result["failed"]:
         print(f"FAILED {failure.get('run') or failure.get('out')}: {failure.get('error')}")
+    print_summary(result["results"])
     if args.report:
         from pipeline.runs.report import write_report
 

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="DeCLIP's spelling of --mode localization")
     p.add_argument("--faithful", action="store_true",
                    help="attention decoder as DeCLIP shipped it (causal mask, partial trainable set)")
-    p.add_argument("--width", type=float, default=1.0, metavar="X", help="decoder channel multiplier (1.0 = DeCLIP)")
+    p.add_argument("--width", type=float, default=None, metavar="X",
+                   help="decoder channel multiplier (1.0 = DeCLIP; default 1.0 on a GPU, 0.125 with --device cpu, where "
+                   "a full-width conv-20 takes minutes per epoch)")
     p.add_argument("--lr", type=float, default=RECIPE.lr, metavar="LR",
                    help="AdamW learning rate (no weight decay); divided by 10 on a validation plateau, down to 1e-6")
     p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=RECIPE.batch_size, metavar="N",
@@ -44,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs without validation improvement before the lr drops (and, at the floor, training stops)")
     p.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seeds weight init and batch order; same seed and data, same model")
+    p.add_argument("--min-steps-per-epoch", type=int, default=20, metavar="N",
+                   help="re-shuffle small training sets within an epoch until this many optimizer steps ran "
+                   "(0 = DeCLIP's single pass; no effect when one pass already has that many)")
+    p.add_argument("--collapse-patience", type=int, default=10, metavar="N",
+                   help="stop a run whose validation maps stay collapsed (near-constant) this many epochs (0 = never)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--memory-gb", type=float, default=None, metavar="GB",
                    help="RAM budget for holding features in memory; beyond it batches stream from the store "
@@ -94,11 +101,18 @@ def build_configs(args: argparse.Namespace) -> list[dict]:
         out = args.out if len(combos) == 1 else str(Path(args.out) / f"{str(source).replace('/', '_')}__{decoder}")
         cfgs.append(TrainConfig(
             store=args.store, source=source, dataset=args.dataset, train_subsets=tuple(split_values(args.train_sets)),
-            out=out, decoder=decoder, width=args.width, faithful=args.faithful, mode=mode, lr=args.lr,
+            out=out, decoder=decoder, width=default_width(args), faithful=args.faithful, mode=mode, lr=args.lr,
             batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience, seed=args.seed,
             device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress,
+            min_steps_per_epoch=args.min_steps_per_epoch, collapse_patience=args.collapse_patience,
             train_views=train_views).to_json())
     return cfgs
+
+
+def default_width(args: argparse.Namespace) -> float:
+    if args.width is not None:
+        return args.width
+    return 0.125 if args.device == "cpu" else 1.0
 
 
 def training_views(views: list[str] | None, copies: int, kind: str) -> tuple[str, ...]:
@@ -124,8 +138,18 @@ def run(args: argparse.Namespace) -> int:
         from flows.train import run_train
 
         results = run_train(cfgs)
+    if args.width is None and args.device == "cpu":
+        print("NOTE: --device cpu: decoders at width 0.125 (DeCLIP's is 1.0; pass --width 1 for it)")
     for r in results:
         metric = "IoU %" if r["mode"] == "localization" else "AP"
         print(f"{r['decoder']} on {r['source']}: best val {metric} {r['best_val']:.3f} at epoch {r['best_epoch']} "
-              f"of {r['epochs']} → {r['out']}/best")
+              f"({r['epochs']} epochs run) → {r['out']}/best")
+    for text in dict.fromkeys(w for r in results for w in r.get("warnings", [])):
+        print(f"WARNING: {text}")
+    for r in results:
+        if r.get("stop_reason"):
+            print(f"WARNING: {r['decoder']} on {r['source']}: {r['stop_reason']}")
+        if r.get("collapsed"):
+            print(f"WARNING: {r['decoder']} on {r['source']} COLLAPSED: its kept epoch's validation maps are "
+                  f"near-constant ({r.get('collapse_reason')}); it has not learned to localize")
     return 0

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.metrics import image as mi
+from pipeline.metrics.collapse import CollapseStats
 from pipeline.metrics import pixel as mp
 from core.errors import DeclipError
 from core.registry import Registry, import_submodules
@@ -140,6 +141,7 @@ class MetricAccumulator:
         self._pixel = [n for n in self.names if REGISTRY[n].level == "image-pixel"]
         self._rows: list[dict] = []
         self._pooled = np.zeros(3, dtype=np.int64)  # TP, FP, FN
+        self.collapse = CollapseStats()
 
     def add(self, prob_native: np.ndarray, gt: np.ndarray | None, label: int, image_id: str) -> None:
         """Score one image; ``gt`` is its native-size boolean mask (None or ignored for real images)."""
@@ -156,6 +158,7 @@ class MetricAccumulator:
             return {n: float("nan") for n in self._pixel}
         case = mp.PixelCase(prob, gt)
         self._pooled += case.counts
+        self.collapse.add(case.prob, case.pred)
         return {n: float(REGISTRY[n].fn(case)) for n in self._pixel}
 
     def per_image(self) -> pd.DataFrame:
@@ -164,13 +167,17 @@ class MetricAccumulator:
         return pd.DataFrame(self._rows, columns=cols)
 
     def summary(self) -> pd.DataFrame:
-        """One row per metric with its value, conventions, images used and undefined count."""
+        """One row per metric with its value, conventions, images used and undefined count, plus the evaluation's
+        collapse verdict (the same on every row: it describes the set of maps, see :mod:`pipeline.metrics.collapse`)."""
         per_image = self.per_image()
         fakes = per_image[per_image["label"] == 1]
+        values = {name: self._aggregate(REGISTRY[name], per_image, fakes) for name in self.names}
+        auc = values["pixel_auc"][0] if "pixel_auc" in values else None
+        collapsed, why = self.collapse.verdict(auc)
         rows = []
         for name in self.names:
             spec = REGISTRY[name]
-            value, n_images, n_undefined = self._aggregate(spec, per_image, fakes)
+            value, n_images, n_undefined = values[name]
             rule = spec.threshold_rule
             if spec.level == "image":
                 rule = f"{rule}; score={self.image_score_rule}"
@@ -178,7 +185,8 @@ class MetricAccumulator:
                          "aggregation": spec.aggregation, "scale": spec.scale, "n_images": n_images,
                          "n_undefined": n_undefined, "inverted": spec.inverted,
                          "boundary_band": spec.boundary_band, "higher_is_better": spec.higher_is_better,
-                         "description": spec.description})
+                         "description": spec.description, "collapsed": collapsed, "collapse_reason": why,
+                         "pred_fake_fraction": self.collapse.fake_fraction})
         return pd.DataFrame(rows)
 
     def _aggregate(self, spec: MetricSpec, per_image: pd.DataFrame, fakes: pd.DataFrame) -> tuple[float, int, int]:

@@ -1,11 +1,13 @@
 """Feature-free baselines shown beside every decoder: what IoU costs nothing.
 
 * ``all-zero``: predict "real" everywhere (IoU 0 on any image with a mask, 100 on empty ones).
+* ``all-fake``: predict "fake" everywhere (IoU = the mask's area: what a decoder collapsed to "all fake" scores).
 * ``mask-prior``: the per-pixel mean of the training generator's soft masks, thresholded at the quantile that
   matches the mean manipulated area, so its ``pred > 0.5`` mask has the typical size at the typical place.
   The map is rescaled monotonically (``0.5 · prior / threshold``, clipped), so AP/AUC rank by the prior itself.
 
-A decoder that does not beat both has learned nothing from the features.
+A decoder that does not beat all three has learned nothing from the features. All three are constant maps, so
+their rows are flagged ``collapsed`` by construction.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pipeline.metrics.resize import to_native
 from pipeline.runs.cached_splits import select_rows
 from store.feature_store import FeatureStore
 
-BASELINES = ("all-zero", "mask-prior")
+BASELINES = ("all-zero", "all-fake", "mask-prior")
 
 
 def mask_prior(store: FeatureStore, dataset: str, samples: pd.DataFrame, train_set: str) -> np.ndarray:
@@ -37,7 +39,8 @@ def baseline_rows(store_url: str, dataset: str, train_sets, test_sets, metrics=N
     valid = np.ones(len(samples), bool)
     frames = []
     for train_set in train_sets:
-        maps = {"all-zero": np.zeros((256, 256), np.float32), "mask-prior": mask_prior(store, dataset, samples, train_set)}
+        maps = {"all-zero": np.zeros((256, 256), np.float32), "all-fake": np.ones((256, 256), np.float32),
+                "mask-prior": mask_prior(store, dataset, samples, train_set)}
         for test_set in test_sets:
             rows = test_rows(samples, valid, test_set, split, include_reals=True)
             for name, prob in maps.items():

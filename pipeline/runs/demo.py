@@ -1,8 +1,11 @@
 """The embedded demo: real photos shipped in scikit-image/scikit-learn, classical inpainting as the "generators",
 a random-weight ViT (no weights can be downloaded offline), and the full pipeline on top.
 
-The settings here are chosen to finish in a few minutes on 2 CPU cores; ``--backbone ViT-L-14@openai`` (with
-network access) runs the same job with DeCLIP's real backbone.
+Random weights carry no usable signal, so the grid also runs the SRM noise-residual positive control
+(``srm@fixed/layer0``, :mod:`features.srm`): it must clearly beat the feature-free baselines, or the pipeline is
+broken. Budgets are set in optimizer steps (``min_steps_per_epoch``), since an epoch of 24 images is one or two
+steps. The settings finish in minutes on 2 CPU cores; ``--backbone ViT-L-14@openai`` (with network access) runs the
+same job with DeCLIP's real backbone.
 """
 from __future__ import annotations
 
@@ -17,11 +20,14 @@ class DemoConfig:
     size: int = 40  # fake images per generator
     seed: int = 0
     layers: tuple[str, ...] = ("layer1", "layer4", "layer7")
-    decoders: tuple[str, ...] = ("linear", "attention", "conv-4")
+    decoders: tuple[str, ...] = ("linear", "conv-4")
     width: float = 0.125  # conv channel multiplier: DeCLIP's 512/256/128/64 → 64/32/16/8 on CPU
-    max_epochs: int = 6
+    controls: tuple[str, ...] = ("srm@fixed/layer0",)  # positive-control sources beside the backbone's layers
+    max_epochs: int = 8
     patience: int = 3
-    batch_size: int = 16
+    batch_size: int = 8
+    min_steps_per_epoch: int = 20  # 24 training images per generator: 20 steps of 8, about 7 passes per epoch
+    collapse_patience: int = 6  # SRM conv-4 on Telea predicts nothing for 4 epochs before it learns
     max_workers: int = 2
     task_runner: str = "threads"
 
@@ -54,5 +60,6 @@ def grid_config(cfg: DemoConfig, dataset: str, generators: list[str], layers: tu
         layers=layers, decoders=cfg.decoders, train_sets=tuple(generators), test_sets=tuple(generators),
         seeds=(cfg.seed,), manifest=str(cfg.manifest), width=cfg.width, max_epochs=cfg.max_epochs,
         patience=cfg.patience, batch_size=cfg.batch_size, max_workers=cfg.max_workers,
-        task_runner=cfg.task_runner, save_maps=1,
+        task_runner=cfg.task_runner, save_maps=1, extra_sources=cfg.controls,
+        min_steps_per_epoch=cfg.min_steps_per_epoch, collapse_patience=cfg.collapse_patience,
     ).to_json()

@@ -138,9 +138,11 @@ def validate_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, r
     names = ["iou"] if mode == "localization" else ["image_ap", "image_acc", "image_auc"]
     out = []
     for acc in score_many(models, data, rows, metrics=names, device=device, batch_size=batch_size):
-        summary = acc.summary().set_index("metric")["value"]
+        table = acc.summary().set_index("metric")
+        summary = table["value"]
         if mode == "localization":
-            out.append({"iou": float(summary["iou"])})
+            collapsed, why = acc.collapse.verdict()  # cheap statistics only: no per-epoch pixel AUC
+            out.append({"iou": float(summary["iou"]), "collapsed": collapsed, "collapse_reason": why})
         else:
             out.append({"ap": float(summary["image_ap"]), "acc": float(summary["image_acc"]),
                         "auc": float(summary["image_auc"])})

@@ -96,7 +96,14 @@ def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_
         "layer_index": info.index,
         "semantics": info.semantics, "channels": info.channels, "grid": list(info.grid), "has_cls": info.has_cls,
         "n_rows": n_rows, "block_rows": block_rows, "dataset_checksum": checksum,
+        **_definition(backbone),
     }
+
+
+def _definition(backbone: Backbone) -> dict:
+    """A non-CLIP family's own description of what it computes (e.g. the SRM kernels and statistics)."""
+    describe = getattr(backbone.feature_family, "definition", None)
+    return {"definition": describe()} if callable(describe) else {}
 
 
 def _existing_block_rows(store: FeatureStore, backbone: str, dataset: str) -> int | None:

@@ -2,7 +2,12 @@
 
 A cell's directory name is a hash of its training config, so re-running a grid finds finished cells (their
 ``summary.json``) and adding a layer or a test set creates only the new cells and evaluations. The results table
-is rebuilt from the per-evaluation summaries on disk, so it never disagrees with what was computed.
+is rebuilt from the per-evaluation summaries on disk, so it never disagrees with what was computed, and merged
+with the table already in ``out`` by (run id, train set, test set, split, metric): re-running a narrower config into
+the same folder replaces the rows it recomputed and keeps every other row, so results never shrink.
+
+Every cell is evaluated on the validation split too (``eval-valid/``): the report picks its best cell there, never
+on test.
 """
 from __future__ import annotations
 
@@ -26,8 +31,9 @@ RESULT_COLUMNS = [
     "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "train_views", "test_set", "view",
     "dataset", "split",
     "seed", "metric", "value", "level", "threshold_rule", "aggregation", "scale", "n_images", "n_undefined",
-    "image_score_rule", "random_weights", "run_id", "checkpoint", "code_version",
+    "image_score_rule", "random_weights", "run_id", "checkpoint", "code_version", "collapsed", "collapse_reason",
 ]
+MERGE_KEY = ["run_id", "train_set", "test_set", "split", "view", "metric"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class GridConfig:
     seeds: tuple[int, ...] = (0,)
     manifest: str | None = None  # when given, missing layers are extracted first
     fused: tuple[SourceKey, ...] = ()  # extra sources "VIT/LAYER+RN/LAYER", parsed on construction
+    extra_sources: tuple[SourceKey, ...] = ()  # BACKBONE/LAYER beyond backbones × layers, e.g. "srm@fixed/layer0"
     width: float = 1.0
     faithful: bool = False
     mode: str = "localization"
@@ -60,6 +67,10 @@ class GridConfig:
     metrics: tuple[str, ...] | None = None
     baselines: bool = True
     save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
+    min_steps_per_epoch: int = 0  # tiny data: optimizer steps per epoch at least (0 = DeCLIP's one pass)
+    collapse_patience: int = 0  # stop a cell whose validation maps stay collapsed this many epochs (0 = never)
+    eval_splits: tuple[str, ...] = ("valid", "test")  # valid: model selection in the report; test: the numbers
+    progress: bool = True  # a bar over the cells
     test_views: tuple[str, ...] = ()  # every trained cell is also evaluated on these cached views (no retraining)
     train_views: tuple[str, ...] = ()  # augmentation: training rows sample among these cached views each epoch
     augment_copies: int = 0  # shorthand: train_views += augment:<augment>+copy:0 ... copy:K-1
@@ -103,10 +114,12 @@ class GridConfig:
                      task_runner=choice("threads", "dask"), augment_copies=whole(0), augment=choice(*AUGMENT_KINDS))
         check_config(self, rules, "grid")
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
+        object.__setattr__(self, "extra_sources", tuple(SourceKey.parse(f) for f in self.extra_sources))
 
     def to_json(self) -> dict:
         raw = {f.name: getattr(self, f.name) for f in fields(self)}
-        return json.loads(json.dumps(dict(raw, fused=[str(f) for f in self.fused])))
+        return json.loads(json.dumps(dict(raw, fused=[str(f) for f in self.fused],
+                                          extra_sources=[str(f) for f in self.extra_sources])))
 
 
 EXAMPLE_CONFIG = Path(__file__).with_name("grid.example.toml")
@@ -144,32 +157,43 @@ def resolved_train_views(cfg: GridConfig) -> tuple[str, ...]:
     return tuple(views)
 
 
-def view_eval_dir(run_dir: Path, view: str) -> Path:
-    """Where a cell's evaluations on ``view`` go; clean ones stay in ``eval/`` as before views existed."""
-    return run_dir / "eval" if view == "clean" else run_dir / "eval-views" / view
+def view_eval_dir(run_dir: Path, view: str, split: str = "test") -> Path:
+    """Where a cell's evaluations on ``view`` and ``split`` go: clean test ones stay in ``eval/`` as before views
+    and validation evaluations existed, clean validation ones in ``eval-valid/``, views in ``eval-views/<view>/``."""
+    if view == "clean":
+        return run_dir / ("eval" if split == "test" else f"eval-{split}")
+    return run_dir / "eval-views" / (view if split == "test" else f"{view}@{split}")
 
 
 def sources(cfg: GridConfig) -> list[SourceKey]:
-    return [SourceKey.single(b, layer) for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
+    return ([SourceKey.single(b, layer) for b in cfg.backbones for layer in cfg.layers] + list(cfg.fused)
+            + list(cfg.extra_sources))
 
 
 def plan_cells(cfg: GridConfig) -> list[Cell]:
     """Every training cell of the grid and its evaluations (deterministic order)."""
     runs = Path(cfg.out) / "runs"
     cells = []
-    train_views, views = resolved_train_views(cfg), ["clean", *resolved_test_views(cfg)]
+    train_views = resolved_train_views(cfg)
+    # clean on every evaluation split; each test view on the test split (the split its copy is extracted for; model
+    # selection on the valid split stays clean)
+    eval_plan = [("clean", split) for split in cfg.eval_splits]
+    if "test" in cfg.eval_splits:
+        eval_plan += [(view, "test") for view in resolved_test_views(cfg)]
     for source, decoder, train_set, seed in itertools.product(sources(cfg), cfg.decoders, cfg.train_sets, cfg.seeds):
         train = TrainConfig(store=cfg.store, source=source, dataset=cfg.dataset, train_subsets=(train_set,),
                             out="", decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,
                             lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                            seed=seed, device=cfg.device, progress=False, train_views=train_views)
+                            seed=seed, device=cfg.device, progress=False, min_steps_per_epoch=cfg.min_steps_per_epoch,
+                            collapse_patience=cfg.collapse_patience, train_views=train_views)
         out = runs / train.identity()
         train = replace(train, out=str(out))
         evals = tuple(
             EvalConfig(store=cfg.store, checkpoint=str(out / "best"), dataset=cfg.dataset, test_subsets=(test,),
-                       out=str(view_eval_dir(out, view)), metrics=cfg.metrics, device=cfg.device,
-                       save_maps=cfg.save_maps > 0 and view == "clean", view=view)
-            for view in views for test in cfg.test_sets
+                       out=str(view_eval_dir(out, view, split)), split=split, metrics=cfg.metrics,
+                       device=cfg.device, save_maps=cfg.save_maps > 0 and split == "test" and view == "clean",
+                       view=view)
+            for view, split in eval_plan for test in cfg.test_sets
         )
         cells.append(Cell(train, evals))
     return cells
@@ -264,17 +288,42 @@ def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd
         return pd.DataFrame(columns=RESULT_COLUMNS)
     table = pd.concat(frames, ignore_index=True)
     table["code_version"] = code_version
+    return _conform(table)
+
+
+def _conform(table: pd.DataFrame) -> pd.DataFrame:
+    """RESULT_COLUMNS in order (tables written before a column existed get its neutral value), sorted."""
+    table = table.copy()
     for col in RESULT_COLUMNS:
         if col not in table.columns:
             table[col] = None
     table["view"] = table["view"].fillna("clean")  # summaries written before views existed, baselines
     table["train_views"] = table["train_views"].fillna("clean")
+    table["collapsed"] = table["collapsed"].fillna(False).astype(bool)
+    table["collapse_reason"] = table["collapse_reason"].fillna("").astype(str)
+    table["split"] = table["split"].fillna("test")
     return table[RESULT_COLUMNS].sort_values(
-        ["decoder", "layer", "train_set", "test_set", "view", "seed", "metric"], kind="stable").reset_index(drop=True)
+        ["decoder", "layer", "train_set", "test_set", "split", "view", "seed", "metric"],
+        kind="stable").reset_index(drop=True)
+
+
+def merge_results(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``new`` plus every row of ``old`` whose (run id, train set, test set, split, view, metric) ``new`` lacks."""
+    if old.empty:
+        return _conform(new)
+    old = _conform(old)
+    new = _conform(new)
+    key = lambda df: pd.MultiIndex.from_frame(df[MERGE_KEY].astype(str))  # noqa: E731
+    kept = old[~key(old).isin(key(new))]
+    return _conform(pd.concat([new, kept], ignore_index=True)) if len(kept) else new
 
 
 def write_results(table: pd.DataFrame, out: Path) -> Path:
+    """Write ``out/results.{parquet,csv}``, merged with the table already there (see :func:`merge_results`)."""
     out.mkdir(parents=True, exist_ok=True)
+    existing = out / "results.parquet"
+    if existing.exists():
+        table = merge_results(pd.read_parquet(existing), table)
     for suffix, writer in ((".parquet", lambda p: table.to_parquet(p, index=False)),
                            (".csv", lambda p: table.to_csv(p, index=False))):
         tmp = out / f"results{suffix}.partial"

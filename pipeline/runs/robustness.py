@@ -4,7 +4,7 @@ A grid with ``test_views`` evaluates every cell on cached perturbed copies of th
 then holds a ``view`` column. Single-operation numeric views (``jpeg:Q``, ``resize:S``, ``blur:SIGMA``, ``noise:STD``)
 become curves with the clean result drawn at the operation's identity (quality 100, scale 1, sigma 0, std 0:
 JPEG at 100 is not lossless, so that point is labelled *clean* in the table). Compositions and random views
-(``jitter``, ``augment``) appear in the table only. Values are means over train sets, test sets and seeds. In
+(``jitter``, ``augment``) appear in the table only. Values are means over train sets, test sets and seeds, in percent (like the rest of the report). In
 detection mode the image-level AP and AUC get the same curves.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ PIXEL_METRICS = ("iou", "ap")
 IMAGE_METRICS = ("image_ap", "image_auc")
 AXES = ("JPEG quality", "resize scale", "blur sigma", "noise std")
 CLEAN_AT = {"JPEG quality": 100.0, "resize scale": 1.0, "blur sigma": 0.0, "noise std": 0.0}
-LABELS = {"iou": "mean IoU (%)", "ap": "pixel AP", "image_ap": "image AP", "image_auc": "image AUC"}
+LABELS = {"iou": "mean IoU (%)", "ap": "pixel AP (%)", "image_ap": "image AP (%)", "image_auc": "image AUC (%)"}
 
 
 def robustness_rows(table: pd.DataFrame, image_level: bool = False) -> pd.DataFrame:
@@ -34,8 +34,13 @@ def robustness_rows(table: pd.DataFrame, image_level: bool = False) -> pd.DataFr
     """
     if "view" not in table.columns or set(table["view"].fillna("clean")) <= {"clean"}:
         return pd.DataFrame(columns=["decoder", "layer", "trained_on", "metric", "view", "axis", "strength", "value"])
+    from pipeline.runs.selection import in_percent, is_baseline
+
+    if "split" in table.columns:  # views are evaluated on the test split; valid-split rows serve model selection
+        table = table[table["split"].fillna("test") == "test"]
     metrics = list(PIXEL_METRICS) + [m for m in IMAGE_METRICS if image_level and m in set(table["metric"])]
-    models = table[table["metric"].isin(metrics) & ~table["decoder"].astype(str).str.startswith("baseline")].copy()
+    models = table[table["metric"].isin(metrics) & ~is_baseline(table)].copy()
+    models["value"] = in_percent(models)  # every metric in percent, as in the rest of the report
     models["view"] = models["view"].fillna("clean")
     trained = models["train_views"] if "train_views" in models.columns else pd.Series("clean", index=models.index)
     models["trained_on"] = trained.fillna("clean").map(trained_on)

@@ -68,6 +68,17 @@ class PlateauSchedule:
         self.stopped = stop
         return EpochDecision(new_best, self.lr, dropped, stop, reason)
 
+    def epochs_left_if_flat(self) -> int:
+        """Epochs still to run if no epoch improves from now on: the rest of this plateau plus ``patience + 1`` per
+        lr drop left (a plateau's first epoch sets its reference), capped by ``max_epochs`` (0 once stopped)."""
+        if self.stopped:
+            return 0
+        drops_left, lr = 0, self.lr * self.factor
+        while lr >= self.min_lr * (1 - 1e-9):
+            drops_left, lr = drops_left + 1, lr * self.factor
+        flat = (self.patience - self.counter) + (self.reference is None) + (self.patience + 1) * drops_left
+        return max(0, min(flat, self.max_epochs - self.epoch))
+
     def state_dict(self) -> dict:
         return asdict(self)
 

@@ -5,6 +5,11 @@ AdamW lr 1e-3 (no weight decay), batch 64, the plateau schedule of :mod:`pipelin
 validation IoU kept. Detection (DeCLIP's broken mode, made to work): real + fake images, image logit = mean of the
 pixel logits, selection on validation AP.
 
+Tiny data (the demo, a quick check) gets its budget in optimizer steps: ``min_steps_per_epoch`` re-shuffles the
+training rows within an epoch until that many steps ran (0 = DeCLIP's single pass; a no-op on Dolos-sized sets).
+A run whose validation maps stay collapsed (:mod:`pipeline.metrics.collapse`) for ``collapse_patience`` epochs in a
+row is stopped (0 = never), and every summary says whether the kept epoch's maps were collapsed.
+
 Several heads (e.g. a linear head on every layer) train together from one read of each batch: each head has its
 own optimizer, schedule and run directory; the loop runs until every head has stopped. Every epoch writes a
 resumable state file atomically, so an interrupted run continues from its last finished epoch with identical
@@ -17,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -73,6 +79,8 @@ class TrainConfig:
     device: str = "cpu"
     memory_gb: float | None = None
     progress: bool = True
+    min_steps_per_epoch: int = 0  # 0: one pass over the training rows per epoch (DeCLIP)
+    collapse_patience: int = 0  # stop after this many collapsed validation epochs in a row (0: never)
     train_views: tuple[str, ...] = ()  # cached views sampled per epoch for training rows (augmentation); () = clean
 
     #: Fields that say where a run is written, where it runs or how it is shown, never what it computes.
@@ -92,11 +100,18 @@ class TrainConfig:
         return cls(**dict(d, train_subsets=tuple(d["train_subsets"]), train_views=tuple(d.get("train_views", ()))))
 
     def identity(self) -> str:
-        """Hash of everything that changes the result (not where it is written or how it is shown)."""
+        """Hash of everything that changes the result (not where it is written or how it is shown).
+
+        Options added later enter the hash only when set, so runs made before they existed keep their identity.
+        """
         keep = {k: v for k, v in self.to_json().items() if k not in self.NOT_RESULTS}
-        if not keep.get("train_views"):  # runs made before views existed keep their identity
-            keep.pop("train_views", None)
+        for name in _LATER_OPTIONS:
+            if not keep[name]:
+                del keep[name]
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_LATER_OPTIONS = ("min_steps_per_epoch", "collapse_patience", "train_views")
 
 
 @dataclass
@@ -107,15 +122,25 @@ class Head:
     schedule: PlateauSchedule
     out: Path
     history: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
 
     @property
     def active(self) -> bool:
-        return not self.schedule.stopped
+        return not self.schedule.stopped and not self.stop_reason
+
+    @property
+    def collapsed_streak(self) -> int:
+        n = 0
+        for row in reversed(self.history):
+            if not row.get("val_collapsed"):
+                break
+            n += 1
+        return n
 
 
 def _check_compatible(cfgs: list[TrainConfig]) -> None:
     shared = ("store", "dataset", "train_subsets", "mode", "batch_size", "seed", "train_split", "valid_split",
-              "device", "train_views")
+              "device", "min_steps_per_epoch", "train_views")
     for field_name in shared:
         values = {json.dumps(getattr(c, field_name)) for c in cfgs}
         if len(values) > 1:
@@ -153,6 +178,7 @@ def _prepare_dir(head: Head) -> int:
     head.optimizer.load_state_dict(state["optimizer"])
     head.schedule = PlateauSchedule.from_state(state["schedule"])
     head.history = list(state["history"])
+    head.stop_reason = state.get("stop_reason", "")
     return int(head.schedule.epoch)
 
 
@@ -187,6 +213,9 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
             f"(train {len(train_rows)}, valid {len(valid_rows)}); the dataset's subsets are "
             f"{sorted(data.samples['subset'].unique())} (`declip store ls --store {base.store}` lists them by split)"
         )
+    warnings = small_data_warnings(base, len(train_rows))
+    for text in warnings:
+        log.warning(text)
     heads = [_build_head(c, data) for c in cfgs]
     starts = {_prepare_dir(h) for h in heads}
     if len(starts) > 1:
@@ -198,7 +227,7 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
         data.warm(valid_rows)
         train_data.warm(train_rows)
     epoch = start
-    bar = tqdm(total=base.max_epochs, initial=start, desc=f"train {len(heads)} head(s)", unit="epoch",
+    bar = tqdm(total=_epochs_bound(heads, epoch), initial=start, desc=f"train {len(heads)} head(s)", unit="epoch",
                disable=not base.progress)
     while any(h.active for h in heads):
         t0 = time.perf_counter()
@@ -209,10 +238,33 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
         for h, score in zip(active, scores):
             _end_epoch(h, score, losses[id(h)], epoch, time.perf_counter() - t0)
         epoch += 1
+        bar.total = _epochs_bound(heads, epoch)
         bar.update(1)
-        bar.set_postfix({"val": f"{max(h.schedule.best for h in heads):.2f}"})
+        best = max(heads, key=lambda h: h.schedule.best)
+        bar.set_postfix({"val": f"{best.schedule.best:.2f}", "lr": f"{best.schedule.lr:g}"})
     bar.close()
-    return [_finish(h) for h in heads]
+    return [_finish(h, warnings) for h in heads]
+
+
+def _epochs_bound(heads: list[Head], epoch: int) -> int:
+    """The last epoch any head can reach if nothing improves from now on (early stopping, not max_epochs): what the
+    progress bar counts to, so its ETA is an honest upper bound that shrinks only when a head stops."""
+    left = [h.schedule.epochs_left_if_flat() for h in heads if h.active]
+    return epoch + max(left, default=0)
+
+
+def small_data_warnings(cfg: TrainConfig, n_train: int) -> list[str]:
+    """What makes a run on few images unlikely to learn, said before it starts."""
+    out = []
+    steps = math.ceil(n_train / cfg.batch_size)
+    if cfg.batch_size > n_train:
+        out.append(f"batch size {cfg.batch_size} is larger than the training set ({n_train} rows): one optimizer "
+                   f"step per epoch" + ("" if cfg.min_steps_per_epoch else "; pass --batch-size or "
+                                         "--min-steps-per-epoch so the decoder gets enough updates"))
+    elif steps < 10 and cfg.min_steps_per_epoch <= steps:
+        out.append(f"only {steps} optimizer steps per epoch ({n_train} training rows at batch {cfg.batch_size}); "
+                   "consider --min-steps-per-epoch 20")
+    return out
 
 
 def _augmented(cfg: TrainConfig, sources: list[str]) -> AugmentedSplits | None:
@@ -229,9 +281,7 @@ def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows:
         h.decoder.train()
     totals = {id(h): 0.0 for h in active}
     n = 0
-    extra = {"epoch": epoch} if isinstance(data, AugmentedSplits) else {}
-    for batch in data.batches(rows, cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch,
-                              sources=sorted({h.cfg.source for h in active}), **extra):
+    for batch in _epoch_batches(data, rows, cfg, epoch, sorted({h.cfg.source for h in active})):
         masks = batch.masks.to(cfg.device)
         labels = batch.labels.to(cfg.device)
         for h in active:
@@ -246,6 +296,23 @@ def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows:
     return {k: v / max(1, n) for k, v in totals.items()}
 
 
+def _epoch_batches(data: CachedSplits | AugmentedSplits, rows: np.ndarray, cfg: TrainConfig, epoch: int,
+                   sources: list[str]):
+    """One pass over the shuffled rows (DeCLIP), repeated with fresh seeded shuffles until ``min_steps_per_epoch``
+    optimizer steps ran; the first pass is exactly DeCLIP's epoch, so the option changes nothing on large sets.
+    Augmented training reads each row's copy drawn for (seed, epoch, row), the same in every pass of the epoch."""
+    extra = {"epoch": epoch} if isinstance(data, AugmentedSplits) else {}
+    steps, rep = 0, 0
+    while True:
+        seed = cfg.seed * 100_003 + epoch + rep * 1_000_003
+        for batch in data.batches(rows, cfg.batch_size, shuffle=True, seed=seed, sources=sources, **extra):
+            yield batch
+            steps += 1
+        rep += 1
+        if steps >= cfg.min_steps_per_epoch or len(rows) == 0:
+            return
+
+
 def _end_epoch(head: Head, scores: dict, train_loss: float, epoch: int, seconds: float) -> None:
     """Schedule step, best checkpoint, epoch log and the resumable state file, in that order."""
     key = "iou" if head.cfg.mode == "localization" else "ap"
@@ -253,13 +320,17 @@ def _end_epoch(head: Head, scores: dict, train_loss: float, epoch: int, seconds:
     decision = head.schedule.step(scores[key])
     for group in head.optimizer.param_groups:
         group["lr"] = decision.lr
-    row = {"epoch": epoch, "lr": lr_used, "train_loss": train_loss, **{f"val_{k}": v for k, v in scores.items()}, "new_best": decision.new_best,
-           "seconds": round(seconds, 3)}
+    row = {"epoch": epoch, "lr": lr_used, "train_loss": train_loss, **{f"val_{k}": v for k, v in scores.items()},
+           "new_best": decision.new_best, "seconds": round(seconds, 3)}
     head.history.append(row)
+    patience = head.cfg.collapse_patience
+    if patience and not decision.stop and head.collapsed_streak >= patience:
+        head.stop_reason = (f"validation maps collapsed for {patience} epochs in a row "
+                            f"({scores.get('collapse_reason', '')}); stopped")
     if decision.new_best:
         save_decoder(head.decoder, head.out / "best", extra=_checkpoint_extra(head, epoch, scores))
     state = {"decoder": head.decoder.state_dict(), "optimizer": head.optimizer.state_dict(),
-             "schedule": head.schedule.state_dict(), "history": head.history}
+             "schedule": head.schedule.state_dict(), "history": head.history, "stop_reason": head.stop_reason}
     atomic_torch_save(state, head.out / "state.pt")
     # the log is rewritten from the saved history, after it: a kill in between cannot record an epoch twice
     _write_csv(head.out / "epochs.csv", head.history)
@@ -288,13 +359,24 @@ def _remove_leftovers(out: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _finish(head: Head) -> dict:
+def _finish(head: Head, warnings: list[str] = ()) -> dict:
     s = head.schedule
+    collapsed, why = _best_epoch_collapse(head)
     summary = {"out": str(head.out), "decoder": head.cfg.decoder, "source": str(head.cfg.source),
                "train_subsets": list(head.cfg.train_subsets), "best_epoch": s.best_epoch, "best_val": s.best,
-               "epochs": s.epoch, "final_lr": s.lr, "mode": head.cfg.mode, "faithful": head.cfg.faithful}
+               "epochs": s.epoch, "final_lr": s.lr, "mode": head.cfg.mode, "faithful": head.cfg.faithful,
+               "collapsed": collapsed, "collapse_reason": why, "stop_reason": head.stop_reason,
+               "warnings": list(warnings)}
     _atomic_write(head.out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _best_epoch_collapse(head: Head) -> tuple[bool, str]:
+    """Whether the kept checkpoint's validation maps were collapsed (no checkpoint at all counts as collapsed)."""
+    if head.schedule.best_epoch < 0 or not head.history:
+        return True, "no epoch scored above 0 on validation"
+    row = next((r for r in head.history if r["epoch"] == head.schedule.best_epoch), head.history[-1])
+    return bool(row.get("val_collapsed", False)), str(row.get("val_collapse_reason", "") or "")
 
 
 def train(cfg: TrainConfig) -> dict:
