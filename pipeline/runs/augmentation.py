@@ -70,20 +70,21 @@ class AugmentedSplits:
     def load(self, rows: np.ndarray, choice: np.ndarray, sources: list[str]) -> Batch:
         parts = {k: self.copies[k].load(rows[choice == k], sources) for k in np.unique(choice)}
         first = next(iter(parts.values()))
-        masks = torch.empty((len(rows), *first.masks.shape[1:]), dtype=first.masks.dtype)
+        # assembled where the copies' rows already are (the host, or the training device when held there)
+        masks = torch.empty((len(rows), *first.masks.shape[1:]), dtype=first.masks.dtype, device=first.masks.device)
         features = {}
         for src in sources:
             f0, c0 = first.features[src]
-            feats = torch.empty((len(rows), *f0.shape[1:]), dtype=f0.dtype)
-            cls = None if c0 is None else torch.empty((len(rows), *c0.shape[1:]), dtype=c0.dtype)
+            feats = torch.empty((len(rows), *f0.shape[1:]), dtype=f0.dtype, device=f0.device)
+            cls = None if c0 is None else torch.empty((len(rows), *c0.shape[1:]), dtype=c0.dtype, device=c0.device)
             for k, part in parts.items():
-                idx = torch.from_numpy(np.flatnonzero(choice == k))
+                idx = torch.from_numpy(np.flatnonzero(choice == k)).to(f0.device)
                 feats[idx] = part.features[src][0]
                 if cls is not None:
                     cls[idx] = part.features[src][1]
             features[src] = (feats, cls)
         for k, part in parts.items():
-            masks[torch.from_numpy(np.flatnonzero(choice == k))] = part.masks
+            masks[torch.from_numpy(np.flatnonzero(choice == k)).to(masks.device)] = part.masks
         labels = torch.from_numpy(self.copies[0].labels[rows])
         return Batch(rows, masks, labels, features)
 
