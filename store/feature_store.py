@@ -7,7 +7,9 @@ Layout (design §3.3)::
     <store>/datasets/<dataset>/native_bits           bit-packed native-resolution binary masks (fake = 1)
     <store>/datasets/<dataset>/mask_done             (blocks,) bool
     <store>/features/<backbone>/<layer>/<dataset>/feats   (N, C, H, W) float16, one sample per chunk
-    <store>/features/<backbone>/<layer>/<dataset>/cls     (N, C) float16 class token (ViT only)
+                                                          (float32, int8 or float8 bits with ``dtype``)
+    <store>/features/<backbone>/<layer>/<dataset>/scales  (N, C) float32 per-channel scales (int8/float8 only)
+    <store>/features/<backbone>/<layer>/<dataset>/cls     (N, C) float16 class token (ViT only; float32 with fp32)
     <store>/features/<backbone>/<layer>/<dataset>/valid   (N,) uint8: 1 = features written, 0 = image unreadable
     <store>/features/<backbone>/<layer>/<dataset>/done    (blocks,) bool: block b holds rows [b*R, (b+1)*R)
 
@@ -33,6 +35,7 @@ import pandas as pd
 import zarr
 
 from core.errors import DeclipError
+from store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
 
 SCHEMA_VERSION = 1
 MASK_SIZE = 256
@@ -73,6 +76,11 @@ class LayerArrays:
     valid: zarr.Array
     done: zarr.Array
     meta: dict[str, Any]
+    scales: zarr.Array | None = None  # per-(sample, channel) scales of quantized features
+
+    @property
+    def storage_dtype(self) -> str:
+        return str(self.meta.get("dtype", DEFAULT_STORAGE_DTYPE))
 
     @property
     def block_rows(self) -> int:
@@ -228,32 +236,44 @@ class FeatureStore:
     def _create_layer(self, path: str, meta: dict, shards: bool) -> LayerArrays:
         n, br, c = meta["n_rows"], meta["block_rows"], meta["channels"]
         h, w = meta["grid"]
+        storage = meta.get("dtype", DEFAULT_STORAGE_DTYPE)
         group = self.root.require_group(path)
         kw = {"shards": (br, c, h, w)} if shards else {}
-        group.create_array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype="float16", fill_value=0,
-                           compressors=None, overwrite=True, **kw)
+        group.create_array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype=disk_dtype(storage),
+                           fill_value=0, compressors=None, overwrite=True, **kw)
+        if is_quantized(storage):
+            group.create_array("scales", shape=(n, c), chunks=(br, c), dtype="float32", fill_value=0,
+                               compressors=None, overwrite=True)
         if meta["has_cls"]:
-            group.create_array("cls", shape=(n, c), chunks=(br, c), dtype="float16", fill_value=0,
+            group.create_array("cls", shape=(n, c), chunks=(br, c), dtype=cls_dtype(storage), fill_value=0,
                                compressors=None, overwrite=True)
         group.create_array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, overwrite=True)
         group.create_array("done", shape=(max(1, math.ceil(n / br)),), chunks=(1,), dtype="bool",
                            fill_value=False, overwrite=True)
         record = dict(meta, created=dt.datetime.now(dt.timezone.utc).isoformat(), versions=library_versions(),
-                      schema_version=SCHEMA_VERSION, layout="NCHW", dtype="float16")
+                      schema_version=SCHEMA_VERSION, layout="NCHW", dtype=storage)
         group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
         return self._arrays(path, group, record)
 
     @staticmethod
     def _arrays(path: str, group: zarr.Group, meta: dict) -> LayerArrays:
         cls = group["cls"] if "cls" in group else None
-        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta)
+        scales = group["scales"] if "scales" in group else None
+        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, scales)
 
     def write_block(self, arrays: LayerArrays, block: int, feats: np.ndarray, cls: np.ndarray | None,
-                    valid: np.ndarray, problems: list[dict]) -> None:
+                    valid: np.ndarray, problems: list[dict], scales: np.ndarray | None = None) -> None:
         """Write one block's rows, then (and only then) mark the block done."""
         start, stop = arrays.block_range(block)
         assert len(feats) == stop - start, (len(feats), start, stop)
+        if (arrays.scales is None) != (scales is None):
+            raise DeclipError(f"{arrays.path} stores {arrays.storage_dtype} features: scales are "
+                              f"{'required' if arrays.scales is not None else 'not expected'} when writing them")
+        if np.dtype(feats.dtype) != np.dtype(arrays.feats.dtype):
+            raise DeclipError(f"{arrays.path} stores {arrays.feats.dtype} features; got {feats.dtype}")
         arrays.feats[start:stop] = feats
+        if scales is not None:
+            arrays.scales[start:stop] = scales
         if arrays.cls is not None and cls is not None:
             arrays.cls[start:stop] = cls
         arrays.valid[start:stop] = valid.astype("uint8")

@@ -24,6 +24,7 @@ from features.taps import layer_info, parse_layers
 from core.errors import DeclipError
 from pipeline.data.manifest import read_manifest
 from store.feature_store import FeatureStore, LayerArrays, dataset_checksum
+from store.quantize import DEFAULT_STORAGE_DTYPE, check_storage_dtype, cls_dtype, encode
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ExtractConfig:
     strict: bool = False
     workers: int = 2
     shards: bool = False
+    storage_dtype: str = "float16"  # float32 (exact), int8 / float8_e4m3 (per-channel scales); see store.quantize
     progress: bool = True
 
 
@@ -76,7 +78,8 @@ def dataset_key_for(manifest_df, override: str | None) -> str:
     return names[0]
 
 
-def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str) -> dict:
+def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str,
+               storage_dtype: str = DEFAULT_STORAGE_DTYPE) -> dict:
     info = layer_info(backbone, layer)
     return {
         "backbone": str(backbone.key), "arch": backbone.key.arch, "weights": backbone.key.weights,
@@ -84,6 +87,7 @@ def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_
         "family": backbone.family, "recipe": recipe, "layer": layer, "layer_index": info.index,
         "semantics": info.semantics, "channels": info.channels, "grid": list(info.grid), "has_cls": info.has_cls,
         "n_rows": n_rows, "block_rows": block_rows, "dataset_checksum": checksum,
+        "dtype": check_storage_dtype(storage_dtype),
     }
 
 
@@ -124,6 +128,7 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
 def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> ExtractStats:
     """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings."""
     start = time.perf_counter()
+    check_storage_dtype(cfg.storage_dtype)
     store = FeatureStore(cfg.store)
     dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress)
     samples = store.samples(dataset)
@@ -139,7 +144,8 @@ def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> Extr
     checksum = dataset_checksum(samples)
     arrays = {
         layer: store.open_layer(str(key), layer, dataset,
-                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum),
+                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum,
+                                           cfg.storage_dtype),
                                 shards=cfg.shards)
         for layer in layers
     }
@@ -194,15 +200,21 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
 def _forward(backbone: Backbone, batch: ImageBatch, layers: list[str], cfg: ExtractConfig) -> dict:
     from features.taps import forward_layers
 
-    x = batch.pixels.to(cfg.device, torch.float16 if cfg.half else torch.float32, non_blocking=True)
+    pixels = batch.pixels
+    cuda = str(cfg.device).startswith("cuda") and torch.cuda.is_available()
+    if cuda:  # page-locked source: the copy runs asynchronously while the previous block is written
+        pixels = pixels.pin_memory()
+    x = pixels.to(cfg.device, torch.float16 if cfg.half else torch.float32, non_blocking=cuda)
     out = forward_layers(backbone, x, layers)
     ok = batch.ok.numpy()
     result = {}
     for layer, (feats, cls) in out.items():
-        f = feats.to("cpu", torch.float16).numpy()
+        f, scales = encode(feats, cfg.storage_dtype)  # quantized on the device: fewer bytes to copy back
         f[~ok] = 0  # rows whose image failed stay zero and invalid
-        c = cls.to("cpu", torch.float16).numpy() if cls is not None else None
-        result[layer] = (f, c)
+        if scales is not None:
+            scales[~ok] = 0
+        c = cls.to("cpu", getattr(torch, cls_dtype(cfg.storage_dtype))).numpy() if cls is not None else None
+        result[layer] = (f, c, scales)
     return result
 
 
@@ -229,8 +241,8 @@ class _Writer:
             t0 = time.perf_counter()
             try:
                 valid = batch.ok.numpy()
-                for layer, (feats, cls) in outputs.items():
-                    self.store.write_block(self.arrays[layer], batch.key, feats, cls, valid, batch.problems)
+                for layer, (feats, cls, scales) in outputs.items():
+                    self.store.write_block(self.arrays[layer], batch.key, feats, cls, valid, batch.problems, scales)
             except BaseException as exc:  # noqa: BLE001
                 self.error = exc
             self.stats.seconds["write"] += time.perf_counter() - t0
