@@ -83,7 +83,12 @@ class LayerReader:
         feats = torch.as_tensor(raw.feats, device=device)
         scales = None if raw.scales is None else torch.as_tensor(raw.scales, device=device)
         cls = None if raw.cls is None else torch.as_tensor(np.ascontiguousarray(raw.cls), device=device)
-        if not is_quantized(self.storage_dtype) and device is None:
+        return self.decode_tensors(feats, scales, cls)
+
+    def decode_tensors(self, feats: torch.Tensor, scales: torch.Tensor | None, cls: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The same, for stored rows already in tensors (e.g. held on the training device)."""
+        if not is_quantized(self.storage_dtype):
             return feats, cls  # already in the compute dtype: no copy
         return decode(feats, scales, self.storage_dtype), cls
 

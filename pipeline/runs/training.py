@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,7 +31,9 @@ from decoders.checkpoint_io import atomic_torch_save
 from core.errors import DeclipError
 from core.keys import SourceKey
 from pipeline.runs.schedule import PlateauSchedule
-from pipeline.runs.cached_splits import CachedSplits, select_rows
+from pipeline.runs.cached_splits import CachedSplits, memory_note, select_rows
+from pipeline.runs.device_speed import (autocast, decoder_input, device_budget_bytes, prepare_decoder,
+                                        use_channels_last)
 from pipeline.runs.evaluation import validate_many
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,10 @@ class TrainConfig:
     device: str = "cpu"
     memory_gb: float | None = None
     progress: bool = True
+    precision: str = "fp32"  # "bf16": autocast for the decoder (changes results slightly: part of the identity)
+    channels_last: bool | None = None  # None: on for conv decoders on CUDA
+    compile: bool = False  # torch.compile the decoder
+    device_memory_gb: float | None = None  # features kept on the device when they fit (None: 60 % free CUDA, 0 CPU)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", SourceKey.parse(self.source))
@@ -74,9 +81,16 @@ class TrainConfig:
         return cls(**dict(d, train_subsets=tuple(d["train_subsets"])))
 
     def identity(self) -> str:
-        """Hash of everything that changes the result (not where it is written or how it is shown)."""
-        keep = {k: v for k, v in self.to_json().items() if k not in ("out", "progress", "memory_gb", "device")}
+        """Hash of everything that changes the result (not where it is written or how it is shown).
+
+        Settings added later are left out at their default, so existing run directories keep their names."""
+        keep = {k: v for k, v in self.to_json().items() if k not in _NOT_IDENTITY}
+        if keep.get("precision") == "fp32":
+            del keep["precision"]
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_NOT_IDENTITY = ("out", "progress", "memory_gb", "device", "channels_last", "compile", "device_memory_gb")
 
 
 @dataclass
@@ -87,6 +101,8 @@ class Head:
     schedule: PlateauSchedule
     out: Path
     history: list[dict] = field(default_factory=list)
+    forward: Callable | None = None  # the decoder as run (compiled and/or channels_last)
+    channels_last: bool = False
 
     @property
     def active(self) -> bool:
@@ -95,7 +111,7 @@ class Head:
 
 def _check_compatible(cfgs: list[TrainConfig]) -> None:
     shared = ("store", "dataset", "train_subsets", "mode", "batch_size", "seed", "train_split", "valid_split",
-              "device")
+              "device", "precision", "device_memory_gb")
     for field_name in shared:
         values = {json.dumps(getattr(c, field_name)) for c in cfgs}
         if len(values) > 1:
@@ -110,7 +126,9 @@ def _build_head(cfg: TrainConfig, data: CachedSplits) -> Head:
     params = decoder.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
     schedule = PlateauSchedule(lr=cfg.lr, patience=cfg.patience, min_lr=cfg.min_lr, max_epochs=cfg.max_epochs)
-    return Head(cfg, decoder, optimizer, schedule, Path(cfg.out))
+    channels_last = use_channels_last(cfg.device, cfg.decoder, cfg.channels_last)
+    forward = prepare_decoder(decoder, channels_last, cfg.compile)
+    return Head(cfg, decoder, optimizer, schedule, Path(cfg.out), forward=forward, channels_last=channels_last)
 
 
 def _prepare_dir(head: Head) -> int:
@@ -166,7 +184,9 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
     if len(starts) > 1:
         raise DeclipError("heads trained together were interrupted at different epochs; resume them separately")
     start = starts.pop()
-    data.warm(np.concatenate([train_rows, valid_rows]))
+    data.warm(np.concatenate([train_rows, valid_rows]), base.device,
+              device_budget_bytes(base.device, base.device_memory_gb))
+    log.info(memory_note(data))
     epoch = start
     bar = tqdm(total=base.max_epochs, initial=start, desc=f"train {len(heads)} head(s)", unit="epoch",
                disable=not base.progress)
@@ -174,8 +194,9 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
         t0 = time.perf_counter()
         active = [h for h in heads if h.active]
         losses = _train_epoch(active, data, train_rows, base, epoch)
-        scores = validate_many([(h.decoder, h.cfg.source) for h in active], data, valid_rows, base.mode,
-                               base.device, base.batch_size)
+        with autocast(base.device, base.precision):
+            scores = validate_many([(h.decoder, h.cfg.source) for h in active], data, valid_rows, base.mode,
+                                   base.device, base.batch_size)
         for h, score in zip(active, scores):
             _end_epoch(h, score, losses[id(h)], epoch, time.perf_counter() - t0)
         epoch += 1
@@ -192,12 +213,14 @@ def _train_epoch(active: list[Head], data: CachedSplits, rows: np.ndarray, cfg: 
     n = 0
     for batch in data.batches(rows, cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch,
                               sources=sorted({h.cfg.source for h in active})):
-        masks = batch.masks.to(cfg.device)
-        labels = batch.labels.to(cfg.device)
+        masks = batch.masks.to(cfg.device, non_blocking=True)
+        labels = batch.labels.to(cfg.device, non_blocking=True)
         for h in active:
             feats, cls = batch.features[h.cfg.source]
-            logits = h.decoder(feats.to(cfg.device).float(), None if cls is None else cls.to(cfg.device).float())
-            loss = _loss(logits, masks, labels, cfg.mode)
+            x = decoder_input(feats, cfg.device, h.channels_last)
+            with autocast(cfg.device, cfg.precision):
+                logits = h.forward(x, None if cls is None else cls.to(cfg.device).float())
+            loss = _loss(logits.float(), masks, labels, cfg.mode)
             h.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             h.optimizer.step()
