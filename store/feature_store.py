@@ -305,6 +305,9 @@ class FeatureStore:
         path = self.layer_path(backbone, layer, dataset)
         if path not in self.root:
             raise DeclipError(f"store {self.url} has no {path}")
+        group = self.root[path]
+        if "meta" in group.attrs:  # first: a deletion cut short must not leave a layer that looks complete
+            group.attrs.put({k: v for k, v in group.attrs.asdict().items() if k != "meta"})
         del self.root[path]
 
 

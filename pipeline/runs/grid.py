@@ -17,6 +17,7 @@ import pandas as pd
 from core.errors import DeclipError
 from core.keys import SourceKey
 from pipeline.runs.evaluation import EvalConfig
+from pipeline.runs.store_budget import LayerGroup, layer_nbytes, plan_groups, source_layers
 from pipeline.runs.training import TrainConfig
 
 RESULT_COLUMNS = [
@@ -56,6 +57,12 @@ class GridConfig:
     metrics: tuple[str, ...] | None = None
     baselines: bool = True
     save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
+    storage_dtype: str = "float16"  # how extracted features are stored: float16 | float32 | int8 | float8_e4m3
+    max_store_gb: float | None = None  # disk budget for the grid's features: layers run in groups that fit
+    keep_features: bool = False  # with max_store_gb: keep each group's features instead of evicting them
+    precision: str = "fp32"  # decoder training precision: fp32 | bf16 (autocast)
+    device_memory_gb: float | None = None  # device memory for device-resident training features
+    compile: bool = False  # torch.compile the decoders
 
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "GridConfig":
@@ -84,6 +91,9 @@ class GridConfig:
             raise DeclipError(f"{source}: {exc}") from exc
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
+        if cfg.max_store_gb is not None and not cfg.manifest:
+            raise DeclipError(f"{source}: max_store_gb evicts features and re-extracts them when needed, so it needs "
+                              "manifest = \"...\" (the manifest the store's dataset was extracted from)")
         return cfg
 
     def __post_init__(self) -> None:
@@ -124,7 +134,8 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
         train = TrainConfig(store=cfg.store, source=source, dataset=cfg.dataset, train_subsets=(train_set,),
                             out="", decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,
                             lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                            seed=seed, device=cfg.device, progress=False)
+                            seed=seed, device=cfg.device, progress=False, precision=cfg.precision,
+                            device_memory_gb=cfg.device_memory_gb, compile=cfg.compile)
         out = runs / train.identity()
         train = replace(train, out=str(out))
         evals = tuple(
@@ -135,6 +146,32 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
         )
         cells.append(Cell(train, evals))
     return cells
+
+
+def dataset_rows(cfg: GridConfig) -> int:
+    """Rows of the grid's dataset: the manifest's (what extraction will register), else the store's."""
+    if cfg.manifest:
+        from pipeline.data.manifest import read_manifest
+
+        return len(read_manifest(cfg.manifest).df)
+    from store.feature_store import FeatureStore
+
+    return len(FeatureStore(cfg.store, mode="r").samples(cfg.dataset))
+
+
+def layer_groups(cfg: GridConfig) -> list[LayerGroup]:
+    """The grid's sources in groups whose features fit ``max_store_gb`` (one group without a budget)."""
+    srcs = sources(cfg)
+    if cfg.max_store_gb is None:
+        return plan_groups(srcs, {k: 0 for s in srcs for k in source_layers(s)}, None)
+    n = dataset_rows(cfg)
+    nbytes = {k: layer_nbytes(*k, n, cfg.storage_dtype) for s in srcs for k in source_layers(s)}
+    return plan_groups(srcs, nbytes, int(cfg.max_store_gb * 2**30))
+
+
+def cells_of(cells: list[Cell], sources: list) -> list[Cell]:
+    wanted = {str(s) for s in sources}
+    return [c for c in cells if str(c.train.source) in wanted]
 
 
 def cell_finished(cell: Cell) -> bool:
