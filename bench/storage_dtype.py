@@ -1,7 +1,8 @@
 """How far the storage dtype moves results: float32 (exact) vs float16 (default) vs int8 / float8_e4m3.
 
 On the demo dataset: one layer is extracted into one store per dtype; conv-20 and linear decoders are trained on the
-float32 store; the *same* checkpoints are then run on every store's features. Reported per dtype: feature bytes
+float32 store; the *same* checkpoints (and, as a second view, the same seeded untrained decoders, whose maps are not
+constant) are then run on every store's features. Reported per dtype: feature bytes
 (ratio to float16), max and mean |Δ logit| against float32, the fraction of 256×256 pixels whose prediction flips
 at 0.5, and IoU (DeCLIP's protocol) with its change. With random backbone weights these figures show the size of
 the rounding, not what CLIP features do with it.
@@ -32,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    from decoders import load_decoder
+    from decoders import build_decoder, load_decoder
     from pipeline.data.demo_data import build_demo_dataset
     from pipeline.data.manifest import scan_dataset, write_manifest
     from pipeline.runs.cached_splits import CachedSplits
@@ -65,7 +66,10 @@ def main() -> None:
                           progress=False))
         model, _ = load_decoder(run / "best")
         model.eval()
-        logits, ious = {}, {}
+        channels, grid = source_shape(stores["float32"], dataset, source)
+        fresh = build_decoder(decoder, in_channels=channels, grid=grid, family="vit", layer=args.layer,
+                              width=args.width, seed=0).eval()
+        logits, ious, init_logits = {}, {}, {}
         for dtype, store in stores.items():
             split = CachedSplits.open(str(store), dataset, [source], None)
             rows = np.sort(np.concatenate([test_rows(split.samples, split.valid, g, "test", include_reals=False)
@@ -73,23 +77,23 @@ def main() -> None:
             with torch.no_grad():
                 feats, cls = split.sources[source].get(rows)
                 logits[dtype] = model(feats.float(), None if cls is None else cls.float())[:, 0].numpy()
+                init_logits[dtype] = fresh(feats.float(), None if cls is None else cls.float())[:, 0].numpy()
             table = evaluate(EvalConfig(store=str(store), checkpoint=str(run / "best"), dataset=dataset,
                                         test_subsets=tuple(generators), out=str(root / f"eval-{decoder}-{dtype}"),
                                         metrics=("iou",), include_reals=False))
             iou = table[table["metric"] == "iou"]
             ious[dtype] = float((iou["value"] * iou["n_images"]).sum() / iou["n_images"].sum())  # over all images
-        ref = logits["float32"]
         per = {}
         for dtype in DTYPES:
-            diff = np.abs(logits[dtype] - ref)
-            flips = float(((logits[dtype] > 0) != (ref > 0)).mean())
-            per[dtype] = {"max_abs_logit": float(diff.max()), "mean_abs_logit": float(diff.mean()),
-                          "pixel_flip_fraction": flips, "iou": ious[dtype], "delta_iou": ious[dtype] - ious["float32"]}
+            per[dtype] = dict(_moves(logits[dtype], logits["float32"]), iou=ious[dtype],
+                              delta_iou=ious[dtype] - ious["float32"],
+                              untrained=_moves(init_logits[dtype], init_logits["float32"]))
         results["decoders"][decoder] = per
 
     print(f"{results['rows']} demo images, {source}, decoders trained on float32 features (conv width {args.width})")
     print(f"{'dtype':<12s} {'bytes':>10s} {'÷fp16':>6s} " + " ".join(
         f"{d + ' ' + k:>22s}" for d in results["decoders"] for k in ("max|Δlogit|", "flips", "IoU (Δ)")))
+    print("trained checkpoints:")
     for dtype in DTYPES:
         cells = []
         for d, per in results["decoders"].items():
@@ -97,10 +101,30 @@ def main() -> None:
             cells += [f"{r['max_abs_logit']:>22.4g}", f"{100 * r['pixel_flip_fraction']:>21.4f}%",
                       f"{r['iou']:>13.2f} ({r['delta_iou']:+.2f})"]
         print(f"{dtype:<12s} {sizes[dtype]:>10d} {sizes[dtype] / sizes['float16']:>6.2f} " + " ".join(cells))
+    print("same decoders, seeded and untrained (max|Δlogit|, flips):")
+    for dtype in DTYPES:
+        print(f"{dtype:<12s} " + "   ".join(
+            f"{d}: {per[dtype]['untrained']['max_abs_logit']:.4g}, {100 * per[dtype]['untrained']['pixel_flip_fraction']:.4f}%"
+            for d, per in results["decoders"].items()))
     out = Path(args.out) if args.out else root
     out.mkdir(parents=True, exist_ok=True)
     (out / "storage_dtype.json").write_text(json.dumps(results, indent=2))
     print(f"written: {out / 'storage_dtype.json'}")
+
+
+def _moves(logits: np.ndarray, ref: np.ndarray) -> dict:
+    diff = np.abs(logits - ref)
+    return {"max_abs_logit": float(diff.max()), "mean_abs_logit": float(diff.mean()),
+            "pixel_flip_fraction": float(((logits > 0) != (ref > 0)).mean()),
+            "logit_std": float(ref.std())}
+
+
+def source_shape(store: Path, dataset: str, source: str) -> tuple[int, tuple[int, int]]:
+    from store.feature_store import FeatureStore
+    from store.readers import FeatureSource
+
+    src = FeatureSource(FeatureStore(str(store), mode="r"), source, dataset)
+    return src.channels, src.grid
 
 
 if __name__ == "__main__":
