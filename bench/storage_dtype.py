@@ -2,7 +2,7 @@
 
 On the demo dataset: one layer is extracted into one store per dtype; conv-20 and linear decoders are trained on the
 float32 store; the *same* checkpoints (and, as a second view, the same seeded untrained decoders, whose maps are not
-constant) are then run on every store's features. Reported per dtype: feature bytes
+constant: BatchNorm on batch statistics) are then run on every store's features. Reported per dtype: feature bytes
 (ratio to float16), max and mean |Δ logit| against float32, the fraction of 256×256 pixels whose prediction flips
 at 0.5, and IoU (DeCLIP's protocol) with its change. With random backbone weights these figures show the size of
 the rounding, not what CLIP features do with it.
@@ -67,8 +67,10 @@ def main() -> None:
         model, _ = load_decoder(run / "best")
         model.eval()
         channels, grid = source_shape(stores["float32"], dataset, source)
+        # untrained, with BatchNorm on batch statistics: at DeCLIP's init, eval-mode BN passes activations that
+        # shrink ~10x per block, so conv-20's eval output is its bias alone (no input dependence to measure)
         fresh = build_decoder(decoder, in_channels=channels, grid=grid, family="vit", layer=args.layer,
-                              width=args.width, seed=0).eval()
+                              width=args.width, seed=0).train()
         logits, ious, init_logits = {}, {}, {}
         for dtype, store in stores.items():
             split = CachedSplits.open(str(store), dataset, [source], None)
@@ -101,10 +103,11 @@ def main() -> None:
             cells += [f"{r['max_abs_logit']:>22.4g}", f"{100 * r['pixel_flip_fraction']:>21.4f}%",
                       f"{r['iou']:>13.2f} ({r['delta_iou']:+.2f})"]
         print(f"{dtype:<12s} {sizes[dtype]:>10d} {sizes[dtype] / sizes['float16']:>6.2f} " + " ".join(cells))
-    print("same decoders, seeded and untrained (max|Δlogit|, flips):")
+    print("same decoders, seeded and untrained, BatchNorm on batch statistics (max|Δlogit|, flips, logit std):")
     for dtype in DTYPES:
         print(f"{dtype:<12s} " + "   ".join(
             f"{d}: {per[dtype]['untrained']['max_abs_logit']:.4g}, {100 * per[dtype]['untrained']['pixel_flip_fraction']:.4f}%"
+            f", {per[dtype]['untrained']['logit_std']:.3g}"
             for d, per in results["decoders"].items()))
     out = Path(args.out) if args.out else root
     out.mkdir(parents=True, exist_ok=True)
