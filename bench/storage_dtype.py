@@ -33,6 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
+    from core.keys import SourceKey
     from decoders import build_decoder, load_decoder
     from pipeline.data.demo_data import build_demo_dataset
     from pipeline.data.manifest import scan_dataset, write_manifest
@@ -77,7 +78,7 @@ def main() -> None:
             rows = np.sort(np.concatenate([test_rows(split.samples, split.valid, g, "test", include_reals=False)
                                            for g in generators]))
             with torch.no_grad():
-                feats, cls = split.sources[source].get(rows)
+                feats, cls = split.sources[SourceKey.parse(source)].get(rows)
                 logits[dtype] = model(feats.float(), None if cls is None else cls.float())[:, 0].numpy()
                 init_logits[dtype] = fresh(feats.float(), None if cls is None else cls.float())[:, 0].numpy()
             table = evaluate(EvalConfig(store=str(store), checkpoint=str(run / "best"), dataset=dataset,

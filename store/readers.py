@@ -8,6 +8,7 @@ array (10× slower, stack-notes §2.3). Quantized layers (int8/float8) stay quan
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np

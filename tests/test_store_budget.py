@@ -15,22 +15,27 @@ from store.feature_store import FeatureStore
 DATASET = "dolos-celebahq"
 
 
+B, R = "b@random-0", "r@random-0"
+L0, L1, L2, R3 = (B, "layer0"), (B, "layer1"), (B, "layer2"), (R, "layer3")
+S0, S1, S2, FUSED = f"{B}/layer0", f"{B}/layer1", f"{B}/layer2", f"{B}/layer0+{R}/layer3"
+
+
 def test_groups_fit_the_budget_and_evict_what_no_later_group_needs():
-    nbytes = {("b@random-0", "layer0"): 10, ("b@random-0", "layer1"): 10, ("b@random-0", "layer2"): 10, ("r@random-0", "layer3"): 5}
-    groups = plan_groups(["b@random-0/layer0", "b@random-0/layer1", "b@random-0/layer2"], nbytes, 25)
-    assert [g.sources for g in groups] == [["b@random-0/layer0", "b@random-0/layer1"], ["b@random-0/layer2"]]
-    assert [g.evict_after for g in groups] == [[("b@random-0", "layer0"), ("b@random-0", "layer1")], [("b@random-0", "layer2")]]
+    nbytes = {L0: 10, L1: 10, L2: 10, R3: 5}
+    groups = plan_groups([S0, S1, S2], nbytes, 25)
+    assert [g.sources for g in groups] == [[S0, S1], [S2]]
+    assert [g.evict_after for g in groups] == [[L0, L1], [L2]]
     # a fused source reading layer0 again keeps layer0 on disk until its group has run, and that counts
-    groups = plan_groups(["b@random-0/layer0", "b@random-0/layer1", "b@random-0/layer0+r@random-0/layer3"], nbytes, 20)
-    assert [g.sources for g in groups] == [["b@random-0/layer0", "b@random-0/layer1"], ["b@random-0/layer0+r@random-0/layer3"]]
-    assert groups[0].evict_after == [("b@random-0", "layer1")]
-    assert groups[1].held_bytes == 15 and groups[1].evict_after == [("b@random-0", "layer0"), ("r@random-0", "layer3")]
-    groups = plan_groups(["b@random-0/layer0", "b@random-0/layer1", "b@random-0/layer2", "b@random-0/layer0+r@random-0/layer3"], nbytes, 20)
-    assert [g.sources for g in groups] == [["b@random-0/layer0", "b@random-0/layer1"], ["b@random-0/layer2"], ["b@random-0/layer0+r@random-0/layer3"]]
+    groups = plan_groups([S0, S1, FUSED], nbytes, 20)
+    assert [g.sources for g in groups] == [[S0, S1], [FUSED]]
+    assert groups[0].evict_after == [L1]
+    assert groups[1].held_bytes == 15 and groups[1].evict_after == [L0, R3]
+    groups = plan_groups([S0, S1, S2, FUSED], nbytes, 20)
+    assert [g.sources for g in groups] == [[S0, S1], [S2], [FUSED]]
     assert [g.held_bytes for g in groups] == [20, 20, 15]  # layer0 is carried through group 2 and counted
-    assert len(plan_groups(["b@random-0/layer0", "b@random-0/layer1"], nbytes, None)) == 1
+    assert len(plan_groups([S0, S1], nbytes, None)) == 1
     with pytest.raises(DeclipError, match="cannot hold"):
-        plan_groups(["b@random-0/layer0"], nbytes, 9)
+        plan_groups([S0], nbytes, 9)
 
 
 @pytest.mark.parametrize("key,layers", [(TINY_BACKBONE, ["layer0", "layer3"]),

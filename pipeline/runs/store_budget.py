@@ -50,26 +50,23 @@ def plan_groups(sources: list, nbytes: dict[LayerKey, int], budget_bytes: int | 
     if budget_bytes is None:
         layers = _unique(k for s in sources for k in source_layers(s))
         return [LayerGroup(list(sources), layers, sum(nbytes[k] for k in layers), [])]
-    groups: list[list[str]] = []
-    current: list[str] = []
-    for i, source in enumerate(sources):
+    groups: list[list] = []
+    current: list = []
+    for source in sources:
         trial = current + [source]
         if _footprint(groups, trial, sources, nbytes) <= budget_bytes:
             current = trial
             continue
-        if not current:
-            need = _footprint(groups, [source], sources, nbytes)
+        if current:
+            groups.append(current)
+        current = [source]
+        need = _footprint(groups, current, sources, nbytes)
+        if need > budget_bytes:
             raise DeclipError(
                 f"max_store_gb = {budget_bytes / 2**30:.3g} cannot hold the features of {source} "
                 f"({need / 2**30:.3g} GiB with what later groups still need); raise max_store_gb, or use "
                 "storage_dtype = \"int8\" to halve the bytes"
             )
-        groups.append(current)
-        current = [source]
-        if _footprint(groups, current, sources, nbytes) > budget_bytes:
-            need = _footprint(groups, current, sources, nbytes)
-            raise DeclipError(f"max_store_gb = {budget_bytes / 2**30:.3g} cannot hold the features of {source} "
-                              f"({need / 2**30:.3g} GiB); raise max_store_gb or use storage_dtype = \"int8\"")
     if current:
         groups.append(current)
     return _finish(groups, sources, nbytes)
