@@ -88,11 +88,11 @@ def test_budgeted_grid_evicts_resumes_and_matches_unbudgeted(tiny_manifest, tmp_
 
     real_run_cells, calls = grid_flow_module._run_cells, []
 
-    def stop_in_second_group(cells):
+    def stop_in_second_group(cells, *args):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("killed")
-        return real_run_cells(cells)
+        return real_run_cells(cells, *args)
 
     monkeypatch.setattr(grid_flow_module, "_run_cells", stop_in_second_group)
     with pytest.raises(RuntimeError, match="killed"):
