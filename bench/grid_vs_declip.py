@@ -36,12 +36,10 @@ class ReencodingSource:
         pass
 
     def get(self, rows):
-        from features.images import open_rgb
-        from features.preprocess import to_tensor
-        from features.taps import forward_layers
+        from features.encode import encode_files
 
-        x = torch.stack([to_tensor(self.recipe, open_rgb(str(self.root / self.paths[int(r)]))) for r in rows])
-        feats, cls = forward_layers(self.backbone, x, [self.layer])[self.layer]
+        files = [self.root / self.paths[int(r)] for r in rows]
+        feats, cls = encode_files(self.backbone, self.recipe, files, [self.layer])[self.layer]
         return feats, cls
 
 

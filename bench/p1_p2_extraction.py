@@ -21,8 +21,9 @@ def main() -> None:
 
     from features.backbones import load_backbone
     from features.images import open_rgb
-    from features.preprocess import make_recipe, to_tensor
-    from features.taps import forward_layers, layer_names
+    from features.encode import encode_pixels, images_to_pixels
+    from features.preprocess import make_recipe
+    from features.taps import layer_names
     from pipeline.runs.extraction import ExtractConfig, run_extraction
     from pipeline.data.manifest import read_manifest
 
@@ -32,12 +33,12 @@ def main() -> None:
     names = layer_names(backbone)
     recipe = make_recipe("declip", backbone.image_size, backbone.mean, backbone.std)
     m = read_manifest(manifest)
-    pixels = torch.stack([to_tensor(recipe, open_rgb(m.abspath(p))) for p in m.df["image_path"]])
+    pixels = images_to_pixels(recipe, [open_rgb(m.abspath(p), exif=recipe.applies_exif) for p in m.df["image_path"]])
     t: dict[str, float] = {}
-    forward_layers(backbone, pixels[: args.batch].to(args.device), names)  # warm-up
+    encode_pixels(backbone, pixels[: args.batch], names, args.device)  # warm-up
     with timed(t, "forward"):
         for lo in range(0, len(pixels), args.batch):
-            out = forward_layers(backbone, pixels[lo:lo + args.batch].to(args.device), names)
+            out = encode_pixels(backbone, pixels[lo:lo + args.batch], names, args.device)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
     del out

@@ -43,9 +43,8 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
     """Same batches, same decoder step; the DeCLIP way decodes, preprocesses and encodes every image each step."""
     from decoders import build_decoder
     from features.backbones import load_backbone
+    from features.encode import encode_pixels, images_to_pixels
     from features.images import open_rgb
-    from features.preprocess import to_tensor
-    from features.taps import forward_layers
     from core.keys import SourceKey
     from pipeline.runs.cached_splits import CachedSplits, select_rows
 
@@ -80,9 +79,9 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
         for b in batches:
             start = time.perf_counter()
             masks = torch.from_numpy(data.masks(b).astype(np.float32) / 255)
-            x = torch.stack([to_tensor(recipe, open_rgb(str(root / paths[r]))) for r in b])
+            x = images_to_pixels(recipe, [open_rgb(str(root / paths[r]), exif=recipe.applies_exif) for r in b])
             enc_start = time.perf_counter()
-            feats = forward_layers(backbone, x, [layer])[layer][0]
+            feats = encode_pixels(backbone, x, [layer])[layer][0]
             t_enc += time.perf_counter() - enc_start
             step(feats, masks)
             t_declip += time.perf_counter() - start

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -58,6 +59,7 @@ def load_declip_checkpoint(
     name = _decoder_name(ckpt["decoder_type"], path)
     layer = str(ckpt["feature_layer"])
     state = OrderedDict((k, v) for k, v in ckpt["model"].items() if k.startswith(DECODER_PREFIXES))
+    _refuse_non_finite(state, path)
     ignored = len(ckpt["model"]) - len(state)
     c_in, width = _infer_channels(state, name, path, in_channels)
     faithful = name == "attention" if faithful is None else faithful
@@ -111,9 +113,16 @@ def _read_declip(path: Path) -> dict[str, Any]:
             f"'feature_layer': 'layer20', 'decoder_type': 'conv-20'}}, 'converted.pth') (use your layer/decoder)"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # weights_only refuses garbage with the same exception type
+        blocked = re.search(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked", str(exc), re.IGNORECASE)
+        if blocked:  # torch ≥ 2.6 wording for a global from a module that can run code (os, posix, subprocess, …)
+            raise DeclipError(
+                f"{path} refuses to load safely: unpickling it would call {blocked.group(1)} (module "
+                f"{blocked.group(2)} can run code on this machine). Do not load it with weights_only=False unless "
+                "you fully trust where it came from; get the checkpoint from its original source"
+            ) from None
+        if "unsupported global" not in str(exc).lower():  # weights_only refuses garbage with the same exception type
             raise DeclipError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]}); "
                               f"re-download it or check the path") from exc
         raise DeclipError(
@@ -145,6 +154,33 @@ def _check_layout(ckpt: Any, path: Path) -> None:
                           f"hold {list(REQUIRED_KEYS)}: add the missing entries (e.g. feature_layer='layer20')")
     if not isinstance(ckpt["model"], dict):
         raise DeclipError(f"{path}: 'model' is a {type(ckpt['model']).__name__}, expected a state dict")
+
+
+def _refuse_non_finite(state: dict[str, Any], path: Path) -> None:
+    """A diverged run saves NaN/inf weights that predict NaN everywhere; refuse them at import, not at scoring."""
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DeclipError(f"{path}: decoder weights contain NaN or inf ({bad[0]!r}" + (f" and {len(bad) - 1} more"
+                          if len(bad) > 1 else "") + "); the run that wrote it diverged: use another checkpoint")
+
+
+def declip_feature_layer(path: str | os.PathLike) -> str:
+    """The ``feature_layer`` a DeCLIP checkpoint was trained on (memory-mapped read: cheap even for 1.7 GB)."""
+    return str(_read_declip(Path(path))["feature_layer"])
+
+
+def embedded_backbone_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The CLIP weights a ViT-only or RN50-only checkpoint carries under ``model.*`` (prefix removed); {} if none.
+
+    RN50-only training leaves the frozen RN50's BatchNorm in train mode, so these running statistics drifted from
+    OpenAI's and only this copy reproduces DeCLIP's features for that checkpoint (method §5.2, §8).
+    """
+    path = Path(path)
+    ckpt = _read_declip(path)
+    state = {k.removeprefix("model."): v for k, v in ckpt["model"].items() if k.startswith("model.")}
+    _refuse_non_finite(state, path)
+    return state
 
 
 def _decoder_name(decoder_type: Any, path: Path) -> str:

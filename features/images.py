@@ -7,8 +7,10 @@ tables can be grouped and filtered.
 
 Conversion rules (why: DeCLIP and Dolos feed 8-bit RGB, and forensic traces live in the stored pixel values):
 
-- EXIF orientation is applied (``ImageOps.exif_transpose``) to images *and* masks, so both are seen upright; a
-  pair where only one side carries the tag shows up as ``mask-size-mismatch`` in the scan when the shape changes.
+- EXIF orientation (``ImageOps.exif_transpose``) is applied only when asked (``exif=True``), to images *and* masks
+  alike: the preprocessing recipe decides (DeCLIP's recipe reads pixels as stored, as DeCLIP's PIL loader does; the
+  ``+exif`` recipes turn them upright). The scanner looks at them upright, so a pair where only one side carries the
+  tag shows up as ``mask-size-mismatch`` when the shape changes.
 - Alpha (RGBA, LA, PA, palette transparency) is **dropped**, not composited: the stored colour values are kept as they
   are, because compositing on a background would rewrite exactly the pixels a detector looks at.
 - Greyscale, palette, CMYK, YCbCr and 1-bit images go through PIL's ``convert("RGB")`` (CMYK: PIL's naive
@@ -62,8 +64,8 @@ def _read_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
-def _open_loaded(source: str | os.PathLike | bytes, path: str | os.PathLike) -> Image.Image:
-    """Open, check the pixel count, decode fully and apply EXIF orientation."""
+def _open_loaded(source: str | os.PathLike | bytes, path: str | os.PathLike, exif: bool = True) -> Image.Image:
+    """Open, check the pixel count, decode fully and (``exif``) apply the EXIF orientation."""
     if not isinstance(source, bytes) and os.path.exists(source) and os.path.getsize(source) == 0:
         raise ImageProblem(path, "zero-byte", "the file is empty")
     if isinstance(source, bytes) and not source:
@@ -89,7 +91,7 @@ def _open_loaded(source: str | os.PathLike | bytes, path: str | os.PathLike) -> 
         raise ImageProblem(path, reason, f"{type(exc).__name__}: {exc}") from None
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageProblem(path, "unreadable", f"{type(exc).__name__}: {exc}") from None
-    return _upright(im)
+    return _upright(im) if exif else im
 
 
 def _upright(im: Image.Image) -> Image.Image:
@@ -123,24 +125,24 @@ def _to_mode(im: Image.Image, mode: str) -> Image.Image:
     return im.convert(mode)
 
 
-def decode_rgb(data: bytes, path: str | os.PathLike = "<bytes>") -> Image.Image:
+def decode_rgb(data: bytes, path: str | os.PathLike = "<bytes>", exif: bool = True) -> Image.Image:
     """Decode in-memory file bytes to RGB (the scanner reads each file once to hash and decode it)."""
-    return _to_mode(_open_loaded(data, path), "RGB")
+    return _to_mode(_open_loaded(data, path, exif), "RGB")
 
 
-def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` to a fully loaded, upright 8-bit RGB image; raise :class:`ImageProblem` if it cannot be."""
-    return _to_mode(_open_loaded(path, path), "RGB")
+def open_rgb(path: str | os.PathLike, exif: bool = True) -> Image.Image:
+    """Decode ``path`` to a fully loaded 8-bit RGB image (upright if ``exif``); raise :class:`ImageProblem` if not."""
+    return _to_mode(_open_loaded(path, path, exif), "RGB")
 
 
-def decode_mask_gray(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
+def decode_mask_gray(data: bytes, path: str | os.PathLike = "<bytes>", exif: bool = True) -> np.ndarray:
     """Decode in-memory mask bytes to greyscale uint8 (H, W)."""
-    return np.asarray(_to_mode(_open_loaded(data, path), "L"))
+    return np.asarray(_to_mode(_open_loaded(data, path, exif), "L"))
 
 
-def open_mask_gray(path: str | os.PathLike) -> np.ndarray:
+def open_mask_gray(path: str | os.PathLike, exif: bool = True) -> np.ndarray:
     """Decode a mask to greyscale uint8 (H, W); multi-channel masks go through PIL's ``convert("L")`` (luma)."""
-    return np.asarray(_to_mode(_open_loaded(path, path), "L"))
+    return np.asarray(_to_mode(_open_loaded(path, path, exif), "L"))
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:

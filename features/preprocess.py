@@ -3,11 +3,15 @@
 ``declip`` is DeCLIP's (declip-method §2.1): squash-resize to the model's input size with bilinear interpolation
 (PIL, hence antialiased), no crop, CLIP mean/std. ``openclip`` is open_clip's own: bicubic shorter-side resize and a
 centre crop. Different recipes give different features, so the recipe is part of the backbone key.
+
+Neither applies EXIF orientation: DeCLIP's loader (``Image.open(...).convert("RGB")``) reads pixels as stored, and
+open_clip's transforms do not rotate either. ``declip+exif`` / ``openclip+exif`` turn images upright first; masks are
+then read the same way (the store records which, per dataset), so a mask always lines up with its image.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -29,10 +33,14 @@ class Recipe:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     dtype: str = "float32"  # model input/compute dtype; "float16" only on CUDA
+    exif_orientation: str = "ignore"  # "ignore": pixels as stored (DeCLIP); "apply": ImageOps.exif_transpose first
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def applies_exif(self) -> bool:
+        return self.exif_orientation == "apply"
 
 # name → builder(size, mean, std, dtype) -> Recipe. A new recipe is one decorated builder (in any features module).
 RECIPES: Registry[Callable[..., Recipe]] = Registry("preprocessing recipe",
@@ -42,14 +50,26 @@ _MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.B
 
 @RECIPES.register("declip")
 def declip_recipe(size: int, mean, std, dtype: str = "float32") -> Recipe:
-    """DeCLIP's: squash to size × size, bilinear (antialiased PIL), no crop."""
+    """DeCLIP's: squash to size × size, bilinear (antialiased PIL), no crop, pixels as stored (no EXIF rotation)."""
     return Recipe("declip", size, "bilinear", False, tuple(mean), tuple(std), dtype)
 
 
 @RECIPES.register("openclip")
 def openclip_recipe(size: int, mean, std, dtype: str = "float32") -> Recipe:
-    """open_clip's: bicubic shorter-side resize, centre crop."""
+    """open_clip's: bicubic shorter-side resize, centre crop (open_clip applies no EXIF rotation either)."""
     return Recipe("openclip", size, "bicubic", True, tuple(mean), tuple(std), dtype)
+
+
+@RECIPES.register("declip+exif")
+def declip_exif_recipe(size: int, mean, std, dtype: str = "float32") -> Recipe:
+    """DeCLIP's recipe on upright images (EXIF orientation applied to images and masks)."""
+    return replace(declip_recipe(size, mean, std, dtype), name="declip+exif", exif_orientation="apply")
+
+
+@RECIPES.register("openclip+exif")
+def openclip_exif_recipe(size: int, mean, std, dtype: str = "float32") -> Recipe:
+    """open_clip's recipe on upright images (EXIF orientation applied to images and masks)."""
+    return replace(openclip_recipe(size, mean, std, dtype), name="openclip+exif", exif_orientation="apply")
 
 
 def make_recipe(name: str, size: int, mean, std, dtype: str = "float32") -> Recipe:

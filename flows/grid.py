@@ -191,8 +191,8 @@ def grid_flow(cfg: dict) -> dict:
 
     With ``max_store_gb`` the grid's layers run in groups that fit the disk (extract, train and evaluate the group's
     cells, evict its features); without it there is one group."""
-    from pipeline.runs.grid import (GridConfig, cell_finished, cells_of, collect_results, layer_groups, plan_cells,
-                                    write_results)
+    from pipeline.runs.grid import (GridConfig, cell_finished, cells_of, check_subsets, collect_results, layer_groups,
+                                    plan_cells, write_results)
 
     g = GridConfig.from_dict(cfg)
     Path(g.out).mkdir(parents=True, exist_ok=True)
@@ -203,17 +203,21 @@ def grid_flow(cfg: dict) -> dict:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
     log = run_logger()
     cells = plan_cells(g)
-    write_index(g.out, cells)
     todo = [c for c in cells if not cell_finished(c)]
     log.info("grid %s: %d cells (%d to train, %d already done), %d test sets each; run index in %s",
              g.out, len(cells), len(todo), len(cells) - len(todo), len(g.test_sets), Path(g.out) / "runs" / "index.csv")
     extracted, trained, evaluated, skipped, runs, evicted = [], [], [], 0, 0, []
     groups = layer_groups(g)
     budgeted = g.max_store_gb is not None
+    checked = False
     for group in groups:
         group_cells = cells_of(cells, group.sources)
         if not (budgeted and _group_finished(group_cells)):  # a finished group needs neither features nor work
             extracted += _extract_missing(g, group.extraction_jobs())
+            if not checked:  # after the first extraction (it registers the dataset), before any run directory
+                check_subsets(g)
+                write_index(g.out, cells)
+                checked = True
             t, e, k, r = _run_cells(group_cells, g.max_workers)
             trained, evaluated, skipped, runs = trained + t, evaluated + e, skipped + k, runs + r
         else:

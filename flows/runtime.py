@@ -26,6 +26,10 @@ def prefect_defaults(announce: bool = False) -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     quiet_dask()
+    if not os.environ.get("PREFECT_API_URL"):
+        watch_ephemeral_server()
+    if not os.environ.get("DECLIP_DEBUG"):
+        hide_failure_logs_on_console()
     if announce:
         print(startup_line(), file=sys.stderr, flush=True)
 
@@ -70,6 +74,63 @@ def run_flow(flow, *args, name: str, tags: list[str], task_runner=None):
         options["task_runner"] = task_runner
     with prefect_tags(*tags):
         return flow.with_options(**options)(*args)
+
+
+def hide_failure_logs_on_console() -> None:
+    """Prefect prints a failed task and flow with full tracebacks (75-98 lines) on the console; the CLI prints the
+    one line that matters (or Python's own traceback for a bug), so those records stay in the run logs (the UI) and
+    off the terminal. ``declip --debug`` (or ``-v``) keeps them."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    original = PrefectConsoleHandler.filter
+    if getattr(original, "_declip_quiet", False):
+        return
+
+    def quiet(self, record):
+        if record.levelno >= logging.ERROR and record.name in ("prefect.flow_runs", "prefect.task_runs"):
+            return False
+        return original(self, record)
+
+    quiet._declip_quiet = True
+    PrefectConsoleHandler.filter = quiet
+
+
+def watch_ephemeral_server() -> None:
+    """Start Prefect's ephemeral server behind :mod:`flows.server_watchdog`, so no server outlives this process.
+
+    Prefect's ``SubprocessASGIServer._run_uvicorn_command`` builds the uvicorn command and its environment; we run
+    the same command, prefixed by the watchdog with our pid. Prefect keeps the watchdog's ``Popen`` and terminates
+    it on a normal exit, which stops the server too.
+    """
+    import subprocess
+    import sys
+
+    from prefect.server.api import server
+
+    original = server.SubprocessASGIServer._run_uvicorn_command
+    if getattr(original, "_declip_watched", False):
+        return
+
+    class _WatchedSubprocess:
+        """Prefect's ``subprocess`` name, with ``Popen`` prefixing the watchdog; the real module is untouched."""
+
+        def __getattr__(self, name):
+            return getattr(subprocess, name)
+
+        @staticmethod
+        def Popen(args, **kw):  # noqa: N802 - stands in for subprocess.Popen
+            watchdog = [sys.executable, str(Path(__file__).with_name("server_watchdog.py")), str(os.getpid()), "--"]
+            return subprocess.Popen(watchdog + list(args), **kw)
+
+    def run_watched(self):
+        server.subprocess = _WatchedSubprocess()
+        try:
+            return original(self)
+        finally:
+            server.subprocess = subprocess
+
+    run_watched._declip_watched = True
+    server.SubprocessASGIServer._run_uvicorn_command = run_watched
 
 
 def task_runner(kind: str = "threads", max_workers: int = 1, address: str | None = None):

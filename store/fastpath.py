@@ -17,12 +17,23 @@ import zarr
 from zarr.codecs import BytesCodec
 from zarr.storage import LocalStore
 
+from core.errors import DeclipError
+
+
+class DamagedChunk(DeclipError, OSError):
+    def __init__(self, path: str, what: str):
+        self.chunk_path = path
+        super().__init__(f"{path}: chunk {what} (the store is damaged); run `declip store verify --store STORE` to "
+                         "mark the damaged blocks, then re-run `declip extract` with the same arguments to redo them")
+
 
 class RowReader:
     """Reads rows (first-axis samples) of a zarr array into preallocated buffers."""
 
-    def __init__(self, array: zarr.Array, threads: int = 4):
+    def __init__(self, array: zarr.Array, threads: int = 4, required: np.ndarray | None = None):
+        """``required``: rows whose chunk must exist (valid rows of done blocks); a missing one is damage, not zeros."""
         self.array = array
+        self.required = required
         self.row_shape = tuple(array.shape[1:])
         self.dtype = array.dtype
         self.row_bytes = int(np.prod(self.row_shape)) * array.dtype.itemsize
@@ -42,8 +53,10 @@ class RowReader:
             with open(self._path(row), "rb", buffering=0) as fh:
                 got = fh.readinto(memoryview(out).cast("B"))
             if got != self.row_bytes:
-                raise OSError(f"{self._path(row)}: {got} of {self.row_bytes} bytes")
+                raise DamagedChunk(self._path(row), f"{got} of {self.row_bytes} bytes")
         except FileNotFoundError:
+            if self.required is not None and self.required[row]:
+                raise DamagedChunk(self._path(row), "missing") from None
             out[...] = self.array.fill_value
 
     def read(self, rows, out: np.ndarray | None = None) -> np.ndarray:

@@ -25,8 +25,12 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
+import uuid
+import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import fsspec
@@ -35,15 +39,46 @@ import pandas as pd
 import zarr
 
 from core.errors import DeclipError
+from store.locks import store_lock
 from store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MASK_SIZE = 256
 # Fields that must agree for cached features to be reused; the rest of the record is informational.
 IDENTITY_FIELDS = (
     "schema_version", "backbone", "weights_checksum", "recipe", "layer", "semantics", "channels", "grid",
-    "dtype", "n_rows", "block_rows", "dataset_checksum",
+    "dtype", "n_rows", "block_rows", "dataset_checksum", "activation",
 )
+# Identity fields added after stores were first written, with the values every older store implicitly has: before
+# the activation was recorded, every ViT was built with exact GELU (and ResNets use ReLU), so only a QuickGELU
+# request is refused by an old store.
+LEGACY_VALUES = {"activation": ("gelu", "relu")}
+
+
+def _restore_root_metadata(url: str) -> None:
+    """A local store whose root ``zarr.json`` was deleted gets it back (it holds nothing but the node type)."""
+    if "://" in url:
+        return
+    root = Path(url)
+    if root.is_dir() and not (root / "zarr.json").exists() and ((root / "datasets").is_dir()
+                                                                 or (root / "features").is_dir()):
+        log.warning("%s/zarr.json was missing; restored it", url)
+        (root / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+
+
+def local_path(url: str) -> str:
+    """``file:///x/y.zarr`` → ``/x/y.zarr``: zarr's fsspec route cannot create a new local store, its local one can."""
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(url).path)
+    return url
+
+
+def dies_with_process(url: str) -> bool:
+    """A store that exists only in this process's memory (``memory://``): nothing written there outlives the run."""
+    return str(url).startswith("memory://")
 
 
 def dataset_checksum(samples: pd.DataFrame) -> str:
@@ -52,6 +87,25 @@ def dataset_checksum(samples: pd.DataFrame) -> str:
     for row in samples[["image_path", "mask_path", "sha256"]].itertuples(index=False):
         digest.update("\x1f".join(str(v) for v in row).encode() + b"\x1e")
     return digest.hexdigest()
+
+
+def crc32(array: np.ndarray | None) -> int:
+    """CRC-32 of an array's bytes (2 GB/s here: cheap next to encoding and writing the block)."""
+    return 0 if array is None else zlib.crc32(np.ascontiguousarray(array).view(np.uint8).ravel())
+
+
+def block_sums(feats: np.ndarray, cls: np.ndarray | None, valid: np.ndarray,
+               scales: np.ndarray | None = None) -> list[int]:
+    """What a done feature block must read back as: crc32 of its features, class tokens and valid flags as stored.
+
+    Arrays are hashed in the dtype they are stored in (float16/float32 features, or int8/float8 bits); a quantized
+    layer's float32 scales are folded into the features' sum (a CRC continued over the scales' bytes), so the
+    ``(blocks, 3)`` shape stays that of unquantized and older stores and a changed scale flags the features.
+    """
+    f = crc32(feats)
+    if scales is not None:
+        f = zlib.crc32(np.ascontiguousarray(scales, dtype=np.float32).view(np.uint8).ravel(), f)
+    return [f, crc32(cls), crc32(np.asarray(valid).astype(np.uint8))]
 
 
 def library_versions() -> dict[str, str]:
@@ -77,6 +131,7 @@ class LayerArrays:
     done: zarr.Array
     meta: dict[str, Any]
     scales: zarr.Array | None = None  # per-(sample, channel) scales of quantized features
+    sums: zarr.Array | None = None  # (blocks, 3) crc32 of feats(+scales), cls, valid as stored; None before checksums
 
     @property
     def storage_dtype(self) -> str:
@@ -106,8 +161,9 @@ class FeatureStore:
     """A zarr hierarchy at a local path or fsspec URL (``s3://…`` needs s3fs)."""
 
     def __init__(self, url: str, mode: str = "a", storage_options: dict | None = None):
-        self.url = str(url).rstrip("/")
+        self.url = local_path(str(url)).rstrip("/")
         self.storage_options = storage_options or {}
+        _restore_root_metadata(self.url)
         try:
             self.root = zarr.open_group(self.url, mode=mode, storage_options=self.storage_options or None)
         except FileNotFoundError as exc:
@@ -118,7 +174,7 @@ class FeatureStore:
     def _put_file(self, rel: str, data: bytes) -> None:
         path = f"{self._fs_root}/{rel}"
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        tmp = f"{path}.partial"
+        tmp = f"{path}.{uuid.uuid4().hex}.partial"  # unique: concurrent writers of the same file never collide
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
 
@@ -133,9 +189,24 @@ class FeatureStore:
         return sorted(self.root["datasets"].group_keys()) if "datasets" in self.root else []
 
     def create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int = 64) -> None:
-        """Register a dataset's rows (or check that the registered rows are the same ones)."""
+        """Register a dataset's rows (or check that the registered rows are the same ones).
+
+        Under the dataset's store lock: two extractions starting together register it once.
+        """
+        with self.lock(f"dataset-{key}"):
+            self._create_dataset(key, samples, root, layout, block_rows)
+
+    def lock(self, name: str):
+        """A lock shared by every process (on any host) writing this store; see :mod:`store.locks`."""
+        return store_lock(self.url, name)
+
+    def _create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int) -> None:
         checksum = dataset_checksum(samples)
         path = f"datasets/{key}"
+        if path not in self.root and self._exists(path):
+            # the group's zarr.json is gone, so its attrs are too; masks and samples derive from the manifest: rebuild
+            log.warning("%s/%s lost its zarr.json; rebuilding the dataset's registration and masks", self.url, path)
+            self.fs.rm(f"{self._fs_root}/{path}", recursive=True)
         if path in self.root:
             existing = self.root[path].attrs.get("dataset_checksum")
             if existing is None:  # an interrupted registration (attrs are written last): redo it from scratch
@@ -146,6 +217,7 @@ class FeatureStore:
                     f"{existing[:12]} vs {checksum[:12]}); use another --dataset name or another store"
                 )
             else:
+                self._repair_samples(key, samples)
                 return
         n = len(samples)
         group = self.root.create_group(path)
@@ -159,6 +231,7 @@ class FeatureStore:
         group.create_array("native_bits", shape=(max(1, int(offsets[-1])),), chunks=(1 << 20,), dtype="uint8",
                            fill_value=0, compressors=[zarr.codecs.ZstdCodec(level=1)])
         group.create_array("mask_done", shape=(blocks,), chunks=(1,), dtype="bool", fill_value=False)
+        group.create_array("mask_sums", shape=(blocks, 2), chunks=(1, 2), dtype="uint32", fill_value=0)
         buf = io.BytesIO()
         samples.reset_index(drop=True).to_parquet(buf, index=False)
         self._put_file(f"{path}/samples.parquet", buf.getvalue())
@@ -168,7 +241,31 @@ class FeatureStore:
 
     def samples(self, key: str) -> pd.DataFrame:
         self._require_dataset(key)
-        return pd.read_parquet(io.BytesIO(self._get_file(f"datasets/{key}/samples.parquet")))
+        rel = f"datasets/{key}/samples.parquet"
+        try:
+            return pd.read_parquet(io.BytesIO(self._get_file(rel)))
+        except Exception as exc:  # noqa: BLE001 - missing, truncated or not parquet: pyarrow raises several types
+            raise DeclipError(
+                f"{self.url}/{rel} is damaged or missing ({type(exc).__name__}); re-run `declip extract` with the "
+                "dataset's manifest: it checks the rows against the store and rebuilds the file"
+            ) from None
+
+    def _repair_samples(self, key: str, samples: pd.DataFrame) -> None:
+        """Rewrite a damaged ``samples.parquet`` from the manifest rows, which the checksum has just shown are the same."""
+        rel = f"datasets/{key}/samples.parquet"
+        try:
+            pd.read_parquet(io.BytesIO(self._get_file(rel)))
+            return
+        except Exception:  # noqa: BLE001
+            pass
+        buf = io.BytesIO()
+        samples.reset_index(drop=True).to_parquet(buf, index=False)
+        self._put_file(rel, buf.getvalue())
+
+    def set_dataset_attrs(self, key: str, **attrs: Any) -> None:
+        """Record facts about a dataset's cached masks (e.g. how they were oriented) beside its registration."""
+        self._require_dataset(key)
+        self.root[f"datasets/{key}"].attrs.update(attrs)
 
     def dataset_attrs(self, key: str) -> dict:
         self._require_dataset(key)
@@ -180,16 +277,30 @@ class FeatureStore:
             raise DeclipError(f"store {self.url} has no dataset {key!r} (known: {known}); extract it first")
 
     def write_masks(self, key: str, block: int, soft: np.ndarray, native: list[np.ndarray | None]) -> None:
-        """Write one block of masks, then mark it done."""
+        """Write one block of masks, then mark it done.
+
+        ``native_bits`` chunks span many blocks (read-modify-write), so every writer holds the dataset's lock; a block
+        another process finished meanwhile is left as it is.
+        """
+        with self.lock(f"dataset-{key}"):
+            if not self.root[f"datasets/{key}/mask_done"][block]:
+                self._write_masks(key, block, soft, native)
+
+    def _write_masks(self, key: str, block: int, soft: np.ndarray, native: list[np.ndarray | None]) -> None:
         group = self.root[f"datasets/{key}"]
         br = int(group.attrs["block_rows"])
         start = block * br
         group["soft_masks"][start:start + len(soft)] = soft
-        offsets = group["native_offsets"]
+        offsets = group["native_offsets"][start:start + len(soft) + 1]
+        bits = np.zeros(int(offsets[-1] - offsets[0]), dtype=np.uint8)
         for i, mask in enumerate(native):
-            lo, hi = offsets[start + i], offsets[start + i + 1]
+            lo, hi = offsets[i] - offsets[0], offsets[i + 1] - offsets[0]
             if mask is not None and hi > lo:
-                group["native_bits"][lo:hi] = np.packbits(mask.astype(bool).ravel())
+                bits[lo:hi] = np.packbits(mask.astype(bool).ravel())
+        if len(bits):
+            group["native_bits"][int(offsets[0]):int(offsets[-1])] = bits
+        if "mask_sums" in group:
+            group["mask_sums"][block] = [crc32(soft), crc32(bits)]
         group["mask_done"][block] = True
 
     def pending_mask_blocks(self, key: str) -> np.ndarray:
@@ -231,7 +342,10 @@ class FeatureStore:
             return self._arrays(path, group, existing)
         if meta is None:
             raise DeclipError(f"store {self.url} has no features at {path}; run `declip extract` for it")
-        return self._create_layer(path, meta, shards)
+        with self.lock(f"layer-{backbone}-{layer}-{dataset}"):  # exclusive creation: re-check under the lock
+            if self.has_layer(backbone, layer, dataset):
+                return self.open_layer(backbone, layer, dataset, meta, shards)
+            return self._create_layer(path, meta, shards)
 
     def _create_layer(self, path: str, meta: dict, shards: bool) -> LayerArrays:
         n, br, c = meta["n_rows"], meta["block_rows"], meta["channels"]
@@ -250,16 +364,27 @@ class FeatureStore:
         group.create_array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, overwrite=True)
         group.create_array("done", shape=(max(1, math.ceil(n / br)),), chunks=(1,), dtype="bool",
                            fill_value=False, overwrite=True)
+        group.create_array("sums", shape=(max(1, math.ceil(n / br)), 3), chunks=(1, 3), dtype="uint32",
+                           fill_value=0, overwrite=True)
         record = dict(meta, created=dt.datetime.now(dt.timezone.utc).isoformat(), versions=library_versions(),
                       schema_version=SCHEMA_VERSION, layout="NCHW", dtype=storage)
         group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
         return self._arrays(path, group, record)
 
-    @staticmethod
-    def _arrays(path: str, group: zarr.Group, meta: dict) -> LayerArrays:
+    def _arrays(self, path: str, group: zarr.Group, meta: dict) -> LayerArrays:
+        quantized = is_quantized(str(meta.get("dtype", DEFAULT_STORAGE_DTYPE)))
+        for name in (("feats", "valid", "done") + (("cls",) if meta.get("has_cls") else ())
+                     + (("scales",) if quantized else ())):
+            if name not in group:
+                key = path.removeprefix("features/")
+                raise DeclipError(
+                    f"{self.url}/{path}/{name}/zarr.json is missing (the array's metadata was deleted), so its data "
+                    f"cannot be read; remove the entry with `declip store rm {key} --store {self.url}` and re-run "
+                    "`declip extract` to rebuild it")
         cls = group["cls"] if "cls" in group else None
         scales = group["scales"] if "scales" in group else None
-        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, scales)
+        sums = group["sums"] if "sums" in group else None
+        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, scales, sums)
 
     def write_block(self, arrays: LayerArrays, block: int, feats: np.ndarray, cls: np.ndarray | None,
                     valid: np.ndarray, problems: list[dict], scales: np.ndarray | None = None) -> None:
@@ -279,6 +404,10 @@ class FeatureStore:
         arrays.valid[start:stop] = valid.astype("uint8")
         if problems:
             self._put_file(f"{arrays.path}/problems/block-{block:06d}.json", json.dumps(problems).encode())
+        if arrays.sums is not None:  # with the done flag: what a later read must find again
+            stored_cls = None if arrays.cls is None or cls is None else np.asarray(cls, arrays.cls.dtype)
+            stored_scales = None if scales is None else np.asarray(scales, arrays.scales.dtype)
+            arrays.sums[block] = block_sums(feats, stored_cls, valid, stored_scales)
         arrays.done[block] = True
 
     def layer_problems(self, arrays: LayerArrays) -> list[dict]:
@@ -318,7 +447,8 @@ def _layer_sort_key(name: str) -> tuple[int, str]:
 
 def _refuse_mismatch(url: str, path: str, existing: dict, wanted: dict) -> None:
     diffs = [f"{field}: stored {existing.get(field)!r} vs requested {wanted.get(field)!r}"
-             for field in IDENTITY_FIELDS if field in wanted and _norm(existing.get(field)) != _norm(wanted.get(field))]
+             for field in IDENTITY_FIELDS if field in wanted and _norm(existing.get(field)) != _norm(wanted.get(field))
+             and not (field not in existing and wanted[field] in LEGACY_VALUES.get(field, ()))]
     if diffs:
         raise DeclipError(
             f"refusing to write into {url}/{path}: its cached features were made differently ("

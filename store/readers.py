@@ -19,8 +19,9 @@ from features.prefetch import background_map
 from core.errors import DeclipError
 from core.keys import CLEAN_VIEW, SourceKey
 from store.fastpath import RowReader
-from store.feature_store import FeatureStore, LayerArrays
+from store.feature_store import FeatureStore, LayerArrays, block_sums
 from store.quantize import compute_dtype, decode, is_quantized
+from store.verify import damaged_valid_blocks
 
 
 @dataclass
@@ -47,10 +48,18 @@ class LayerReader:
                 f"{self.arrays.path} in {store.url} is incomplete ({missing} blocks missing); re-run "
                 "`declip extract` with the same arguments to finish it"
             )
+        bad = damaged_valid_blocks(self.arrays)
+        if bad:
+            raise DeclipError(
+                f"{self.arrays.path} in {store.url}: blocks {bad} no longer match their checksums (a chunk was "
+                f"deleted or changed); run `declip store verify --store {store.url}` to mark them, then re-run "
+                "`declip extract` with the same arguments to redo them"
+            )
+        self.store_url = store.url
         self.meta = self.arrays.meta
         self.storage_dtype = self.arrays.storage_dtype
         self.shape = tuple(self.arrays.feats.shape[1:])
-        self.rows = RowReader(self.arrays.feats)
+        self.rows = RowReader(self.arrays.feats, required=self.arrays.valid[:].astype(bool))
 
     def nbytes(self, n_rows: int | None = None) -> int:
         """Bytes ``n_rows`` rows take in memory as read (quantized rows stay quantized, plus their scales)."""
@@ -61,9 +70,24 @@ class LayerReader:
         return int(n * per_row)
 
     def read_all(self) -> "RawRows":
+        """The whole layer as stored; through zarr (no chunk-file check) every block is checked against its sums."""
         cls = self.arrays.cls[:] if self.arrays.cls is not None else None
         scales = self.arrays.scales[:] if self.arrays.scales is not None else None
-        return RawRows(self.rows.read_all(), scales, cls)
+        feats = self.rows.read_all()
+        if not self.rows.direct and self.arrays.sums is not None:
+            self._check_sums(feats, cls, scales)
+        return RawRows(feats, scales, cls)
+
+    def _check_sums(self, feats: np.ndarray, cls: np.ndarray | None, scales: np.ndarray | None) -> None:
+        sums, valid = self.arrays.sums[:], self.arrays.valid[:]
+        for block in range(len(sums)):
+            lo, hi = self.arrays.block_range(block)
+            got = block_sums(feats[lo:hi], None if cls is None else cls[lo:hi], valid[lo:hi],
+                             None if scales is None else scales[lo:hi])
+            if [int(x) for x in got] != [int(x) for x in sums[block]]:
+                raise DeclipError(
+                    f"{self.arrays.path} in {self.store_url}: block {block} (rows {lo}-{hi - 1}) does not match its "
+                    f"checksums; run `declip store verify --store {self.store_url}`, then re-run `declip extract`")
 
     def read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> "RawRows":
         """Per-index reads into a (reusable) buffer; class tokens and scales (small, block-chunked) via one slice."""

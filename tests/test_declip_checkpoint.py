@@ -209,10 +209,28 @@ def test_import_checkpoint_cli(tmp_path):
         assert text in res.stdout
 
     meta = json.loads((out / "config.json").read_text())
-    assert meta["source"] == "declip" and meta["feature_layer"] == "layer20" and meta["total_steps"] == 1234
+    assert meta["source"] == "ViT-L-14@openai/layer20" and meta["imported_from"] == "declip"
+    assert meta["feature_layer"] == "layer20" and meta["total_steps"] == 1234
     assert meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     loaded, _ = load_decoder(out)
     assert_same_outputs(dec, loaded, torch.randn(1, 1024, 16, 16))
 
     again = run_cli("import-checkpoint", src, "--out", out)  # a DeclipError: exit 2, one line, no traceback
     assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_error_malicious_pickle_is_named_as_such(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": _Payload(), "feature_layer": "layer20", "decoder_type": "conv-4"}, path)
+    with pytest.raises(DeclipError) as err:
+        load_declip_checkpoint(path)
+    text = str(err.value)
+    assert "evil.pth refuses to load safely" in text and "system" in text and "can run code" in text
+    assert "re-download" not in text

@@ -77,3 +77,14 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd)
                                                        "and test_set == 'tint'")["value"].iloc[0]
     b = pd.read_parquet(tmp_path / "dask" / "results.parquet").query("metric == 'iou'")["value"].iloc[0]
     assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_missing_test_set_is_found_before_any_training(tiny_store, tmp_path):
+    from flows.grid import grid_flow
+    from pipeline.runs.grid import check_subsets
+
+    check_subsets(GridConfig.from_dict(_cfg(tiny_store, tmp_path / "ok")))  # tint exists in train and test
+    cfg = _cfg(tiny_store, tmp_path / "g", test_sets=("tint", "lama"))
+    with pytest.raises(DeclipError, match=r"test sets \['lama'\] have no test rows.*Nothing was trained"):
+        grid_flow.fn(cfg)
+    assert not (tmp_path / "g" / "runs").exists()

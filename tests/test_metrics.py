@@ -98,8 +98,10 @@ def test_empty_gt_and_empty_pred():
     prob, gt = np.zeros((8, 8), np.float32), np.zeros((8, 8), bool)
     assert metric("iou", prob, gt) == pytest.approx(100.0)
     assert metric("iou_empty0", prob, gt) == 0.0
-    assert metric("f1_fixed", prob, gt) == 0.0  # TruFor's 0/0 -> 0
-    assert math.isnan(metric("ap", prob, gt)) and math.isnan(metric("pixel_auc", prob, gt))
+    assert metric("f1_fixed", prob, gt) == 1.0  # DeCLIP's (0 + 1e-32) / 1e-32
+    assert metric("f1_fixed_trufor", prob, gt) == 0.0  # TruFor's 0/0 -> 0
+    assert metric("ap", prob, gt) == 0.0  # torchmetrics' value, which DeCLIP averages in
+    assert math.isnan(metric("ap_positive_masks", prob, gt)) and math.isnan(metric("pixel_auc", prob, gt))
 
 
 def test_empty_gt_nonempty_pred_scores_zero_iou():
@@ -143,12 +145,12 @@ def test_predictions_inside_the_band_are_ignored():
     band = ~(fake_core | real_core)
     flipped = prob.copy()
     flipped[band] = 1 - flipped[band]
-    for name in ["f1_fixed", "f1_best", "f1_inverted"]:
+    for name in ["f1_fixed", "f1_best", "f1_fixed_trufor", "f1_best_trufor", "f1_inverted"]:
         assert metric(name, flipped, gt) == metric(name, prob, gt)
     assert metric("iou", flipped, gt) != metric("iou", prob, gt)  # IoU has no band
 
 
-def brute_force_f1_best(prob, gt):
+def brute_force_f1_best_trufor(prob, gt):
     fake_core, real_core = mp.boundary_cores_scipy(gt)
     core = fake_core | real_core
     best = 0.0
@@ -158,37 +160,41 @@ def brute_force_f1_best(prob, gt):
         fp = np.sum(pred & real_core)
         fn = np.sum(~pred & fake_core)
         best = max(best, 2 * tp / max(2 * tp + fn + fp, 1e-32))
-    return max(best, metric("f1_fixed", prob, gt))
+    return max(best, metric("f1_fixed_trufor", prob, gt))
 
 
 @pytest.mark.parametrize("prob,gt", [random_case(s, shape=(40, 40), quantise=q) for s, q in [(1, None), (2, 6)]])
-def test_f1_best_equals_brute_force(prob, gt):
-    assert metric("f1_best", prob, gt) == pytest.approx(brute_force_f1_best(prob, gt), abs=1e-12)
+def test_f1_best_trufor_equals_brute_force(prob, gt):
+    assert metric("f1_best_trufor", prob, gt) == pytest.approx(brute_force_f1_best_trufor(prob, gt), abs=1e-12)
 
 
 @pytest.mark.parametrize("prob,gt", CASES)
 def test_f1_orderings(prob, gt):
     assert metric("f1_best", prob, gt) >= metric("f1_fixed", prob, gt)
-    assert metric("f1_inverted", prob, gt) >= metric("f1_fixed", prob, gt)
+    assert metric("f1_best_trufor", prob, gt) >= metric("f1_fixed_trufor", prob, gt)
+    assert metric("f1_inverted", prob, gt) >= metric("f1_fixed_trufor", prob, gt)
 
 
 def test_f1_inverted_rescues_an_inverted_map():
     gt = square_case()
     prob = np.where(gt, 0.1, 0.9).astype(np.float32)
-    assert metric("f1_fixed", prob, gt) == 0.0
+    assert metric("f1_fixed_trufor", prob, gt) == 0.0
     assert metric("f1_inverted", prob, gt) == pytest.approx(1.0)
     assert REGISTRY["f1_inverted"].inverted and not REGISTRY["f1_fixed"].inverted
 
 
 def test_ap_undefined_is_excluded_from_mean_and_counted():
     prob, gt = random_case(1)
-    acc = MetricAccumulator(["ap", "iou"])
+    acc = MetricAccumulator(["ap_positive_masks", "ap", "iou"])
     acc.add(prob, gt, 1, "a")
     acc.add(np.full((8, 8), 0.7, np.float32), np.zeros((8, 8), bool), 1, "empty-mask")
     acc.add(np.full((8, 8), 0.7, np.float32), None, 0, "real")
     s = acc.summary().set_index("metric")
-    assert s.loc["ap", "value"] == pytest.approx(average_precision_score(gt.ravel(), prob.ravel()))
-    assert (s.loc["ap", "n_images"], s.loc["ap", "n_undefined"]) == (2, 1)
+    one = average_precision_score(gt.ravel(), prob.ravel())
+    assert s.loc["ap_positive_masks", "value"] == pytest.approx(one)
+    assert (s.loc["ap_positive_masks", "n_images"], s.loc["ap_positive_masks", "n_undefined"]) == (2, 1)
+    assert s.loc["ap", "value"] == pytest.approx(one / 2)  # DeCLIP: the empty mask's 0 counts in the mean
+    assert s.loc["ap", "n_undefined"] == 0
     assert s.loc["iou", "n_undefined"] == 0
 
 
@@ -276,3 +282,94 @@ def test_all_metrics_on_256_map_are_fast():
     for i in range(10):
         acc.add(prob, gt, 1, str(i))
     assert (time.perf_counter() - t0) / 10 < 0.05  # ~5 ms expected; generous for loaded CI machines
+
+
+# --- DeCLIP's own code, edge cases included ------------------------------------------------------------------
+# ``declip_reference`` restates DeCLIP's utils.py in torch (its GPU min/max filters, ascending cumulative counts,
+# group-end mask padded with False, exceptions caught as nan, Python's max(best, fixed), plain means), so the
+# registry's DeCLIP-named metrics are checked against that code path rather than against our own formulas.
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def _declip_cores(gt):
+    pad = 7
+    eroded = -F.max_pool2d(-F.pad(gt[None], (pad,) * 4, value=float("inf")), 15, stride=1)[0]
+    pad = 5
+    real = torch.logical_not(F.max_pool2d(F.pad(gt[None], (pad,) * 4), 11, stride=1)[0])
+    return real.float(), eroded
+
+
+def _declip_f1(fp, tp, fn):
+    return (2 * tp + 1e-32) / torch.maximum(2 * tp + fn + fp, torch.tensor(1e-32))
+
+
+def declip_reference(prob, gt):
+    """(f1_best, f1_fixed) exactly as DeCLIP's localization_f1 computes them."""
+    pred, g = torch.tensor(prob, dtype=torch.float32), torch.tensor(gt, dtype=torch.float32)
+    real, fake = _declip_cores(g)
+    try:
+        p, r, f = pred.flatten(), real.flatten(), fake.flatten()
+        inds = torch.argsort(p)
+        inds = inds[(r[inds] + f[inds]) > 0]
+        th, r, f = p[inds], r[inds], f[inds]
+        tn, fn = torch.cumsum(r, 0), torch.cumsum(f, 0)
+        fp, tp = torch.sum(r) - tn, torch.sum(f) - fn
+        mask = F.pad(th[1:] > th[:-1], (0, 1), mode="constant")
+        best = torch.max(_declip_f1(fp[mask], tp[mask], fn[mask]))
+    except (RuntimeError, IndexError):
+        best = torch.tensor(float("nan"))
+    core = (real + fake).flatten() > 0
+    pb, gb = (pred > 0.5).flatten()[core], g.flatten()[core] > 0
+    tp = (pb & gb).sum().float()
+    fixed = _declip_f1((pb & ~gb).sum().float(), tp, (~pb & gb).sum().float())
+    return float(max(best, fixed)), float(fixed)
+
+
+def _edge_cases():
+    empty = np.zeros((32, 32), bool)
+    tiny = empty.copy()
+    tiny[10:14, 10:14] = True  # erodes to nothing under the 15x15 filter
+    square = empty.copy()
+    square[4:28, 4:28] = True
+    ramp = np.linspace(0, 0.4, 32 * 32, dtype=np.float32).reshape(32, 32)
+    return {
+        "empty mask, quiet map": (ramp, empty),
+        "eroded-away mask, quiet map": (ramp, tiny),
+        "empty mask, constant map": (np.full((32, 32), 0.3, np.float32), empty),
+        "square, constant map": (np.full((32, 32), 0.7, np.float32), square),
+        "square, two values": (np.where(square, 0.9, 0.2).astype(np.float32), square),
+        "random": random_case(5, shape=(48, 48)),
+        "random, ties": random_case(6, shape=(48, 48), quantise=5),
+    }
+
+
+@pytest.mark.parametrize("name", list(_edge_cases()))
+def test_declip_named_f1_equals_declip_code(name):
+    prob, gt = _edge_cases()[name]
+    best, fixed = declip_reference(prob, gt)
+    assert metric("f1_fixed", prob, gt) == pytest.approx(fixed, rel=1e-6)
+    got = metric("f1_best", prob, gt)
+    assert (math.isnan(got) and math.isnan(best)) or got == pytest.approx(best, rel=1e-6)
+
+
+def test_declip_edge_cases_by_hand():
+    cases = _edge_cases()
+    for name in ["empty mask, quiet map", "eroded-away mask, quiet map"]:
+        prob, gt = cases[name]
+        assert metric("f1_fixed", prob, gt) == 1.0 and metric("f1_fixed_trufor", prob, gt) == 0.0
+    prob, gt = cases["square, constant map"]
+    assert math.isnan(metric("f1_best", prob, gt))  # no threshold left: DeCLIP's nan
+    assert metric("f1_best_trufor", prob, gt) == pytest.approx(metric("f1_fixed_trufor", prob, gt))
+
+
+def test_declip_f1_best_nan_makes_the_mean_nan_while_trufor_skips_nothing():
+    acc = MetricAccumulator(["f1_best", "f1_best_trufor", "f1_fixed"])
+    prob, gt = random_case(5, shape=(48, 48))
+    acc.add(prob, gt, 1, "ok")
+    acc.add(np.full((48, 48), 0.7, np.float32), gt, 1, "constant")
+    s = acc.summary().set_index("metric")
+    assert math.isnan(s.loc["f1_best", "value"]) and s.loc["f1_best", "n_undefined"] == 1
+    assert not math.isnan(s.loc["f1_best_trufor", "value"]) and s.loc["f1_best_trufor", "n_undefined"] == 0
+    assert REGISTRY["f1_best"].undefined == "propagate" and REGISTRY["f1_best_trufor"].undefined == "skip"

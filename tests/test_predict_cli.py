@@ -78,3 +78,12 @@ def test_predict_cli_reports_skipped_file(checkpoint, tiny_dolos, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout and "zero.png" in proc.stdout
     assert len(pd.read_csv(tmp_path / "out" / "scores.csv")) == 2
+
+
+def test_same_stem_different_suffix_get_separate_maps(tmp_path):
+    from pipeline.runs.predict import out_names
+
+    paths = [tmp_path / "x.jpg", tmp_path / "x.png", tmp_path / "y.png", tmp_path / "sub" / "x.png"]
+    names = out_names(paths, tmp_path.resolve())
+    assert names == {paths[0]: "x.jpg.png", paths[1]: "x.png.png", paths[2]: "y.png", paths[3]: "sub__x.png"}
+    assert len(set(names.values())) == len(paths)

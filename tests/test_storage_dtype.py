@@ -125,3 +125,29 @@ def test_int8_hdf5_round_trip_keeps_dtype_and_scales(dtype_stores, tmp_path):
     assert b.storage_dtype == "int8"
     np.testing.assert_array_equal(a.feats[:], b.feats[:])
     np.testing.assert_array_equal(a.scales[:], b.scales[:])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_verify_checks_quantized_and_float32_layers_as_stored(dtype_stores, dtype, tmp_path):
+    """The per-block checksums cover the stored bytes (int8 bits, float32 values) and an int8 layer's scales."""
+    import shutil
+
+    from store.readers import LayerReader
+    from store.verify import verify_store
+
+    path = tmp_path / f"{dtype}.zarr"
+    shutil.copytree(dtype_stores[dtype], path)
+    store = FeatureStore(str(path))
+    assert not [d for d in verify_store(store) if d.blocks or d.unchecked]
+    dataset = store.datasets()[0]
+    arrays = store.open_layer(TINY_BACKBONE, "layer1", dataset)
+    if dtype == "int8":  # a changed scale (features untouched) is damage to the block's features
+        arrays.scales[9] = arrays.scales[9] * 2 + 1
+    else:
+        arrays.feats[9] = arrays.feats[9] + 1
+    report = {d.path: d for d in verify_store(FeatureStore(str(path)), redo=True)}
+    damage = report[f"features/{TINY_BACKBONE}/layer1/{dataset}"]
+    assert damage.blocks == [1] and "feats" in damage.reasons[1]
+    assert not FeatureStore(str(path), mode="r").open_layer(TINY_BACKBONE, "layer1", dataset).complete
+    with pytest.raises(DeclipError, match="incomplete"):
+        LayerReader(FeatureStore(str(path), mode="r"), TINY_BACKBONE, "layer1", dataset)

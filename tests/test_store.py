@@ -43,7 +43,7 @@ def make_meta(samples: pd.DataFrame, backbone: str = BB_A, layer: str = "layer1"
         "n_rows": len(samples), "block_rows": block_rows, "family": "vit" if has_cls else "resnet",
         "weights_checksum": "w" * 16, "dataset_checksum": dataset_checksum(samples),
         "recipe": {"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "dtype": "float32"},
-        "random_weights": True, "semantics": "block output tokens (pre-LN)",
+        "random_weights": True, "semantics": "block output tokens (pre-LN)", "activation": "gelu",
     }
 
 
@@ -230,6 +230,17 @@ def test_non_identity_fields_do_not_trigger_refusal(tmp_path):
                 random_weights=False, family="other", grid=(4, 5))  # tuple vs stored list: same
     again = store.open_layer(BB_A, "layer1", DS, meta)
     assert again.complete and again.meta["created"] == arrays.meta["created"]
+
+
+def test_store_written_before_the_activation_was_recorded(tmp_path):
+    """Old stores lack ``activation``; every ViT then ran exact GELU, so only a QuickGELU request is refused."""
+    store, samples = new_store(tmp_path / "s.zarr", n=6, block_rows=4)
+    legacy = make_meta(samples)
+    del legacy["activation"]
+    store.open_layer(BB_A, "layer1", DS, legacy)
+    assert store.open_layer(BB_A, "layer1", DS, make_meta(samples)).meta.get("activation") is None
+    with pytest.raises(DeclipError, match="activation: stored None vs requested 'quick_gelu'"):
+        store.open_layer(BB_A, "layer1", DS, dict(make_meta(samples), activation="quick_gelu"))
 
 
 def test_dataset_reregistration(tmp_path):

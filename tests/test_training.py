@@ -132,3 +132,24 @@ def test_evaluate_scores_native_masks(tiny_store, tmp_path):
     assert fake["iou"] == pytest.approx(expected, abs=2.0)  # maps are stored as 8-bit PNGs
     iou_mean = table[(table["metric"] == "iou") & (table["test_set"] == "tint")]["value"].iloc[0]
     assert iou_mean == pytest.approx(per_image.loc[per_image["label"] == 1, "iou"].mean())
+
+
+def test_kill_while_saving_state_leaves_no_tmp_and_no_repeated_epoch(tiny_store, tmp_path, monkeypatch):
+    real_save = training.atomic_torch_save
+    calls = {"n": 0}
+
+    def killed_mid_write(obj, path):
+        if path.name == "state.pt":
+            calls["n"] += 1
+            if calls["n"] == 3:  # epoch 2's state: the write is cut short, as by kill -9
+                (path.parent / ".state.pt.abc123.tmp").write_bytes(b"half")
+                raise KeyboardInterrupt
+        return real_save(obj, path)
+
+    monkeypatch.setattr(training, "atomic_torch_save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_store, tmp_path / "cut", max_epochs=5, patience=10))
+    monkeypatch.setattr(training, "atomic_torch_save", real_save)
+    train(_cfg(tiny_store, tmp_path / "cut", max_epochs=5, patience=10))
+    assert pd.read_csv(tmp_path / "cut" / "epochs.csv")["epoch"].tolist() == [0, 1, 2, 3, 4]
+    assert not [p.name for p in (tmp_path / "cut").rglob("*") if p.name.endswith((".tmp", ".partial"))]

@@ -7,6 +7,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and full tracebacks")
     parser.add_argument("--version", action="version", version=version_line(),
                         help="print the versions of declip and of the libraries results depend on, and exit")
+    parser.add_argument("--debug", action="store_true", help="full tracebacks, including Prefect's task and flow logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"pipeline.cli.{name}").register(sub)
@@ -61,6 +63,12 @@ def _quiet_defaults() -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
+def _no_prefect_failure_logs(record: logging.LogRecord) -> bool:
+    """Prefect logs a failed task and flow with full tracebacks (75-98 lines); the CLI prints the one line that
+    matters itself, so those records are dropped unless ``--debug`` or ``-v``."""
+    return not (record.name.startswith("prefect") and record.levelno >= logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_defaults()
     parser = build_parser()
@@ -69,12 +77,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:  # Prefect's INFO run logs go to the UI, not the terminal
         handler.setLevel(level)
+    debug = args.verbose or args.debug
+    if debug:
+        os.environ["DECLIP_DEBUG"] = "1"  # flows.runtime keeps Prefect's failure logs on the console
+    else:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_no_prefect_failure_logs)
     try:
         code = args.func(args)
     except DeclipError as exc:
-        if args.verbose:
+        if debug:
             raise
         print(f"declip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"declip {args.command}: error: no space left on the device{where}; free space and re-run (finished "
+              "work is kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and a re-run resumes from it", file=sys.stderr)

@@ -48,6 +48,10 @@ declip store import layer20.h5 --store other.zarr
     "store rm": """
 declip store rm ViT-L-14@openai/layer20/dolos-celebahq --store feats.zarr
 """,
+    "store verify": """
+declip store verify --store feats.zarr
+declip store verify --store feats.zarr --check-only
+""",
     "train": """
 declip train --store feats.zarr --dataset dolos-celebahq --source ViT-L-14@openai/layer20 \\
              --decoders conv-20 --train-sets lama --out runs/lama-conv20

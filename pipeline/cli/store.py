@@ -1,4 +1,4 @@
-"""``declip store ls|info|export|import|rm``: look inside a feature store and move slices in and out."""
+"""``declip store ls|info|export|import|rm|verify``: look inside a feature store and move slices in and out."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("key", metavar="KEY", help="BACKBONE/LAYER/DATASET")
     _store_flag(rm)
     rm.set_defaults(func=run_rm)
+    ve = ssub.add_parser("verify", help="check every done block against its checksums; mark damaged ones for redo",
+                         description="Reads the whole store. Damaged blocks (deleted, short or changed chunks) are "
+                         "named and marked not done, so `declip extract` with the same arguments redoes them.")
+    _store_flag(ve)
+    ve.add_argument("--check-only", action="store_true", help="name damaged blocks without marking them for redo")
+    ve.set_defaults(func=run_verify)
 
 
 def _store_flag(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +108,26 @@ def run_rm(args: argparse.Namespace) -> int:
     _open(args.store, "a").delete_layer(*_split(args.key))
     print(f"removed {args.key}")
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from store.verify import verify_store
+
+    report = verify_store(_open(args.store, "r" if args.check_only else "a"), redo=not args.check_only)
+    damaged = [d for d in report if d.blocks]
+    for d in report:
+        if d.unchecked:
+            print(f"{d.path}: {d.unchecked}")
+        for block in d.blocks:
+            print(f"{d.path}: block {block} damaged ({d.reasons[block]})")
+    if not damaged:
+        print(f"store {args.store}: {len(report)} array groups checked, no damage found")
+        return 0
+    total = sum(len(d.blocks) for d in damaged)
+    then = ("re-run `declip extract` with the same arguments to redo them" if not args.check_only
+            else "run without --check-only to mark them for redo")
+    print(f"{total} damaged blocks in {len(damaged)} array groups; {then}")
+    return 1
 
 
 def _split(key: str) -> list[str]:

@@ -7,6 +7,7 @@ without being told the root again.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ import pandas as pd
 
 from core.errors import DeclipError
 from pipeline.data.layouts import LAYOUTS, Candidate, Problem, ScanOptions, choose_layout
+from pipeline.data.perceptual import near_duplicates_across_splits
 from pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
 
 COLUMNS = ["dataset", "subset", "split", "group_id", "image_path", "mask_path", "label", "kind", "mask_polarity",
@@ -25,6 +27,7 @@ INT_COLUMNS = ("label", "width", "height")
 SPLIT_ORDER = ("train", "valid", "val", "test")
 SORT_KEY = ["dataset", "subset", "split", "variant", "image_path"]
 META_ROOT, META_LAYOUT = b"declip.root", b"declip.layout"
+META_OUTSIDE = b"declip.outside_root"  # set when the scan was allowed to list files outside ROOT
 
 
 @dataclass
@@ -46,8 +49,8 @@ class Manifest:
     layout: str
 
     def abspath(self, rel: str) -> Path:
-        """Absolute path of a manifest path (``image_path`` or ``mask_path``)."""
-        return Path(os.path.normpath(self.root / rel))
+        """Absolute path of a manifest path (``image_path`` or ``mask_path``); an absolute one stays as it is."""
+        return Path(os.path.normpath(self.root / rel))  # root / "/abs" is "/abs", never "root//abs"
 
 
 def _progress_enabled(progress: bool) -> bool:
@@ -87,6 +90,11 @@ def _row_or_problem(c: Candidate, files: dict) -> dict | Problem:
         if (mask.width, mask.height) != (image.width, image.height):
             return Problem(c.image_path, "mask-size-mismatch", f"image {image.width}x{image.height}, mask "
                            f"{c.mask_path} {mask.width}x{mask.height}; re-export the mask at the image's size")
+        white = mask.white_fraction
+        fake = None if white is None else (white if c.mask_polarity == "fake_is_white" else 1.0 - white)
+        if c.kind == "partial" and fake == 0.0:
+            return Problem(c.mask_path, "empty-mask", f"marks no pixel as fake ({c.mask_polarity}) for a partially "
+                           "manipulated image; fix the mask, or the polarity with --polarity")
     return dict(asdict(c), width=image.width, height=image.height, sha256=image.sha256)
 
 
@@ -112,6 +120,23 @@ def _problem_frame(problems: list[Problem]) -> pd.DataFrame:
     return df.sort_values(["path", "reason", "detail"], kind="mergesort").reset_index(drop=True)
 
 
+def dataset_root(root: str | os.PathLike) -> Path:
+    """ROOT resolved to a folder, or one clear error: missing, a file, or a symlink loop."""
+    try:
+        base = Path(root).resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        raise DeclipError(f"{root}: a symlink loop; point ROOT at the real dataset folder") from None
+    except FileNotFoundError:
+        raise DeclipError(f"{root}: no such dataset folder; pass the folder that holds the images") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DeclipError(f"{root}: a symlink loop; point ROOT at the real dataset folder") from None
+        raise DeclipError(f"{root}: cannot be read ({exc.strerror}); pass the folder that holds the images") from None
+    if not base.is_dir():
+        raise DeclipError(f"{root}: a file, not a folder; pass the folder that holds the images")
+    return base
+
+
 def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str | None = None,
                  polarity: str | None = None, list_file: str | None = None, allow_outside_root: bool = False,
                  unmasked_real: bool = False, progress: bool = True) -> ScanResult:
@@ -129,9 +154,7 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str 
     """
     from pipeline.data.masks import check_polarity
 
-    base = Path(root).resolve()
-    if not base.is_dir():
-        raise DeclipError(f"{root}: no such dataset folder; pass the folder that holds the images")
+    base = dataset_root(root)
     if polarity is not None:
         try:
             check_polarity(polarity)
@@ -148,7 +171,9 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str 
     dups = duplicates_across_splits(rows)
     leaked = {p.path for p in dups}
     rows = [r for r in rows if r["image_path"] not in leaked]
-    return ScanResult(_frame(rows), _problem_frame(problems + dups), tried, name)
+    hashes = {r["image_path"]: files[(r["image_path"], False)].dhash for r in rows}
+    near = near_duplicates_across_splits(rows, hashes)
+    return ScanResult(_frame(rows), _problem_frame(problems + dups + near), tried, name)
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike, root: str | os.PathLike, layout: str) -> Path:
@@ -161,6 +186,8 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike, root: str | os.Pat
     table = pa.Table.from_pandas(normalize(df), preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta.update({META_ROOT: str(Path(root).resolve()).encode(), META_LAYOUT: layout.encode()})
+    if outside_root_rows(df):
+        meta[META_OUTSIDE] = b"1"
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
@@ -184,7 +211,32 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     meta = table.schema.metadata or {}
     if META_ROOT not in meta:
         raise DeclipError(f"{src}: not a declip manifest (no declip.root metadata); re-run `declip data scan`")
-    return Manifest(normalize(table.to_pandas()), Path(meta[META_ROOT].decode()), meta.get(META_LAYOUT, b"").decode())
+    df = normalize(table.to_pandas())
+    outside = outside_root_rows(df)
+    if outside and META_OUTSIDE not in meta:
+        shown = "; ".join(outside[:3])
+        raise DeclipError(f"{src}: {len(outside)} row(s) point outside the dataset root ({shown}); the manifest was "
+                          "edited after the scan. Re-run `declip data scan` (with --allow-outside-root if intended)")
+    return Manifest(df, Path(meta[META_ROOT].decode()), meta.get(META_LAYOUT, b"").decode())
+
+
+def _leaves_root(rel: str) -> bool:
+    if not rel:
+        return False
+    if rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+        return True
+    return ".." in Path(rel.replace("\\", "/")).parts
+
+
+def outside_root_rows(df: pd.DataFrame) -> list[str]:
+    """``row N: PATH`` for every image or mask path that is absolute or climbs out of ROOT with ``..``."""
+    found = []
+    for col in ("image_path", "mask_path"):
+        if col in df:
+            for i, value in df[col].items():
+                if isinstance(value, str) and _leaves_root(value):
+                    found.append(f"row {i}: {value}")
+    return found
 
 
 def counts_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,8 +2,9 @@
 
 Problem reasons (slugs): the image ones from :mod:`features.images` (``zero-byte``, ``missing-file``,
 ``not-an-image``, ``truncated``, ``decompression-bomb``, ``unreadable``), plus ``missing-mask``,
-``mask-size-mismatch``, ``mask-not-binary``, ``duplicate-across-splits``, ``empty-split-folder`` and
-``duplicate-entry`` (list files). Rows with a problem are kept out of the manifest.
+``mask-size-mismatch``, ``mask-not-binary``, ``empty-mask`` (a partial fake whose mask marks nothing fake),
+``duplicate-across-splits``, ``near-duplicate-across-splits`` (reported, rows kept), ``empty-split-folder``,
+``incomplete-tree`` (Dolos), ``ambiguous-mask`` (pairs) and ``duplicate-entry`` (list files). Rows with a problem are kept out of the manifest.
 
 Mask tolerance (:func:`mask_binary_issue`): a pixel counts as black or white when it is within
 :data:`EDGE_TOLERANCE` of 0 or 255 (JPEG noise); up to :data:`MAX_INTERMEDIATE_FRACTION` of the pixels may lie in
@@ -21,6 +22,7 @@ import numpy as np
 
 from features.images import ImageProblem, decode_mask_gray, decode_rgb, read_file_bytes
 from pipeline.data.layouts.common import Problem
+from pipeline.data.perceptual import dhash
 
 PROBLEM_COLUMNS = ["path", "reason", "detail"]
 EDGE_TOLERANCE = 32
@@ -35,6 +37,8 @@ class FileInfo:
     height: int
     sha256: str
     mask_issue: str | None = None
+    white_fraction: float | None = None  # masks: share of pixels > 127 (the fake share under fake_is_white)
+    dhash: int | None = None  # images: 64-bit difference hash, for near-duplicates
 
 
 def _values_text(values: np.ndarray) -> str:
@@ -63,9 +67,9 @@ def measure(path: Path, is_mask: bool) -> FileInfo | Problem:
         digest = hashlib.sha256(data).hexdigest()
         if is_mask:
             mask = decode_mask_gray(data, path)
-            return FileInfo(mask.shape[1], mask.shape[0], digest, mask_binary_issue(mask))
-        width, height = decode_rgb(data, path).size
-        return FileInfo(width, height, digest)
+            return FileInfo(mask.shape[1], mask.shape[0], digest, mask_binary_issue(mask), float((mask > 127).mean()))
+        image = decode_rgb(data, path)
+        return FileInfo(image.width, image.height, digest, dhash=dhash(image))
     except ImageProblem as exc:
         return Problem(str(path), exc.reason, exc.detail)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop the scan

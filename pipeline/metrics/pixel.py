@@ -1,16 +1,24 @@
 """Per-image pixel metrics (IoU, boundary-band F1, pixel AP/AUC) and the sorted-count curves they share.
 
-Conventions follow DeCLIP's ``validate.py`` (declip-method.md §6.2), which borrows TruFor's F1 code:
+The metrics named after DeCLIP (``f1_fixed``, ``f1_best``, ``ap``, ``iou``) give the numbers of DeCLIP's own
+``utils.py`` (declip-method.md §6.2), edge cases included; TruFor's better-behaved variants keep names of their own
+(``f1_fixed_trufor``, ``f1_best_trufor``, ``ap_positive_masks``):
 
 * Maps are float32 probabilities at native mask size; the fixed threshold is ``p > 0.5``.
 * IoU is in percent with DeCLIP's ε-trick, so an empty union scores 100; ``iou_empty0`` scores it 0 (IMDLBenCo).
 * F1 ignores a boundary band: fake core = ``minimum_filter(gt, 15)``, real core = ``~maximum_filter(gt, 11)``,
   scipy's default ``mode="reflect"`` exactly as TruFor calls it (so a mask touching the image border is *not*
-  eroded from that side). F1 = 2TP / max(2TP + FN + FP, 1e-32): a 0/0 case scores 0, as in TruFor/DeCLIP.
-* F1_best follows TruFor's ``computeMetricsContinue``: predictions ``p > t`` for every distinct core value t,
-  which includes the empty prediction and excludes the all-positive one; reported as max(best, fixed).
+  eroded from that side; DeCLIP's own min/max filters, padded with +inf and 0, give the same cores).
+* F1 differs in the 0/0 case. TruFor: 2TP / max(2TP + FN + FP, 1e-32), so nothing to count scores 0. DeCLIP adds
+  1e-32 to the numerator too, so an empty (or fully eroded) mask with no false positive scores **1.0**.
+* F1_best uses predictions ``p > t`` for distinct core values t. TruFor's ``computeMetricsContinue`` includes the
+  empty prediction (t = max); DeCLIP's port pads its group-end mask with False, so it drops t = max, and a map that
+  is constant over the core pixels leaves no threshold at all: ``torch.max`` of an empty tensor raises, DeCLIP
+  catches it as NaN, ``max(nan, fixed)`` keeps the NaN, and its plain mean makes the dataset F1_best NaN.
+  Both report max(best, fixed).
 * AP is the step-wise sum Σ(Rₙ − Rₙ₋₁)·Pₙ over distinct thresholds, identical to sklearn's
-  ``average_precision_score`` and torchmetrics' ``BinaryAveragePrecision`` (no interpolation).
+  ``average_precision_score`` and torchmetrics' ``BinaryAveragePrecision`` (no interpolation). With no positive
+  pixel, torchmetrics (DeCLIP) returns 0, which DeCLIP averages in; ``ap_positive_masks`` calls it undefined.
 
 Everything that needs an ordering reuses one descending sort per image (:attr:`PixelCase.desc`).
 """
@@ -27,7 +35,7 @@ THRESHOLD = 0.5
 ERODE_SIZE = 15  # TruFor extractGTs erodeKernSize
 DILATE_SIZE = 11  # TruFor extractGTs dilateKernSize
 IOU_EPS = 1e-8  # DeCLIP's smoothing term; makes an empty union score 100 %
-F1_FLOOR = 1e-32  # TruFor computeF1 denominator floor; 0/0 -> 0
+F1_FLOOR = 1e-32  # TruFor computeF1 denominator floor (0/0 -> 0); DeCLIP adds it to the numerator too (0/0 -> 1)
 _ERODE_KERNEL = np.ones((ERODE_SIZE, ERODE_SIZE), np.uint8)
 _DILATE_KERNEL = np.ones((DILATE_SIZE, DILATE_SIZE), np.uint8)
 
@@ -86,6 +94,12 @@ def f1_from_counts(tp: np.ndarray | int, fp: np.ndarray | int, fn: np.ndarray | 
     """TruFor's F1 = 2TP / max(2TP + FN + FP, 1e-32), so 0/0 scores 0."""
     tp = np.asarray(tp, dtype=np.float64)
     return 2 * tp / np.maximum(2 * tp + fn + fp, F1_FLOOR)
+
+
+def f1_declip_from_counts(tp: np.ndarray | int, fp: np.ndarray | int, fn: np.ndarray | int) -> np.ndarray | float:
+    """DeCLIP's ``compute_f1``: (2TP + 1e-32) / max(2TP + FN + FP, 1e-32), so 0/0 scores 1."""
+    tp = np.asarray(tp, dtype=np.float64)
+    return (2 * tp + F1_FLOOR) / np.maximum(2 * tp + fn + fp, F1_FLOOR)
 
 
 def boundary_cores(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,14 +212,27 @@ def iou_empty0(case: PixelCase) -> float:
 
 
 def f1_fixed(case: PixelCase) -> float:
-    """Boundary-band F1 at ``p > 0.5`` (TruFor / DeCLIP F1_fixed)."""
+    """DeCLIP F1_fixed: boundary-band F1 at ``p > 0.5``; nothing to count (no core positives, no FP) scores 1.0."""
+    return float(f1_declip_from_counts(*case.band_counts))
+
+
+def f1_fixed_trufor(case: PixelCase) -> float:
+    """TruFor's F1_fixed: boundary-band F1 at ``p > 0.5``; nothing to count scores 0."""
     return float(f1_from_counts(*case.band_counts))
 
 
 def f1_best(case: PixelCase) -> float:
-    """Oracle-threshold boundary-band F1, reported as max(F1_best, F1_fixed) like DeCLIP."""
+    """DeCLIP F1_best: oracle threshold without the empty prediction, max with F1_fixed; NaN on a core-constant map."""
+    tps, fps, fns = (c[1:] for c in case.band_curve)  # index 0 is p > max, which DeCLIP's mask drops
+    if tps.size == 0:
+        return float("nan")  # DeCLIP: torch.max(empty) raises -> nan, and max(nan, fixed) stays nan
+    return float(max(np.max(f1_declip_from_counts(tps, fps, fns)), f1_fixed(case)))
+
+
+def f1_best_trufor(case: PixelCase) -> float:
+    """TruFor's F1_best: oracle threshold including the empty prediction, reported as max(best, F1_fixed_trufor)."""
     tps, fps, fns = case.band_curve
-    return float(max(np.max(f1_from_counts(tps, fps, fns)), f1_fixed(case)))
+    return float(max(np.max(f1_from_counts(tps, fps, fns)), f1_fixed_trufor(case)))
 
 
 def f1_inverted(case: PixelCase) -> float:
@@ -224,7 +251,13 @@ def f1_best_inverted(case: PixelCase) -> float:
 
 
 def ap(case: PixelCase) -> float:
-    """Pixel AP over all pixels (no band); nan when the mask has no positives."""
+    """DeCLIP AP: pixel AP over all pixels (no band); 0 when the mask has no positives, as torchmetrics returns."""
+    value = ap_from_counts(*case.desc[:2])
+    return 0.0 if np.isnan(value) else value
+
+
+def ap_positive_masks(case: PixelCase) -> float:
+    """Pixel AP over all pixels (no band); nan (undefined, left out of the mean) when the mask has no positives."""
     return ap_from_counts(*case.desc[:2])
 
 

@@ -5,7 +5,9 @@ aggregation (datasets.md Part 2), so every metric here is a :class:`MetricSpec` 
 :meth:`MetricAccumulator.summary` copies those statements into every result row.
 
 Levels:
-    ``image-pixel``: computed per FAKE image, then the mean over images (undefined values skipped and counted).
+    ``image-pixel``: computed per FAKE image, then the mean over images. Undefined (nan) values are skipped and
+    counted, except for metrics that copy DeCLIP's plain mean (``undefined="propagate"``), where one nan image makes
+    the mean nan, as in DeCLIP's ``sum(values) / len(values)``.
     ``pooled``: TP/FP/FN summed over all fake images at ``p > 0.5``, then one value.
     ``image``: detection over real + fake images from one declared image score per image.
 """
@@ -42,6 +44,7 @@ class MetricSpec:
     scale: Literal["percent", "unit"] = "unit"
     inverted: bool = False
     boundary_band: bool = False
+    undefined: Literal["skip", "propagate"] = "skip"  # what a nan image does to the mean over images
 
 
 REGISTRY: Registry[MetricSpec] = Registry("metric", loader=lambda: import_submodules("pipeline.metrics"))
@@ -60,20 +63,30 @@ for _spec in (
                "(empty gt and empty prediction) scores 100", "pred>0.5", _MEAN, mp.iou, scale="percent"),
     MetricSpec("iou_empty0", "image-pixel", "IoU in percent with an empty union scored 0 (IMDLBenCo convention)",
                "pred>0.5", _MEAN, mp.iou_empty0, scale="percent"),
-    MetricSpec("f1_fixed", "image-pixel", "TruFor/DeCLIP F1_fixed, 2TP/(2TP+FN+FP) over core pixels only; " + _BAND
-               + "0/0 scores 0", "pred>0.5", _MEAN, mp.f1_fixed, boundary_band=True),
-    MetricSpec("f1_best", "image-pixel", "DeCLIP F1_best: band F1 maximised over thresholds pred>t for every "
-               "distinct core value t (oracle), reported as max(F1_best, F1_fixed); " + _BAND + "0/0 scores 0",
-               "oracle per image", _MEAN, mp.f1_best, boundary_band=True),
+    MetricSpec("f1_fixed", "image-pixel", "DeCLIP F1_fixed, (2TP+1e-32)/max(2TP+FN+FP, 1e-32) over core pixels "
+               "only; " + _BAND + "nothing to count (empty or fully eroded mask, no FP) scores 1", "pred>0.5", _MEAN,
+               mp.f1_fixed, boundary_band=True),
+    MetricSpec("f1_best", "image-pixel", "DeCLIP F1_best: band F1 (DeCLIP's) maximised over thresholds pred>t for "
+               "every distinct core value t except the largest (oracle), reported as max(F1_best, F1_fixed); "
+               + _BAND + "a map constant over the core scores nan and makes the mean nan, as in DeCLIP",
+               "oracle per image", _MEAN, mp.f1_best, boundary_band=True, undefined="propagate"),
+    MetricSpec("f1_fixed_trufor", "image-pixel", "TruFor F1_fixed, 2TP/max(2TP+FN+FP, 1e-32) over core pixels only; "
+               + _BAND + "nothing to count scores 0", "pred>0.5", _MEAN, mp.f1_fixed_trufor, boundary_band=True),
+    MetricSpec("f1_best_trufor", "image-pixel", "TruFor F1_best: band F1 maximised over thresholds pred>t for every "
+               "distinct core value t, the empty prediction included (always defined), reported as max(best, "
+               "f1_fixed_trufor); " + _BAND + "0/0 scores 0", "oracle per image", _MEAN, mp.f1_best_trufor,
+               boundary_band=True),
     MetricSpec("f1_inverted", "image-pixel", "INVERTED band F1: max(F1(p), F1(1-p)) at 0.5 (TruFor / IMDLBenCo "
                "'double'); not comparable to DeCLIP's F1_fixed", "pred>0.5 or pred<=0.5", _MEAN, mp.f1_inverted,
                inverted=True, boundary_band=True),
     MetricSpec("f1_best_inverted", "image-pixel", "INVERTED oracle band F1 as TruFor reports F1_best: "
                "max over thresholds of max(F1(p), F1(1-p))", "oracle per image, inverted", _MEAN,
                mp.f1_best_inverted, inverted=True, boundary_band=True),
-    MetricSpec("ap", "image-pixel", "pixel average precision over all pixels (step-wise, = sklearn / torchmetrics "
-               "binary AP), no band; undefined (skipped, counted) when the mask has no positives", "none", _MEAN,
-               mp.ap),
+    MetricSpec("ap", "image-pixel", "DeCLIP pixel AP over all pixels (step-wise, = sklearn / torchmetrics binary AP), "
+               "no band; a mask with no positives scores 0 and counts in the mean (torchmetrics' value)", "none",
+               _MEAN, mp.ap),
+    MetricSpec("ap_positive_masks", "image-pixel", "pixel AP over all pixels, no band; undefined (skipped, counted) "
+               "when the mask has no positives", "none", _MEAN, mp.ap_positive_masks),
     MetricSpec("pixel_auc", "image-pixel", "pixel ROC AUC over all pixels; undefined (skipped, counted) when the "
                "mask is all one class", "none", _MEAN, mp.pixel_auc),
     MetricSpec("pooled_iou", "pooled", "IoU in percent from TP/FP/FN summed over all fake images (large masks "
@@ -104,7 +117,7 @@ def metric_names(level: str | None = None) -> list[str]:
 def describe_metrics() -> pd.DataFrame:
     """One row per registered metric with every convention, for ``--list`` and the report."""
     cols = ["level", "scale", "threshold_rule", "aggregation", "higher_is_better", "inverted", "boundary_band",
-            "description"]
+            "undefined", "description"]
     return pd.DataFrame([{"metric": s.name, **{c: getattr(s, c) for c in cols}} for s in REGISTRY.values()])
 
 
@@ -173,6 +186,8 @@ class MetricAccumulator:
         if spec.level == "image-pixel":
             vals = fakes[spec.name].to_numpy(dtype=np.float64)
             ok = ~np.isnan(vals)
+            if spec.undefined == "propagate":
+                return (float(vals.mean()) if vals.size else float("nan")), int(vals.size), int((~ok).sum())
             return (float(vals[ok].mean()) if ok.any() else float("nan")), int(vals.size), int((~ok).sum())
         if spec.level == "pooled":
             return float(spec.fn(*(int(c) for c in self._pooled))), len(fakes), 0

@@ -21,6 +21,7 @@ from PIL import Image
 from decoders import Decoder, load_decoder
 from core.errors import DeclipError
 from core.keys import SourceKey
+from core.validation import check_config, number, whole
 from pipeline.metrics.registry import MetricAccumulator
 from pipeline.metrics.resize import to_native
 from pipeline.runs.cached_splits import CachedSplits
@@ -46,6 +47,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.source is not None:
             object.__setattr__(self, "source", SourceKey.parse(self.source))
+        check_config(self, {"batch_size": whole(1), "memory_gb": number(at_least=0, optional=True)}, "evaluation")
 
     def to_json(self) -> dict:
         """JSON-safe fields, the source as its string (what crosses process and Prefect boundaries)."""

@@ -8,9 +8,9 @@ imports Prefect.
 from __future__ import annotations
 
 import logging
+import errno
 import math
-import queue
-import threading
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -19,11 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from features.backbones import Backbone, BackboneKey, load_backbone
-from features.reader import ImageBatch, prefetch_batches
+from features.encode import encode_batch
+from features.reader import prefetch_batches
 from features.taps import layer_info, parse_layers
 from core.errors import DeclipError
+from core.validation import check_config, whole
 from pipeline.data.manifest import read_manifest
-from store.feature_store import FeatureStore, LayerArrays, dataset_checksum
+from store.block_writer import BlockWriter
+from store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process
 from store.quantize import DEFAULT_STORAGE_DTYPE, check_storage_dtype, cls_dtype, encode
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,10 @@ class ExtractConfig:
     shards: bool = False
     storage_dtype: str = "float16"  # float32 (exact), int8 / float8_e4m3 (per-channel scales); see store.quantize
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self, {"batch_size": whole(1), "workers": whole(1)}, "extraction")
+        check_storage_dtype(self.storage_dtype)
 
 
 @dataclass
@@ -84,7 +91,8 @@ def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_
     return {
         "backbone": str(backbone.key), "arch": backbone.key.arch, "weights": backbone.key.weights,
         "weights_checksum": backbone.weights_checksum, "random_weights": backbone.key.is_random,
-        "family": backbone.family, "recipe": recipe, "layer": layer, "layer_index": info.index,
+        "family": backbone.family, "activation": backbone.activation, "recipe": recipe, "layer": layer,
+        "layer_index": info.index,
         "semantics": info.semantics, "channels": info.channels, "grid": list(info.grid), "has_cls": info.has_cls,
         "n_rows": n_rows, "block_rows": block_rows, "dataset_checksum": checksum,
         "dtype": check_storage_dtype(storage_dtype),
@@ -98,17 +106,24 @@ def _existing_block_rows(store: FeatureStore, backbone: str, dataset: str) -> in
     return None
 
 
-def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None, progress: bool) -> str:
-    """Register the manifest's rows in the store and cache its masks (soft 256² targets, native binary masks)."""
+def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None, progress: bool,
+                    block_rows: int = 64, exif: bool = False) -> str:
+    """Register the manifest's rows in the store and cache its masks (soft 256² targets, native binary masks).
+
+    A new dataset's masks are written in blocks of ``block_rows`` (the extraction batch), each under the store lock.
+    Masks are oriented like the images of the recipe that first caches them (``exif``: EXIF orientation applied);
+    the dataset records it, and a recipe that orients images the other way is refused for this dataset.
+    """
     from pipeline.data.masks import binary_native, fake_is_white, soft_target_256
     from features.images import open_mask_gray
 
     manifest = read_manifest(manifest_path)
     df = manifest.df.reset_index(drop=True)
     key = dataset_key_for(df, dataset)
-    store.create_dataset(key, df, str(manifest.root), manifest.layout)
-    block_rows = int(store.dataset_attrs(key)["block_rows"])
+    store.create_dataset(key, df, str(manifest.root), manifest.layout, block_rows=block_rows)
     pending = store.pending_mask_blocks(key)
+    block_rows = int(store.dataset_attrs(key)["block_rows"])
+    _check_mask_orientation(store, key, exif, fresh=len(pending) == max(1, math.ceil(len(df) / block_rows)))
     for block in tqdm(pending, desc=f"masks {key}", unit="block", disable=not progress or len(pending) == 0):
         rows = range(block * block_rows, min((block + 1) * block_rows, len(df)))
         soft = np.zeros((len(rows), 256, 256), dtype=np.uint8)
@@ -116,7 +131,15 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
         for i, row in enumerate(rows):
             rec = df.iloc[row]
             if rec["label"] == 1 and rec["mask_path"]:
-                mask = fake_is_white(open_mask_gray(manifest.abspath(rec["mask_path"])), rec["mask_polarity"])
+                path = manifest.abspath(rec["mask_path"])
+                mask = fake_is_white(open_mask_gray(path, exif=exif), rec["mask_polarity"])
+                if mask.shape != (int(rec["height"]), int(rec["width"])):
+                    raise DeclipError(
+                        f"{path}: read as stored (EXIF orientation ignored, as DeCLIP does) the mask is "
+                        f"{mask.shape[1]}x{mask.shape[0]}, but the scan recorded its image upright as "
+                        f"{int(rec['width'])}x{int(rec['height'])}: an EXIF rotation swaps its sides. Extract with "
+                        f"the upright recipe (--backbone ...~declip+exif) or remove the orientation tag"
+                    )
                 soft[i] = soft_target_256(mask)
                 native.append(binary_native(mask))
             else:
@@ -125,20 +148,56 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
     return key
 
 
+def _check_mask_orientation(store: FeatureStore, key: str, exif: bool, fresh: bool) -> None:
+    wanted = "apply" if exif else "ignore"
+    recorded = store.dataset_attrs(key).get("mask_exif_orientation")
+    if recorded is None:
+        if not fresh:
+            recorded = "apply"  # masks cached before the setting existed were always turned upright
+        else:
+            store.set_dataset_attrs(key, mask_exif_orientation=wanted)
+            return
+    if recorded != wanted:
+        raise DeclipError(
+            f"dataset {key!r} in {store.url} caches its masks with exif_orientation={recorded!r}, but this recipe "
+            f"{'applies' if exif else 'ignores'} it, so masks and images would not line up; register the manifest "
+            f"again under another --dataset name (or use another store) for this recipe"
+        )
+
+
 def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> ExtractStats:
-    """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings."""
+    """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings.
+
+    A full disk is reported as one line naming the store: finished blocks are kept (their done flags were set only
+    after their data), so a re-run after freeing space resumes.
+    """
+    try:
+        return _run_extraction(cfg, backbone)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DeclipError(
+                f"store {cfg.store}: no space left on the device ({exc.strerror}"
+                + (f", writing {exc.filename}" if exc.filename else "") + "); free space or pass another --store, then "
+                "re-run the same command: finished blocks are kept and it resumes") from None
+        raise
+
+
+def _run_extraction(cfg: ExtractConfig, backbone: Backbone | None) -> ExtractStats:
     start = time.perf_counter()
-    check_storage_dtype(cfg.storage_dtype)
+    if dies_with_process(cfg.store):
+        raise DeclipError(f"--store {cfg.store}: a memory:// store vanishes when the command exits, so the features "
+                          "would be lost; pass a folder path or a persistent URL (file://, s3://)")
     store = FeatureStore(cfg.store)
-    dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress)
-    samples = store.samples(dataset)
-    root = store.dataset_attrs(dataset)["root"]
     key = BackboneKey.parse(cfg.backbone)
     if cfg.half and not cfg.device.startswith("cuda"):
         raise DeclipError("--half needs --device cuda (fp16 on CPU is slow and not what DeCLIP did)")
     backbone = backbone or load_backbone(key, cfg.device)
     dtype = "float16" if cfg.half else "float32"
     recipe = backbone.recipe(dtype)
+    dataset = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress, cfg.batch_size,
+                              exif=recipe.applies_exif)
+    samples = store.samples(dataset)
+    root = store.dataset_attrs(dataset)["root"]
     layers = parse_layers(cfg.layers, backbone)
     block_rows = _existing_block_rows(store, str(key), dataset) or cfg.batch_size
     checksum = dataset_checksum(samples)
@@ -168,13 +227,18 @@ def _plan_blocks(arrays: dict[str, LayerArrays]) -> dict[int, list[str]]:
 
 
 def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats: ExtractStats) -> None:
+    """reader (decode ahead) → mapper (:func:`features.encode.encode_batch`) → writer (:class:`BlockWriter`)."""
     first = next(iter(arrays.values()))
-    paths = samples["image_path"].tolist()
+    paths, hashes = samples["image_path"].tolist(), samples["sha256"].tolist()
     jobs = []
     for block in todo:
         lo, hi = first.block_range(block)
-        jobs.append((block, list(range(lo, hi)), [f"{root}/{paths[r]}" for r in range(lo, hi)]))
-    writer = _Writer(store, arrays, stats)
+        jobs.append((block, list(range(lo, hi)), [os.path.normpath(os.path.join(root, paths[r])) for r in range(lo, hi)], hashes[lo:hi]))
+    writer = BlockWriter(store, arrays)
+
+    def quantize(feats: torch.Tensor):  # on the device, before the copy back: int8/float8 move a quarter of fp32
+        return encode(feats, cfg.storage_dtype)
+
     bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone}", unit="img",
                disable=not cfg.progress)
     try:
@@ -185,70 +249,17 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
                 raise DeclipError(f"{p['path']}: {p['reason']} ({p['detail']}); fix or remove it, or drop --strict "
                                   "to skip unreadable images")
             t0 = time.perf_counter()
-            outputs = _forward(backbone, batch, todo[batch.key], cfg)
+            outputs = encode_batch(backbone, batch, todo[batch.key], cfg.device, cfg.half, quantize,
+                                   getattr(torch, cls_dtype(cfg.storage_dtype)))
             stats.seconds["forward"] += time.perf_counter() - t0
             stats.images_encoded += int(batch.ok.sum())
             stats.bad_images += len(batch.problems)
-            writer.put(batch, outputs)
+            writer.put(batch.key, outputs, batch.ok.numpy(), batch.problems)
             bar.update(len(batch.rows))
     finally:
-        writer.close()
-        bar.close()
+        try:
+            writer.close()
+        finally:
+            stats.seconds["write"] += writer.seconds
+            bar.close()
     stats.blocks_run = len(jobs)
-
-
-def _forward(backbone: Backbone, batch: ImageBatch, layers: list[str], cfg: ExtractConfig) -> dict:
-    from features.taps import forward_layers
-
-    pixels = batch.pixels
-    cuda = str(cfg.device).startswith("cuda") and torch.cuda.is_available()
-    if cuda:  # page-locked source: the copy runs asynchronously while the previous block is written
-        pixels = pixels.pin_memory()
-    x = pixels.to(cfg.device, torch.float16 if cfg.half else torch.float32, non_blocking=cuda)
-    out = forward_layers(backbone, x, layers)
-    ok = batch.ok.numpy()
-    result = {}
-    for layer, (feats, cls) in out.items():
-        f, scales = encode(feats, cfg.storage_dtype)  # quantized on the device: fewer bytes to copy back
-        f[~ok] = 0  # rows whose image failed stay zero and invalid
-        if scales is not None:
-            scales[~ok] = 0
-        c = cls.to("cpu", getattr(torch, cls_dtype(cfg.storage_dtype))).numpy() if cls is not None else None
-        result[layer] = (f, c, scales)
-    return result
-
-
-class _Writer:
-    """Writes finished blocks behind the forward pass; a failed write stops the run instead of losing data."""
-
-    def __init__(self, store: FeatureStore, arrays: dict[str, LayerArrays], stats: ExtractStats):
-        self.store, self.arrays, self.stats = store, arrays, stats
-        self.q: queue.Queue = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
-        self.thread.start()
-
-    def put(self, batch: ImageBatch, outputs: dict) -> None:
-        if self.error:
-            raise self.error
-        self.q.put((batch, outputs))
-
-    def _loop(self) -> None:
-        while (item := self.q.get()) is not None:
-            if self.error:
-                continue
-            batch, outputs = item
-            t0 = time.perf_counter()
-            try:
-                valid = batch.ok.numpy()
-                for layer, (feats, cls, scales) in outputs.items():
-                    self.store.write_block(self.arrays[layer], batch.key, feats, cls, valid, batch.problems, scales)
-            except BaseException as exc:  # noqa: BLE001
-                self.error = exc
-            self.stats.seconds["write"] += time.perf_counter() - t0
-
-    def close(self) -> None:
-        self.q.put(None)
-        self.thread.join()
-        if self.error:
-            raise self.error

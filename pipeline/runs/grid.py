@@ -16,9 +16,11 @@ import pandas as pd
 
 from core.errors import DeclipError
 from core.keys import SourceKey
+from core.validation import check_config, choice, each, number, whole
 from pipeline.runs.evaluation import EvalConfig
 from pipeline.runs.store_budget import LayerGroup, layer_nbytes, plan_groups, source_layers
-from pipeline.runs.training import TrainConfig
+from pipeline.runs.training import TRAIN_RULES, TrainConfig
+from store.quantize import STORAGE_DTYPES
 
 RESULT_COLUMNS = [
     "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "test_set", "dataset", "split",
@@ -89,6 +91,8 @@ class GridConfig:
             cfg = cls(**values)
         except TypeError as exc:
             raise DeclipError(f"{source}: {exc}") from exc
+        except DeclipError as exc:
+            raise DeclipError(f"{source}: {exc}") from None
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
         if cfg.max_store_gb is not None and not cfg.manifest:
@@ -97,6 +101,12 @@ class GridConfig:
         return cfg
 
     def __post_init__(self) -> None:
+        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode",
+                                             "precision", "device_memory_gb")}
+        rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
+                     task_runner=choice("threads", "dask"), storage_dtype=choice(*STORAGE_DTYPES),
+                     max_store_gb=number(above=0, optional=True))
+        check_config(self, rules, "grid")
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
 
     def to_json(self) -> dict:
@@ -172,6 +182,25 @@ def layer_groups(cfg: GridConfig) -> list[LayerGroup]:
 def cells_of(cells: list[Cell], sources: list) -> list[Cell]:
     wanted = {str(s) for s in sources}
     return [c for c in cells if str(c.train.source) in wanted]
+
+
+def check_subsets(cfg: GridConfig) -> None:
+    """Every train set has training rows and every test set has test rows in the store, checked before any training.
+
+    Why here: a misspelt or unextracted test set used to surface only after every cell had trained.
+    """
+    from store.feature_store import FeatureStore
+
+    samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
+    problems = []
+    for names, split in ((cfg.train_sets, "train"), (cfg.test_sets, "test")):
+        present = set(samples.loc[(samples["split"] == split) & (samples["label"] == 1), "subset"])
+        missing = [n for n in names if n != "all" and n not in present]
+        if missing:
+            problems.append(f"{split} sets {missing} have no {split} rows (known: {sorted(present) or 'none'})")
+    if problems:
+        raise DeclipError(f"grid on {cfg.store} / {cfg.dataset}: " + "; ".join(problems)
+                          + "; fix train_sets/test_sets, or scan and extract those generators first. Nothing was trained")
 
 
 def cell_finished(cell: Cell) -> bool:

@@ -21,10 +21,9 @@ from decoders import Decoder, load_decoder
 from features.backbones import load_backbone
 from features.fusion import fuse
 from features.images import ImageProblem, open_rgb
-from features.preprocess import to_tensor
-from features.taps import forward_layers
+from features.encode import encode_images
 from core.errors import DeclipError
-from core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, SourceKey
+from core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, BackboneKey, SourceKey
 from pipeline.metrics.resize import to_native
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -49,7 +48,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 def resolve_source(meta: dict, backbone: str | None) -> SourceKey:
     """The checkpoint's own source, or (imported DeCLIP checkpoints) the backbone given plus its feature layer."""
-    if backbone is None and meta.get("source"):
+    if backbone is None and meta.get("source") and meta["source"] != "declip":  # "declip": imported before 2026-11
         return SourceKey.parse(meta["source"])
     layer = meta.get("feature_layer") or meta.get("layer")
     family = meta.get("family")
@@ -60,14 +59,33 @@ def resolve_source(meta: dict, backbone: str | None) -> SourceKey:
     return SourceKey.single(backbone, layer)
 
 
+def weights_files(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
+    """Backbone key → local weights file for the checkpoint's file-keyed backbones (relative to the checkpoint)."""
+    return {key: str(Path(checkpoint) / path) for key, path in (meta.get("weights_files") or {}).items()}
+
+
+def _backbone_key(text: str, files: dict[str, str]) -> BackboneKey:
+    """A store key such as ``RN50@file-<sha>`` names weights by checksum; load them from the recorded file."""
+    if text not in files:
+        return BackboneKey.parse(text)
+    key = BackboneKey.parse(text)
+    loaded = BackboneKey.parse(f"{key.arch}@{files[text]}~{key.recipe}")
+    if loaded.weights != key.weights:
+        raise DeclipError(f"{files[text]} no longer holds the weights {text} was made with (checksum differs); "
+                          "re-import or retrain the checkpoint")
+    return loaded
+
+
 @dataclass
 class Predictor:
     decoder: Decoder
     spec: SourceKey
     device: str = "cpu"
+    files: dict[str, str] | None = None
 
     def __post_init__(self):
-        self.backbones = [load_backbone(p.backbone, self.device) for p in self.spec.parts]
+        self.backbones = [load_backbone(_backbone_key(str(p.backbone), self.files or {}), self.device)
+                          for p in self.spec.parts]
         self.recipes = [bb.recipe() for bb in self.backbones]
         self.decoder.to(self.device).eval()
 
@@ -76,8 +94,7 @@ class Predictor:
         """(B, 256, 256) manipulation probabilities."""
         feats, cls = [], None
         for bb, recipe, part in zip(self.backbones, self.recipes, self.spec.parts):
-            x = torch.stack([to_tensor(recipe, im) for im in images]).to(self.device)
-            f, c = forward_layers(bb, x, [part.layer])[part.layer]
+            f, c = encode_images(bb, recipe, images, [part.layer], self.device)[part.layer]
             feats.append(f)
             cls = c if cls is None else cls
         x = fuse(feats[0], feats[1]) if self.spec.fused else feats[0]
@@ -85,12 +102,23 @@ class Predictor:
         return torch.sigmoid(logits[:, 0]).cpu().numpy()
 
 
-def _out_name(path: Path, common: Path) -> str:
+def _out_name(path: Path, common: Path, keep_suffix: bool = False) -> str:
     try:
         rel = path.resolve().relative_to(common)
     except ValueError:
         rel = Path(path.name)
+    if keep_suffix:  # x.jpg and x.png side by side: x.jpg.png and x.png.png, so neither map overwrites the other
+        return "__".join(rel.parts) + ".png"
     return "__".join(rel.with_suffix("").parts) + ".png"
+
+
+def out_names(paths: list[Path], common: Path) -> dict[Path, str]:
+    """Output file name per input; inputs whose plain names would collide keep their suffix."""
+    plain = {p: _out_name(p, common) for p in paths}
+    counts: dict[str, int] = {}
+    for name in plain.values():
+        counts[name.lower()] = counts.get(name.lower(), 0) + 1
+    return {p: _out_name(p, common, keep_suffix=True) if counts[n.lower()] > 1 else n for p, n in plain.items()}
 
 
 def overlay(image: Image.Image, prob: np.ndarray, threshold: float = 0.5) -> Image.Image:
@@ -113,11 +141,12 @@ def _edges(mask: np.ndarray) -> np.ndarray:
 def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | None = None, device: str = "cpu",
             batch_size: int = 16, threshold: float = 0.5, overlays: bool = True, progress: bool = True) -> pd.DataFrame:
     decoder, meta = load_decoder(checkpoint)
-    predictor = Predictor(decoder, resolve_source(meta, backbone), device)
+    predictor = Predictor(decoder, resolve_source(meta, backbone), device, weights_files(meta, checkpoint))
     paths = expand_inputs(inputs)
     if not paths:
         raise DeclipError(f"no images found in {inputs}")
     common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    names = out_names(paths, common)
     out_dir = Path(out)
     (out_dir / "maps").mkdir(parents=True, exist_ok=True)
     if overlays:
@@ -129,7 +158,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
         good, images = [], []
         for path in paths[lo:lo + batch_size]:
             try:
-                images.append(open_rgb(str(path)))
+                images.append(open_rgb(str(path), exif=predictor.recipes[0].applies_exif))
                 good.append(path)
             except ImageProblem as exc:
                 rows.append({"path": str(path), "status": "skipped", "reason": exc.reason, "detail": str(exc)})
@@ -137,7 +166,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
             continue
         for path, image, prob in zip(good, images, predictor.probabilities(images)):
             native = to_native(prob, (image.height, image.width))
-            name = _out_name(path, common)
+            name = names[path]
             Image.fromarray(np.clip(native * 255 + 0.5, 0, 255).astype(np.uint8)).save(out_dir / "maps" / name)
             if overlays:
                 overlay(image, native, threshold).save(out_dir / "overlays" / name)

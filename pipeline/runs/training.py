@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import time
@@ -30,13 +31,23 @@ from decoders import Decoder, build_decoder, save_decoder
 from decoders.checkpoint_io import atomic_torch_save
 from core.errors import DeclipError
 from core.keys import SourceKey
+from core.validation import check_config, choice, number, whole
 from pipeline.runs.schedule import PlateauSchedule
 from pipeline.runs.cached_splits import CachedSplits, memory_note, select_rows
-from pipeline.runs.device_speed import (autocast, decoder_input, device_budget_bytes, prepare_decoder,
-                                        use_channels_last)
+from pipeline.runs.device_speed import (PRECISIONS, autocast, decoder_input, device_budget_bytes,
+                                        prepare_decoder, use_channels_last)
 from pipeline.runs.evaluation import validate_many
 
 log = logging.getLogger(__name__)
+
+
+#: What every training run accepts (checked when a :class:`TrainConfig` is built; the grid uses the same rules).
+TRAIN_RULES = {
+    "batch_size": whole(1), "max_epochs": whole(1), "patience": whole(0), "lr": number(above=0),
+    "min_lr": number(at_least=0), "width": number(above=0), "seed": whole(0),
+    "mode": choice("localization", "detection"), "memory_gb": number(at_least=0, optional=True),
+    "precision": choice(*PRECISIONS), "device_memory_gb": number(at_least=0, optional=True),
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", SourceKey.parse(self.source))
+        check_config(self, TRAIN_RULES, "training")
 
     def to_json(self) -> dict:
         """JSON-safe fields (the source as its string, so stored run configs and identities stay unchanged)."""
@@ -134,6 +146,7 @@ def _build_head(cfg: TrainConfig, data: CachedSplits) -> Head:
 def _prepare_dir(head: Head) -> int:
     """Write config.json (or check it); return the epoch to start from (resume from state.pt when present)."""
     head.out.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(head.out)
     cfg_path = head.out / "config.json"
     cfg_json = dict(head.cfg.to_json(), identity=head.cfg.identity())
     if cfg_path.exists():
@@ -241,10 +254,11 @@ def _end_epoch(head: Head, scores: dict, train_loss: float, epoch: int, seconds:
     head.history.append(row)
     if decision.new_best:
         save_decoder(head.decoder, head.out / "best", extra=_checkpoint_extra(head, epoch, scores))
-    _append_csv(head.out / "epochs.csv", row)
     state = {"decoder": head.decoder.state_dict(), "optimizer": head.optimizer.state_dict(),
              "schedule": head.schedule.state_dict(), "history": head.history}
     atomic_torch_save(state, head.out / "state.pt")
+    # the log is rewritten from the saved history, after it: a kill in between cannot record an epoch twice
+    _write_csv(head.out / "epochs.csv", head.history)
 
 
 def _checkpoint_extra(head: Head, epoch: int, scores: dict) -> dict:
@@ -254,13 +268,19 @@ def _checkpoint_extra(head: Head, epoch: int, scores: dict) -> dict:
             "feature_layer": cfg.source.layer}
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, buf.getvalue())
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of a run killed mid-write (``.NAME.XXXX.tmp``, ``NAME.partial``); the real files are intact."""
+    for folder in (out, out / "best"):
+        for leftover in [*folder.glob(".*.tmp"), *folder.glob("*.partial")]:
+            leftover.unlink(missing_ok=True)
 
 
 def _finish(head: Head) -> dict:

@@ -35,6 +35,11 @@ def trees(root: Path) -> list[Path]:
     return [root] if _is_tree(root) else [d for d in subdirs(root) if _is_tree(d)]
 
 
+def _half_trees(root: Path) -> list[Path]:
+    """Top-level folders with ``real/`` or ``fake/`` but not both: skipped trees, to be reported."""
+    return [d for d in subdirs(root) if (d / "real").is_dir() != (d / "fake").is_dir()]
+
+
 def missing(root: Path, opts: ScanOptions) -> str | None:
     """``None`` if ROOT holds a Dolos tree, else what is missing."""
     if trees(root):
@@ -93,6 +98,11 @@ def collect(root: Path, opts: ScanOptions) -> Collected:
     """Candidate rows for every tree under ROOT."""
     out = Collected()
     found, pol = trees(root), opts.polarity or POLARITY
+    if found != [root]:
+        for half in _half_trees(root):
+            has, lacks = ("real", "fake") if (half / "real").is_dir() else ("fake", "real")
+            out.problems.append(Problem(rel(root, half), "incomplete-tree", f"{half.name}/ has {has}/ but no {lacks}/, "
+                                        f"so none of its images were scanned; add {half.name}/{lacks}/ or move it out"))
     for tree in found:
         ds = _dataset_name(tree, opts, len(found) > 1)
         _collect_unmasked(root, tree / "real", ds, "real", pol, out)

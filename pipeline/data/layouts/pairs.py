@@ -60,8 +60,18 @@ def collect(root: Path, opts: ScanOptions) -> Collected:
     found = _folders(root)
     assert found is not None, "call missing() first"
     for split, files, mask_dir in _groups(root, *found, out):
-        by_stem = index_by(list_images(mask_dir), "stem")
+        masks = list_images(mask_dir)
+        by_stem = index_by(masks, "stem")
+        clashes: dict[str, list[Path]] = {}
+        for m in masks:
+            clashes.setdefault(m.stem.lower(), []).append(m)
         for img in files:
+            same = clashes.get(img.stem.lower(), [])
+            if len(same) > 1:
+                names = ", ".join(rel(root, m) for m in same)
+                out.problems.append(Problem(rel(root, img), "ambiguous-mask", f"several masks share its stem ({names}); "
+                                            "keep exactly one"))
+                continue
             item = _row(root, opts, split, img, by_stem.get(img.stem.lower()))
             (out.candidates if isinstance(item, Candidate) else out.problems).append(item)
     return out

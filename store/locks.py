@@ -1,0 +1,148 @@
+"""A cross-process, cross-machine lock for the few store writes that several extractions share.
+
+Why not ``fcntl``/``flock``: those locks are per machine on many network file systems. An ``O_CREAT | O_EXCL``
+create is atomic on local disks and on NFSv3+/SMB/Lustre, so the lock is a file that only one process can create.
+The holder refreshes its mtime while it holds it (a heartbeat thread), so a lock whose holder was killed is
+recognised as stale — at once on the same host (its pid is gone), after ``stale_after`` seconds elsewhere — and
+broken. Locks live in ``<store>/.locks/``; object stores (``s3://``) have no exclusive create, so there the lock is
+a no-op and the docs ask for one writer per dataset.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from core.errors import DeclipError
+
+LOCK_DIR = ".locks"
+
+
+class StoreLock:
+    """``with StoreLock(path):`` — exclusive across processes and hosts; stale locks of dead holders are broken."""
+
+    def __init__(self, path: str | os.PathLike, stale_after: float = 60.0, timeout: float = 3600.0,
+                 poll: float = 0.02):
+        self.path = Path(path)
+        self.stale_after, self.timeout, self.poll = stale_after, timeout, poll
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def __enter__(self) -> "StoreLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._break_if_stale()
+                if time.monotonic() > deadline:
+                    raise DeclipError(f"waited {self.timeout:.0f}s for lock {self.path} (held by {self._holder()}); "
+                                      "if no other declip process uses this store, delete the file") from None
+                time.sleep(self.poll)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token}, fh)
+            break
+        self._stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="store-lock", daemon=True)
+        self._beat.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
+        if self._holder().get("token") == self.token:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.stale_after / 4):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:
+                return
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _break_if_stale(self) -> None:
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        holder = self._holder()
+        if not holder and age < self.stale_after:
+            return  # being written right now
+        same_host_dead = holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
+        if same_host_dead or age > self.stale_after:
+            # rename first: of several processes breaking the same stale lock, exactly one rename succeeds
+            grave = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
+            try:
+                os.rename(self.path, grave)
+            except FileNotFoundError:
+                return
+            try:
+                stolen = json.loads(grave.read_text() or "{}")
+            except ValueError:
+                stolen = {}
+            if stolen.get("token") != holder.get("token"):
+                # the lock changed hands between our look and the rename: give the live holder's file back
+                os.replace(grave, self.path)
+                return
+            grave.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def local_root(url: str) -> Path | None:
+    """The directory of a store on a (local or network-mounted) file system, or None for object stores."""
+    if url.startswith("file://"):
+        return Path(url[len("file://"):])
+    if "://" in url:
+        return None
+    return Path(url)
+
+
+def store_lock(url: str, name: str, **kw) -> StoreLock | _NoLock:
+    root = local_root(url)
+    if root is None:
+        return _NoLock()
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+    return StoreLock(root / LOCK_DIR / f"{safe}.lock", **kw)
