@@ -156,6 +156,50 @@ def evict_features(store: str, dataset: str, layers: list[tuple[str, str]]) -> l
     return gone
 
 
+#: Layers this grid extracted itself (``<out>/created_layers.json``); only these are evicted under ``max_store_gb``.
+CREATED_LAYERS = "created_layers.json"
+
+
+def _created_path(g) -> Path:
+    return Path(g.out) / CREATED_LAYERS
+
+
+def created_layers(g) -> set[tuple[str, str]]:
+    """(backbone, layer) pairs the grid at ``g.out`` created in ``g.store`` / ``g.dataset`` (across resumed runs)."""
+    path = _created_path(g)
+    if not path.exists():
+        return set()
+    record = json.loads(path.read_text())
+    return {(e["backbone"], e["layer"]) for e in record.get("layers", [])
+            if e.get("store") == g.store and e.get("dataset") == g.dataset}
+
+
+def record_created_layers(g, jobs: dict[str, list[str]]) -> set[tuple[str, str]]:
+    """Before extracting ``jobs``: add the layers the store does not hold yet to the grid's record; returns the record.
+
+    Why before: a run killed mid-extraction leaves a partial layer the grid made; the resumed run must still know
+    it is the grid's to evict. Layers already in the store (complete or not) when the grid first needed them were put
+    there by someone else and are never evicted.
+    """
+    from store.feature_store import FeatureStore
+
+    mine = created_layers(g)
+    if not g.manifest or not jobs:
+        return mine
+    fs = FeatureStore(g.store)
+    new = {(b, layer) for b, layers in jobs.items() for layer in layers
+           if (b, layer) not in mine and fs.layer_path(b, layer, g.dataset) not in fs.root}
+    if new:
+        path = _created_path(g)
+        old = json.loads(path.read_text()).get("layers", []) if path.exists() else []
+        entries = old + [{"store": g.store, "dataset": g.dataset, "backbone": b, "layer": layer}
+                         for b, layer in sorted(new)]
+        tmp = path.with_suffix(".partial")
+        tmp.write_text(json.dumps({"layers": entries}, indent=2))
+        tmp.replace(path)
+    return mine | new
+
+
 def _run_cells(cells, parallel: int) -> tuple[list[dict], list[dict], int, int]:
     """Train the unfinished cells (grouped into multi-head runs) and evaluate what is missing; returns
     (trained, evaluated, cells skipped, training runs)."""
@@ -213,6 +257,8 @@ def grid_flow(cfg: dict) -> dict:
     for group in groups:
         group_cells = cells_of(cells, group.sources)
         if not (budgeted and _group_finished(group_cells)):  # a finished group needs neither features nor work
+            if budgeted:  # written before extraction starts, so a resumed run still knows what it made
+                record_created_layers(g, group.extraction_jobs())
             extracted += _extract_missing(g, group.extraction_jobs())
             if not checked:  # after the first extraction (it registers the dataset), before any run directory
                 check_subsets(g)
@@ -223,7 +269,13 @@ def grid_flow(cfg: dict) -> dict:
         else:
             skipped += len(group_cells)
         if budgeted and not g.keep_features:
-            evicted += evict_features(g.store, g.dataset, group.evict_after)
+            created = created_layers(g)  # also for a finished group skipped on resume
+            ours = [k for k in group.evict_after if tuple(k) in created]
+            kept = [f"{b}/{layer}" for b, layer in group.evict_after if (b, layer) not in created]  # someone else's
+            if kept:
+                log.info("keeping %s: in the store before this grid needed them (only layers it extracted are "
+                         "evicted)", ", ".join(kept))
+            evicted += evict_features(g.store, g.dataset, ours)
     if g.baselines:
         baselines_task(g.to_json())
     table = collect_results(g, cells, code_version())

@@ -114,3 +114,23 @@ def test_budgeted_grid_evicts_resumes_and_matches_unbudgeted(tiny_manifest, tmp_
 
     kept = run_grid(_cfg(tmp_path, "kept", tiny_manifest, max_store_gb=budget_gb, keep_features=True))
     assert kept["evicted"] == [] and len(list(FeatureStore(str(tmp_path / "kept.zarr"), mode="r").iter_layers())) == 3
+
+
+@pytest.mark.flow
+def test_budgeted_grid_never_evicts_a_layer_that_was_in_the_store_before(tiny_manifest, tmp_path, harness):
+    from flows.grid import run_grid
+    from pipeline.runs.extraction import ExtractConfig, run_extraction
+
+    cfg = _cfg(tmp_path, "pre", tiny_manifest, layers=("layer0", "layer1"),
+               max_store_gb=1.5 * layer_nbytes(TINY_BACKBONE, "layer0", 60, "float16") / 2**30)
+    run_extraction(ExtractConfig(manifest=cfg["manifest"], store=cfg["store"], backbone=TINY_BACKBONE,
+                                 dataset=DATASET, layers="layer1", batch_size=8, progress=False))
+    before = FeatureStore(cfg["store"], mode="r").open_layer(TINY_BACKBONE, "layer1", DATASET).meta["created"]
+
+    result = run_grid(cfg)
+    assert result["failed"] == [] and result["groups"] == 2 and result["trained"] == 2
+    assert result["evicted"] == [f"{TINY_BACKBONE}/layer0"]  # the grid's own layer goes; the user's layer1 stays
+    store = FeatureStore(cfg["store"], mode="r")
+    assert [layer for _, layer, _ in store.iter_layers()] == ["layer1"]
+    kept = store.open_layer(TINY_BACKBONE, "layer1", DATASET)
+    assert kept.complete and kept.meta["created"] == before  # not re-extracted either
