@@ -27,6 +27,7 @@ from core.validation import check_config, whole
 from pipeline.data.manifest import read_manifest
 from store.block_writer import BlockWriter
 from store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process
+from store.quantize import DEFAULT_STORAGE_DTYPE, check_storage_dtype, cls_dtype, encode
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,12 @@ class ExtractConfig:
     strict: bool = False
     workers: int = 2
     shards: bool = False
+    storage_dtype: str = "float16"  # float32 (exact), int8 / float8_e4m3 (per-channel scales); see store.quantize
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_config(self, {"batch_size": whole(1), "workers": whole(1)}, "extraction")
+        check_storage_dtype(self.storage_dtype)
 
 
 @dataclass
@@ -82,7 +85,8 @@ def dataset_key_for(manifest_df, override: str | None) -> str:
     return names[0]
 
 
-def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str) -> dict:
+def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str,
+               storage_dtype: str = DEFAULT_STORAGE_DTYPE) -> dict:
     info = layer_info(backbone, layer)
     return {
         "backbone": str(backbone.key), "arch": backbone.key.arch, "weights": backbone.key.weights,
@@ -92,6 +96,7 @@ def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_
         "semantics": info.semantics, "channels": info.channels, "grid": list(info.grid), "has_cls": info.has_cls,
         "n_rows": n_rows, "block_rows": block_rows, "dataset_checksum": checksum,
         **_definition(backbone),
+        "dtype": check_storage_dtype(storage_dtype),
     }
 
 
@@ -205,7 +210,8 @@ def _run_extraction(cfg: ExtractConfig, backbone: Backbone | None) -> ExtractSta
     checksum = dataset_checksum(samples)
     arrays = {
         layer: store.open_layer(str(key), layer, dataset,
-                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum),
+                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum,
+                                           cfg.storage_dtype),
                                 shards=cfg.shards)
         for layer in layers
     }
@@ -236,6 +242,10 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
         lo, hi = first.block_range(block)
         jobs.append((block, list(range(lo, hi)), [os.path.normpath(os.path.join(root, paths[r])) for r in range(lo, hi)], hashes[lo:hi]))
     writer = BlockWriter(store, arrays)
+
+    def quantize(feats: torch.Tensor):  # on the device, before the copy back: int8/float8 move a quarter of fp32
+        return encode(feats, cfg.storage_dtype)
+
     bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone}", unit="img",
                disable=not cfg.progress)
     try:
@@ -246,7 +256,8 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
                 raise DeclipError(f"{p['path']}: {p['reason']} ({p['detail']}); fix or remove it, or drop --strict "
                                   "to skip unreadable images")
             t0 = time.perf_counter()
-            outputs = encode_batch(backbone, batch, todo[batch.key], cfg.device, cfg.half)
+            outputs = encode_batch(backbone, batch, todo[batch.key], cfg.device, cfg.half, quantize,
+                                   getattr(torch, cls_dtype(cfg.storage_dtype)))
             stats.seconds["forward"] += time.perf_counter() - t0
             stats.images_encoded += int(batch.ok.sum())
             stats.bad_images += len(batch.problems)
