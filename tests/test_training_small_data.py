@@ -39,7 +39,8 @@ def test_min_steps_per_epoch_repeats_shuffled_passes(tiny_store, tmp_path):
 def test_defaults_keep_the_identity_of_runs_made_before_the_options_existed(tmp_path):
     cfg = _cfg("s", tmp_path)
     keep = {k: v for k, v in cfg.to_json().items()
-            if k not in ("out", "progress", "memory_gb", "device", "min_steps_per_epoch", "collapse_patience")}
+            if k not in ("out", "progress", "memory_gb", "device", "min_steps_per_epoch", "collapse_patience",
+                         "precision", "channels_last", "compile", "device_memory_gb")}
     old = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
     assert cfg.identity() == old
     assert _cfg("s", tmp_path, min_steps_per_epoch=20).identity() != old
