@@ -7,7 +7,7 @@ conversion applies to every caller at once.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,10 @@ from features.taps import forward_layers
 
 #: ``{layer: (features (B, C, H, W), class token (B, C) or None)}``
 LayerOutputs = dict[str, tuple[torch.Tensor, "torch.Tensor | None"]]
+#: Storage encoding, run on the device before the copy back: features (B, C, H, W) → (stored array, scales or None).
+#: Supplied by the caller (extraction passes :func:`store.quantize.encode` for its storage dtype): features/ does not
+#: import store/.
+Quantizer = Callable[[torch.Tensor], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 def images_to_pixels(recipe: Recipe, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -53,19 +57,37 @@ def encode_files(backbone: Backbone, recipe: Recipe, paths: Sequence[str | os.Pa
     return encode_images(backbone, recipe, images, layers, device, half)
 
 
-def to_cached(outputs: LayerOutputs, ok: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Layer outputs as the store keeps them: float16 numpy on the CPU; rows not ``ok`` zeroed (their image failed)."""
+def to_cached(outputs: LayerOutputs, ok: np.ndarray | None = None, quantize: Quantizer | None = None,
+              cls_dtype: torch.dtype = torch.float16) -> dict[str, tuple]:
+    """Layer outputs as the store keeps them: float16 numpy on the CPU; rows not ``ok`` zeroed (their image failed).
+
+    With ``quantize`` the features are encoded by it on their device (fewer bytes to copy back) and each layer comes
+    back as ``(stored feats, cls, scales or None)``, class tokens in ``cls_dtype``; without it, as ``(feats, cls)``.
+    """
     result = {}
     for layer, (feats, cls) in outputs.items():
-        f = feats.to("cpu", torch.float16).numpy()
+        scales = None
+        if quantize is None:
+            f = feats.to("cpu", torch.float16).numpy()
+        else:
+            f, scales = quantize(feats)
         if ok is not None:
             f[~ok] = 0
-        c = cls.to("cpu", torch.float16).numpy() if cls is not None else None
-        result[layer] = (f, c)
+            if scales is not None:
+                scales[~ok] = 0
+        c = cls.to("cpu", cls_dtype).numpy() if cls is not None else None
+        result[layer] = (f, c) if quantize is None else (f, c, scales)
     return result
 
 
 def encode_batch(backbone: Backbone, batch: ImageBatch, layers: list[str], device: str = "cpu",
-                 half: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Extraction's mapper: one decoded block (from :func:`features.reader.prefetch_batches`) → store-ready arrays."""
-    return to_cached(encode_pixels(backbone, batch.pixels, layers, device, half), batch.ok.numpy())
+                 half: bool = False, quantize: Quantizer | None = None,
+                 cls_dtype: torch.dtype = torch.float16) -> dict[str, tuple]:
+    """Extraction's mapper: one decoded block (from :func:`features.reader.prefetch_batches`) → store-ready arrays.
+
+    On CUDA the pixels are page-locked first, so their copy runs asynchronously while the previous block is written.
+    """
+    pixels = batch.pixels
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        pixels = pixels.pin_memory()
+    return to_cached(encode_pixels(backbone, pixels, layers, device, half), batch.ok.numpy(), quantize, cls_dtype)

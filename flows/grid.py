@@ -128,23 +128,20 @@ def baselines_task(cfg: dict) -> str:
     return str(out)
 
 
-def _extract_missing(g) -> list[dict]:
+def _extract_missing(g, jobs: dict[str, list[str]]) -> list[dict]:
+    """One extraction pass per backbone for ``jobs`` ({backbone: layers}); a no-op for what is cached."""
     if not g.manifest:
         return []
-    jobs: dict[str, set[str]] = {}
-    for backbone in g.backbones:
-        jobs.setdefault(backbone, set()).update(g.layers)
-    for fused in (*g.fused, *g.extra_sources):
-        for part in fused.parts:
-            jobs.setdefault(str(part.backbone), set()).add(part.layer)
     from pipeline.runs.grid import resolved_test_views, resolved_train_views
 
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
-                         batch_size=g.extract_batch_size, device=g.device, progress=False)
+                         batch_size=g.extract_batch_size, device=g.device, storage_dtype=g.storage_dtype,
+                         progress=False)
     # clean: every row; a test view: the test split only; a training view: the train split only
     views = [("clean", ())] + [(v, ("test",)) for v in resolved_test_views(g)]
     views += [(v, ("train",)) for v in resolved_train_views(g) if v != "clean"]
-    return [extract_backbone(asdict(replace(base, backbone=b, layers=",".join(sorted(layers)), view=v, splits=s)))
+    return [extract_backbone(asdict(replace(base, backbone=b, layers=",".join(sorted(set(layers))), view=v,
+                                            splits=s)))
             for v, s in views for b, layers in jobs.items()]
 
 
@@ -164,30 +161,71 @@ def _group_options(group) -> dict:
     return {"task_run_name": name, "tags": list(dict.fromkeys(t for c in group for t in _cell_options(c)["tags"]))}
 
 
-@flow(name="grid", flow_run_name=lambda: grid_run_name(flow_run.parameters["cfg"]))
-def grid_flow(cfg: dict) -> dict:
-    """Run (or resume) one ablation grid; returns counts, failures and where the results table is."""
-    from pipeline.runs.grid import (
-        GridConfig, cell_finished, check_subsets, collect_results, eval_finished, plan_cells, training_groups,
-        write_results,
-    )
+@task(name="evict-features", cache_policy=NONE)
+def evict_features(store: str, dataset: str, layers: list[tuple[str, str]]) -> list[str]:
+    """Delete a finished group's layers from the store (they are re-extracted if a later run needs them)."""
+    from store.feature_store import FeatureStore
 
-    g = GridConfig.from_dict(cfg)
-    Path(g.out).mkdir(parents=True, exist_ok=True)
-    (Path(g.out) / "grid.json").write_text(json.dumps(g.to_json(), indent=2))
-    if g.task_runner == "threads" and g.device == "cpu":
-        import torch
+    fs = FeatureStore(store)
+    gone = []
+    for backbone, layer in layers:
+        if fs.has_layer(backbone, layer, dataset) or fs.layer_path(backbone, layer, dataset) in fs.root:
+            fs.delete_layer(backbone, layer, dataset)
+            gone.append(f"{backbone}/{layer}")
+    return gone
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
-    log = run_logger()
-    extracted = _extract_missing(g)
-    check_subsets(g)
-    cells = plan_cells(g)
-    write_index(g.out, cells)
+
+#: Layers this grid extracted itself (``<out>/created_layers.json``); only these are evicted under ``max_store_gb``.
+CREATED_LAYERS = "created_layers.json"
+
+
+def _created_path(g) -> Path:
+    return Path(g.out) / CREATED_LAYERS
+
+
+def created_layers(g) -> set[tuple[str, str]]:
+    """(backbone, layer) pairs the grid at ``g.out`` created in ``g.store`` / ``g.dataset`` (across resumed runs)."""
+    path = _created_path(g)
+    if not path.exists():
+        return set()
+    record = json.loads(path.read_text())
+    return {(e["backbone"], e["layer"]) for e in record.get("layers", [])
+            if e.get("store") == g.store and e.get("dataset") == g.dataset}
+
+
+def record_created_layers(g, jobs: dict[str, list[str]]) -> set[tuple[str, str]]:
+    """Before extracting ``jobs``: add the layers the store does not hold yet to the grid's record; returns the record.
+
+    Why before: a run killed mid-extraction leaves a partial layer the grid made; the resumed run must still know
+    it is the grid's to evict. Layers already in the store (complete or not) when the grid first needed them were put
+    there by someone else and are never evicted.
+    """
+    from store.feature_store import FeatureStore
+
+    mine = created_layers(g)
+    if not g.manifest or not jobs:
+        return mine
+    fs = FeatureStore(g.store)
+    new = {(b, layer) for b, layers in jobs.items() for layer in layers
+           if (b, layer) not in mine and fs.layer_path(b, layer, g.dataset) not in fs.root}
+    if new:
+        path = _created_path(g)
+        old = json.loads(path.read_text()).get("layers", []) if path.exists() else []
+        entries = old + [{"store": g.store, "dataset": g.dataset, "backbone": b, "layer": layer}
+                         for b, layer in sorted(new)]
+        tmp = path.with_suffix(".partial")
+        tmp.write_text(json.dumps({"layers": entries}, indent=2))
+        tmp.replace(path)
+    return mine | new
+
+
+def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], list[dict], int, int]:
+    """Train the unfinished cells (grouped into multi-head runs) and evaluate what is missing; returns
+    (trained, evaluated, cells skipped, training runs)."""
+    from pipeline.runs.grid import cell_finished, eval_finished, training_groups
+
     todo = [c for c in cells if not cell_finished(c)]
-    log.info("grid %s: %d cells (%d to train, %d already done), %d test sets each; run index in %s",
-             g.out, len(cells), len(todo), len(cells) - len(todo), len(g.test_sets), Path(g.out) / "runs" / "index.csv")
-    groups = training_groups(todo, parallel=g.max_workers)
+    groups = training_groups(todo, parallel=parallel)
     group_futures = [train_group.with_options(**_group_options(group)).submit([c.train.to_json() for c in group])
                      for group in groups]
     train_futures = {c.run_id: f for group, f in zip(groups, group_futures) for c in group}
@@ -201,10 +239,65 @@ def grid_flow(cfg: dict) -> dict:
                     + ("" if ev.view == "clean" else f"-{ev.view}")
                 eval_futures.append((cell.run_id, evaluate_cell.with_options(task_run_name=name, tags=opts["tags"])
                                      .submit(ev.to_json(), upstream, cell.run_id)))
-    baseline = baselines_task.submit(g.to_json()) if g.baselines else None
-    trained, evaluated = _wait_with_progress(cells, groups, group_futures, eval_futures, g.progress)
-    if baseline is not None:
-        baseline.result()
+    trained, evaluated = _wait_with_progress(cells, groups, group_futures, eval_futures, show)
+    return trained, evaluated, len(cells) - len(train_futures), len(groups)
+
+
+def _group_finished(cells) -> bool:
+    from pipeline.runs.grid import cell_finished, eval_finished
+
+    return all(cell_finished(c) and all(eval_finished(ev) for ev in c.evals) for c in cells)
+
+
+@flow(name="grid", flow_run_name=lambda: grid_run_name(flow_run.parameters["cfg"]))
+def grid_flow(cfg: dict) -> dict:
+    """Run (or resume) one ablation grid; returns counts, failures and where the results table is.
+
+    With ``max_store_gb`` the grid's layers run in groups that fit the disk (extract, train and evaluate the group's
+    cells, evict its features); without it there is one group."""
+    from pipeline.runs.grid import (GridConfig, cell_finished, cells_of, check_subsets, collect_results, layer_groups,
+                                    plan_cells, write_results)
+
+    g = GridConfig.from_dict(cfg)
+    Path(g.out).mkdir(parents=True, exist_ok=True)
+    (Path(g.out) / "grid.json").write_text(json.dumps(g.to_json(), indent=2))
+    if g.task_runner == "threads" and g.device == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
+    log = run_logger()
+    cells = plan_cells(g)
+    todo = [c for c in cells if not cell_finished(c)]
+    log.info("grid %s: %d cells (%d to train, %d already done), %d test sets each; run index in %s",
+             g.out, len(cells), len(todo), len(cells) - len(todo), len(g.test_sets), Path(g.out) / "runs" / "index.csv")
+    extracted, trained, evaluated, skipped, runs, evicted = [], [], [], 0, 0, []
+    groups = layer_groups(g)
+    budgeted = g.max_store_gb is not None
+    checked = False
+    for group in groups:
+        group_cells = cells_of(cells, group.sources)
+        if not (budgeted and _group_finished(group_cells)):  # a finished group needs neither features nor work
+            if budgeted:  # written before extraction starts, so a resumed run still knows what it made
+                record_created_layers(g, group.extraction_jobs())
+            extracted += _extract_missing(g, group.extraction_jobs())
+            if not checked:  # after the first extraction (it registers the dataset), before any run directory
+                check_subsets(g)
+                write_index(g.out, cells)
+                checked = True
+            t, e, k, r = _run_cells(group_cells, g.max_workers, g.progress)
+            trained, evaluated, skipped, runs = trained + t, evaluated + e, skipped + k, runs + r
+        else:
+            skipped += len(group_cells)
+        if budgeted and not g.keep_features:
+            created = created_layers(g)  # also for a finished group skipped on resume
+            ours = [k for k in group.evict_after if tuple(k) in created]
+            kept = [f"{b}/{layer}" for b, layer in group.evict_after if (b, layer) not in created]  # someone else's
+            if kept:
+                log.info("keeping %s: in the store before this grid needed them (only layers it extracted are "
+                         "evicted)", ", ".join(kept))
+            evicted += evict_features(g.store, g.dataset, ours)
+    if g.baselines:
+        baselines_task(g.to_json())
     table = collect_results(g, cells, code_version())
     path = write_results(table, Path(g.out))
     write_index(g.out, cells)
@@ -214,8 +307,9 @@ def grid_flow(cfg: dict) -> dict:
     log.info("grid done: %d trained, %d evaluations, %d failed; results in %s", sum(t["status"] == "ok" for t in trained),
              sum(e["status"] == "ok" for e in evaluated), len(failed), path)
     return {
-        "cells": len(cells), "trained": sum(t["status"] == "ok" for t in trained), "training_runs": len(groups),
-        "skipped_cells": len(cells) - len(train_futures), "evaluated": sum(e["status"] == "ok" for e in evaluated),
+        "cells": len(cells), "trained": sum(t["status"] == "ok" for t in trained), "training_runs": runs,
+        "skipped_cells": skipped, "evaluated": sum(e["status"] == "ok" for e in evaluated),
+        "groups": len(groups), "evicted": evicted,
         "failed": [{k: f.get(k) for k in ("run", "out", "error")} for f in failed],
         "extracted": [{k: e[k] for k in ("backbone", "dataset", "blocks_run", "images_encoded")} for e in extracted],
         "results": str(path), "rows": len(table),

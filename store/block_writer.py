@@ -26,8 +26,8 @@ class BlockWriter:
         self.thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self.thread.start()
 
-    def put(self, block: int, outputs: dict[str, tuple[np.ndarray, np.ndarray | None]], valid: np.ndarray,
-            problems: list[dict]) -> None:
+    def put(self, block: int, outputs: dict[str, tuple], valid: np.ndarray, problems: list[dict]) -> None:
+        """``outputs``: layer → ``(feats, cls)``, or ``(feats, cls, scales)`` for quantized storage dtypes."""
         if self.error:
             raise self.error
         self.q.put((block, outputs, valid, problems))
@@ -39,8 +39,9 @@ class BlockWriter:
             block, outputs, valid, problems = item
             t0 = time.perf_counter()
             try:
-                for layer, (feats, cls) in outputs.items():
-                    self.store.write_block(self.arrays[layer], block, feats, cls, valid, problems)
+                for layer, (feats, cls, *rest) in outputs.items():
+                    scales = rest[0] if rest else None
+                    self.store.write_block(self.arrays[layer], block, feats, cls, valid, problems, scales)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 self.error = exc
             self.seconds += time.perf_counter() - t0

@@ -84,6 +84,8 @@ def _direct_base(array: zarr.Array) -> str | None:
         return None
     if chunks is None or chunks[0] != 1 or tuple(chunks[1:]) != tuple(array.shape[1:]):
         return None
-    if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec) or codecs[0].endian.value != "little":
+    if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+        return None
+    if codecs[0].endian is not None and codecs[0].endian.value != "little":  # None: one-byte dtypes (int8)
         return None
     return os.path.join(str(array.store.root), array.store_path.path)

@@ -7,7 +7,9 @@ Layout (design §3.3)::
     <store>/datasets/<dataset>/native_bits           bit-packed native-resolution binary masks (fake = 1)
     <store>/datasets/<dataset>/mask_done             (blocks,) bool
     <store>/features/<backbone>/<layer>/<dataset>/feats   (N, C, H, W) float16, one sample per chunk
-    <store>/features/<backbone>/<layer>/<dataset>/cls     (N, C) float16 class token (ViT only)
+                                                          (float32, int8 or float8 bits with ``dtype``)
+    <store>/features/<backbone>/<layer>/<dataset>/scales  (N, C) float32 per-channel scales (int8/float8 only)
+    <store>/features/<backbone>/<layer>/<dataset>/cls     (N, C) float16 class token (ViT only; float32 with fp32)
     <store>/features/<backbone>/<layer>/<dataset>/valid   (N,) uint8: 1 = features written, 0 = image unreadable
     <store>/features/<backbone>/<layer>/<dataset>/done    (blocks,) bool: block b holds rows [b*R, (b+1)*R)
 
@@ -43,6 +45,7 @@ import zarr
 from core.errors import DeclipError
 from core.keys import CLEAN_VIEW
 from store.locks import store_lock
+from store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -110,10 +113,18 @@ def crc32(array: np.ndarray | None) -> int:
     return 0 if array is None else zlib.crc32(np.ascontiguousarray(array).view(np.uint8).ravel())
 
 
-def block_sums(feats: np.ndarray, cls: np.ndarray | None, valid: np.ndarray) -> list[int]:
-    """What a done feature block must read back as: crc32 of its float16 features, class tokens and valid flags."""
-    return [crc32(np.asarray(feats, dtype=np.float16)), crc32(None if cls is None else np.asarray(cls, np.float16)),
-            crc32(np.asarray(valid).astype(np.uint8))]
+def block_sums(feats: np.ndarray, cls: np.ndarray | None, valid: np.ndarray,
+               scales: np.ndarray | None = None) -> list[int]:
+    """What a done feature block must read back as: crc32 of its features, class tokens and valid flags as stored.
+
+    Arrays are hashed in the dtype they are stored in (float16/float32 features, or int8/float8 bits); a quantized
+    layer's float32 scales are folded into the features' sum (a CRC continued over the scales' bytes), so the
+    ``(blocks, 3)`` shape stays that of unquantized and older stores and a changed scale flags the features.
+    """
+    f = crc32(feats)
+    if scales is not None:
+        f = zlib.crc32(np.ascontiguousarray(scales, dtype=np.float32).view(np.uint8).ravel(), f)
+    return [f, crc32(cls), crc32(np.asarray(valid).astype(np.uint8))]
 
 
 def library_versions() -> dict[str, str]:
@@ -138,7 +149,12 @@ class LayerArrays:
     valid: zarr.Array
     done: zarr.Array
     meta: dict[str, Any]
-    sums: zarr.Array | None = None  # (blocks, 3) crc32 of feats, cls, valid as written; None in pre-checksum stores
+    scales: zarr.Array | None = None  # per-(sample, channel) scales of quantized features
+    sums: zarr.Array | None = None  # (blocks, 3) crc32 of feats(+scales), cls, valid as stored; None before checksums
+
+    @property
+    def storage_dtype(self) -> str:
+        return str(self.meta.get("dtype", DEFAULT_STORAGE_DTYPE))
 
     @property
     def block_rows(self) -> int:
@@ -382,12 +398,16 @@ class FeatureStore:
     def _create_layer(self, path: str, meta: dict, shards: bool) -> LayerArrays:
         n, br, c = meta["n_rows"], meta["block_rows"], meta["channels"]
         h, w = meta["grid"]
+        storage = meta.get("dtype", DEFAULT_STORAGE_DTYPE)
         group = self.root.require_group(path)
         kw = {"shards": (br, c, h, w)} if shards else {}
-        group.create_array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype="float16", fill_value=0,
-                           compressors=None, overwrite=True, **kw)
+        group.create_array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype=disk_dtype(storage),
+                           fill_value=0, compressors=None, overwrite=True, **kw)
+        if is_quantized(storage):
+            group.create_array("scales", shape=(n, c), chunks=(br, c), dtype="float32", fill_value=0,
+                               compressors=None, overwrite=True)
         if meta["has_cls"]:
-            group.create_array("cls", shape=(n, c), chunks=(br, c), dtype="float16", fill_value=0,
+            group.create_array("cls", shape=(n, c), chunks=(br, c), dtype=cls_dtype(storage), fill_value=0,
                                compressors=None, overwrite=True)
         group.create_array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, overwrite=True)
         group.create_array("done", shape=(max(1, math.ceil(n / br)),), chunks=(1,), dtype="bool",
@@ -395,12 +415,14 @@ class FeatureStore:
         group.create_array("sums", shape=(max(1, math.ceil(n / br)), 3), chunks=(1, 3), dtype="uint32",
                            fill_value=0, overwrite=True)
         record = dict(meta, created=dt.datetime.now(dt.timezone.utc).isoformat(), versions=library_versions(),
-                      schema_version=SCHEMA_VERSION, layout="NCHW", dtype="float16")
+                      schema_version=SCHEMA_VERSION, layout="NCHW", dtype=storage)
         group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
         return self._arrays(path, group, record)
 
     def _arrays(self, path: str, group: zarr.Group, meta: dict) -> LayerArrays:
-        for name in ("feats", "valid", "done") + (("cls",) if meta.get("has_cls") else ()):
+        quantized = is_quantized(str(meta.get("dtype", DEFAULT_STORAGE_DTYPE)))
+        for name in (("feats", "valid", "done") + (("cls",) if meta.get("has_cls") else ())
+                     + (("scales",) if quantized else ())):
             if name not in group:
                 key = path.removeprefix("features/")
                 raise DeclipError(
@@ -408,22 +430,32 @@ class FeatureStore:
                     f"cannot be read; remove the entry with `declip store rm {key} --store {self.url}` and re-run "
                     "`declip extract` to rebuild it")
         cls = group["cls"] if "cls" in group else None
+        scales = group["scales"] if "scales" in group else None
         sums = group["sums"] if "sums" in group else None
-        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, sums)
+        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, scales, sums)
 
     def write_block(self, arrays: LayerArrays, block: int, feats: np.ndarray, cls: np.ndarray | None,
-                    valid: np.ndarray, problems: list[dict]) -> None:
+                    valid: np.ndarray, problems: list[dict], scales: np.ndarray | None = None) -> None:
         """Write one block's rows, then (and only then) mark the block done."""
         start, stop = arrays.block_range(block)
         assert len(feats) == stop - start, (len(feats), start, stop)
+        if (arrays.scales is None) != (scales is None):
+            raise DeclipError(f"{arrays.path} stores {arrays.storage_dtype} features: scales are "
+                              f"{'required' if arrays.scales is not None else 'not expected'} when writing them")
+        if np.dtype(feats.dtype) != np.dtype(arrays.feats.dtype):
+            raise DeclipError(f"{arrays.path} stores {arrays.feats.dtype} features; got {feats.dtype}")
         arrays.feats[start:stop] = feats
+        if scales is not None:
+            arrays.scales[start:stop] = scales
         if arrays.cls is not None and cls is not None:
             arrays.cls[start:stop] = cls
         arrays.valid[start:stop] = valid.astype("uint8")
         if problems:
             self._put_file(f"{arrays.path}/problems/block-{block:06d}.json", json.dumps(problems).encode())
         if arrays.sums is not None:  # with the done flag: what a later read must find again
-            arrays.sums[block] = block_sums(feats, cls if arrays.cls is not None else None, valid)
+            stored_cls = None if arrays.cls is None or cls is None else np.asarray(cls, arrays.cls.dtype)
+            stored_scales = None if scales is None else np.asarray(scales, arrays.scales.dtype)
+            arrays.sums[block] = block_sums(feats, stored_cls, valid, stored_scales)
         arrays.done[block] = True
 
     def layer_problems(self, arrays: LayerArrays) -> list[dict]:
@@ -450,6 +482,9 @@ class FeatureStore:
         path = self.layer_path(backbone, layer, dataset)
         if path not in self.root:
             raise DeclipError(f"store {self.url} has no {path}")
+        group = self.root[path]
+        if "meta" in group.attrs:  # first: a deletion cut short must not leave a layer that looks complete
+            group.attrs.put({k: v for k, v in group.attrs.asdict().items() if k != "meta"})
         del self.root[path]
 
 

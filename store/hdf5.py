@@ -1,6 +1,6 @@
 """HDF5 export/import of one (backbone, layer, dataset) slice: for tools that want one file, not a zarr tree.
 
-The file holds ``feats`` (N, C, H, W) float16, ``cls`` when present, ``valid``, and the feature metadata as a JSON
+The file holds ``feats`` (N, C, H, W) in the store's dtype, ``scales`` for quantized features, ``cls`` when present, ``valid``, and the feature metadata as a JSON
 attribute; import writes it back into a store (refusing a mismatch like any other write) and marks it complete.
 """
 from __future__ import annotations
@@ -25,12 +25,14 @@ def export_hdf5(store: FeatureStore, backbone: str, layer: str, dataset: str, ou
     tmp = f"{out}.partial"
     with h5py.File(tmp, "w") as f:
         n = arrays.n_rows
-        dset = f.create_dataset("feats", shape=arrays.feats.shape, dtype="float16",
+        dset = f.create_dataset("feats", shape=arrays.feats.shape, dtype=arrays.feats.dtype,
                                 chunks=(1, *arrays.feats.shape[1:]))
         for lo in range(0, n, _ROWS_PER_COPY):
             dset[lo:lo + _ROWS_PER_COPY] = arrays.feats[lo:lo + _ROWS_PER_COPY]
         if arrays.cls is not None:
             f.create_dataset("cls", data=arrays.cls[:])
+        if arrays.scales is not None:
+            f.create_dataset("scales", data=arrays.scales[:])
         f.create_dataset("valid", data=arrays.valid[:])
         f.attrs["meta"] = json.dumps(arrays.meta)
         f.attrs["key"] = f"{backbone}/{layer}/{dataset}"
@@ -57,15 +59,17 @@ def import_hdf5(store: FeatureStore, path: str) -> str:
                     f"{meta.get(field)!r} vs store {have!r}). Nothing was changed. Import it into a store whose "
                     f"{dataset!r} was registered from the same manifest."
                 )
-        identity = {k: v for k, v in meta.items() if k not in ("created", "versions", "layout", "dtype")}
+        identity = {k: v for k, v in meta.items() if k not in ("created", "versions", "layout")}
         arrays = store.open_layer(backbone, layer, dataset, identity)
         problems = json.loads(f.attrs.get("problems", "{}"))
         feats, valid = f["feats"], f["valid"][:]
         cls = f["cls"][:] if "cls" in f else None
+        scales = f["scales"][:] if "scales" in f else None
         for block in arrays.pending_blocks():
             lo, hi = arrays.block_range(int(block))
             store.write_block(arrays, int(block), feats[lo:hi], None if cls is None else cls[lo:hi],
-                              valid[lo:hi], problems.get(str(int(block)), []))
+                              valid[lo:hi], problems.get(str(int(block)), []),
+                              None if scales is None else scales[lo:hi])
     return f"{backbone}/{layer}/{dataset}"
 
 

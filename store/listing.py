@@ -49,7 +49,7 @@ def list_entries(store: FeatureStore) -> pd.DataFrame:
                         for b in range(len(done)) if done[b])
         rows.append({
             "key": f"{backbone}/{layer}/{dataset}", "shape": "×".join(map(str, arrays.feats.shape)),
-            "dtype": str(arrays.feats.dtype), "rows_done": f"{rows_done}/{arrays.n_rows}",
+            "dtype": arrays.storage_dtype, "rows_done": f"{rows_done}/{arrays.n_rows}",
             "complete": bool(done.all()), "bytes": _nbytes(store, arrays.path),
             "random_weights": bool(arrays.meta.get("random_weights")),
         })
@@ -62,7 +62,7 @@ def entry_info(store: FeatureStore, key: str) -> dict:
     problems = store.layer_problems(arrays)
     valid = arrays.valid[:]
     return {
-        "key": key, "shape": list(arrays.feats.shape), "dtype": str(arrays.feats.dtype),
+        "key": key, "shape": list(arrays.feats.shape), "dtype": arrays.storage_dtype,
         "chunks": list(arrays.feats.chunks), "blocks_done": int(arrays.done[:].sum()),
         "blocks_total": int(arrays.done.shape[0]), "rows_valid": int(valid.sum()), "bytes": _nbytes(store, arrays.path),
         "unreadable": problems, "meta": arrays.meta,

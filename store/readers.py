@@ -3,10 +3,12 @@
 A feature source is a :class:`core.keys.SourceKey`: one cached layer (``ViT-L-14@openai/layer20``) or, for
 DeCLIP's fused model, two (``ViT-L-14@openai/layer20+RN50@openai/layer3``), fused at read time.
 Reads use contiguous slices or per-index loops into preallocated buffers, never fancy indexing of a sharded
-array (10× slower, stack-notes §2.3).
+array (10× slower, stack-notes §2.3). Quantized layers (int8/float8) stay quantized in RAM and are decoded per batch
+(:mod:`store.quantize`), so callers never see the storage format.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -18,7 +20,21 @@ from core.errors import DeclipError
 from core.keys import CLEAN_VIEW, SourceKey
 from store.fastpath import RowReader
 from store.feature_store import FeatureStore, LayerArrays, block_sums, split_view_key, view_dataset_key
+from store.quantize import compute_dtype, decode, is_quantized
 from store.verify import damaged_valid_blocks
+
+
+@dataclass
+class RawRows:
+    """Rows as stored: features (float16/float32, or int8/float8 bits), their scales when quantized, class tokens."""
+
+    feats: np.ndarray
+    scales: np.ndarray | None
+    cls: np.ndarray | None
+
+    def take(self, rows: np.ndarray) -> "RawRows":
+        return RawRows(np.take(self.feats, rows, axis=0), None if self.scales is None else self.scales[rows],
+                       None if self.cls is None else self.cls[rows])
 
 
 class LayerReader:
@@ -43,40 +59,66 @@ class LayerReader:
             )
         self.store_url = store.url
         self.meta = self.arrays.meta
+        self.storage_dtype = self.arrays.storage_dtype
         self.shape = tuple(self.arrays.feats.shape[1:])
         self.rows = RowReader(self.arrays.feats, required=self.arrays.valid[:].astype(bool))
 
     def nbytes(self, n_rows: int | None = None) -> int:
+        """Bytes ``n_rows`` rows take in memory as read (quantized rows stay quantized, plus their scales)."""
         n = self.arrays.n_rows if n_rows is None else n_rows
-        return int(n * np.prod(self.shape) * 2)
+        per_row = np.prod(self.shape) * self.arrays.feats.dtype.itemsize
+        if self.arrays.scales is not None:
+            per_row += self.shape[0] * 4
+        return int(n * per_row)
 
-    def read_all(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The whole layer; through zarr (no chunk-file check) every block is checked against its checksums."""
+    def read_all(self) -> "RawRows":
+        """The whole layer as stored; through zarr (no chunk-file check) every block is checked against its sums."""
         cls = self.arrays.cls[:] if self.arrays.cls is not None else None
+        scales = self.arrays.scales[:] if self.arrays.scales is not None else None
         feats = self.rows.read_all()
         if not self.rows.direct and self.arrays.sums is not None:
-            self._check_sums(feats, cls)
-        return feats, cls
+            self._check_sums(feats, cls, scales)
+        return RawRows(feats, scales, cls)
 
-    def _check_sums(self, feats: np.ndarray, cls: np.ndarray | None) -> None:
+    def _check_sums(self, feats: np.ndarray, cls: np.ndarray | None, scales: np.ndarray | None) -> None:
         sums, valid = self.arrays.sums[:], self.arrays.valid[:]
         for block in np.flatnonzero(self.arrays.done[:]):  # a partial group (a view of one split): its done blocks
             block = int(block)
             lo, hi = self.arrays.block_range(block)
-            got = block_sums(feats[lo:hi], None if cls is None else cls[lo:hi], valid[lo:hi])
+            got = block_sums(feats[lo:hi], None if cls is None else cls[lo:hi], valid[lo:hi],
+                             None if scales is None else scales[lo:hi])
             if [int(x) for x in got] != [int(x) for x in sums[block]]:
                 raise DeclipError(
                     f"{self.arrays.path} in {self.store_url}: block {block} (rows {lo}-{hi - 1}) does not match its "
                     f"checksums; run `declip store verify --store {self.store_url}`, then re-run `declip extract`")
 
-    def read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-index reads into a (reusable) buffer; the class tokens (small, block-chunked) via one slice."""
+    def read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> "RawRows":
+        """Per-index reads into a (reusable) buffer; class tokens and scales (small, block-chunked) via one slice."""
+        rows = np.asarray(rows)
         feats = self.rows.read(rows, out)
-        cls = None
-        if self.arrays.cls is not None and len(rows):
-            lo, hi = int(rows.min()), int(rows.max()) + 1
-            cls = self.arrays.cls[lo:hi][np.asarray(rows) - lo]
-        return feats, cls
+        return RawRows(feats, self._small(self.arrays.scales, rows), self._small(self.arrays.cls, rows))
+
+    @staticmethod
+    def _small(array, rows: np.ndarray) -> np.ndarray | None:
+        if array is None or not len(rows):
+            return None
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        return array[lo:hi][rows - lo]
+
+    def decode(self, raw: "RawRows", device: torch.device | str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Stored rows -> (features in the compute dtype, class token or None), decoded on ``device``."""
+        feats = torch.as_tensor(raw.feats, device=device)
+        scales = None if raw.scales is None else torch.as_tensor(raw.scales, device=device)
+        cls = None if raw.cls is None else torch.as_tensor(np.ascontiguousarray(raw.cls), device=device)
+        return self.decode_tensors(feats, scales, cls)
+
+    def decode_tensors(self, feats: torch.Tensor, scales: torch.Tensor | None, cls: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The same, for stored rows already in tensors (e.g. held on the training device)."""
+        if not is_quantized(self.storage_dtype):
+            return feats, cls  # already in the compute dtype: no copy
+        return decode(feats, scales, self.storage_dtype), cls
 
     def valid(self) -> np.ndarray:
         return self.arrays.valid[:].astype(bool)
@@ -104,7 +146,7 @@ class FeatureSource:
                                   f"(or evaluate the clean source {self.spec.with_view(CLEAN_VIEW)})")
         self.readers = [LayerReader(store, str(p.backbone), p.layer, dataset, partial) for p in self.spec.parts]
         self.dataset = dataset
-        self._cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
+        self._cache: list[RawRows] | None = None
 
     @property
     def meta(self) -> dict:
@@ -117,6 +159,10 @@ class FeatureSource:
     @property
     def grid(self) -> tuple[int, int]:
         return tuple(self.readers[0].shape[1:])
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return torch.float32 if self.spec.fused else compute_dtype(self.readers[0].storage_dtype)
 
     @property
     def family(self) -> str:
@@ -145,21 +191,23 @@ class FeatureSource:
     def get(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Features (B, C, H, W) and the class token (B, C) or None, for the given rows, in their order.
 
-        Single sources come back as float16 (cast on the device, after the copy: half the bytes to move);
-        fused sources are resized and concatenated in float32.
+        Single sources come back in their compute dtype (float16, or float32 for float32 storage; cast to float32
+        on the device, after the copy: half the bytes to move); fused sources are resized and concatenated in float32.
         """
-        parts = []
-        for i, reader in enumerate(self.readers):
-            if self._cache is not None:
-                feats, cls = self._cache[i]
-                parts.append((np.take(feats, rows, axis=0), cls[rows] if cls is not None else None))
-            else:
-                parts.append(reader.read_rows(rows))
-        feats = [torch.from_numpy(f) for f, _ in parts]
+        raws = [self._cache[i].take(rows) if self._cache is not None else reader.read_rows(rows)
+                for i, reader in enumerate(self.readers)]
+        return self.assemble([reader.decode(raw) for reader, raw in zip(self.readers, raws)])
+
+    def assemble(self, decoded: list[tuple[torch.Tensor, torch.Tensor | None]]
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoded parts -> what a decoder reads: the single part, or the two parts fused (float32)."""
         if self.spec.fused:
-            return fuse(feats[0], feats[1]), None
-        cls = parts[0][1]
-        return feats[0], (torch.from_numpy(np.ascontiguousarray(cls)) if cls is not None else None)
+            return fuse(decoded[0][0], decoded[1][0]), None
+        return decoded[0]
+
+    def read_raw(self, rows: np.ndarray) -> list[RawRows]:
+        """Stored rows of every part, for callers that keep them elsewhere (e.g. on the training device)."""
+        return [reader.read_rows(np.asarray(rows)) for reader in self.readers]
 
     def iter_batches(self, rows: np.ndarray, batch_size: int, shuffle: bool, seed: int,
                      prefetch: int = 2) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor | None]]:

@@ -27,7 +27,8 @@ class Damage:
 def _read_block(arrays: LayerArrays, block: int):
     lo, hi = arrays.block_range(block)
     cls = arrays.cls[lo:hi] if arrays.cls is not None else None
-    return arrays.feats[lo:hi], cls, arrays.valid[lo:hi]
+    scales = arrays.scales[lo:hi] if arrays.scales is not None else None  # quantized layers: part of the feats sum
+    return arrays.feats[lo:hi], cls, arrays.valid[lo:hi], scales
 
 
 def damaged_layer_blocks(arrays: LayerArrays, blocks=None) -> Damage:

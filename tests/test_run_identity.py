@@ -20,7 +20,8 @@ TRAIN_CHANGES = {  # field -> (another value, changes results?)
     "faithful": (True, True), "mode": ("detection", True), "lr": (1e-4, True), "batch_size": (32, True),
     "max_epochs": (10, True), "patience": (3, True), "min_lr": (1e-7, True), "seed": (1, True),
     "train_split": ("valid", True), "valid_split": ("test", True), "train_views": (("jpeg:75",), True),
-    "min_steps_per_epoch": (20, True), "collapse_patience": (5, True),
+    "min_steps_per_epoch": (20, True), "collapse_patience": (5, True), "precision": ("bf16", True),
+    "channels_last": (True, False), "compile": (True, False), "device_memory_gb": (1.0, False),
     "out": ("elsewhere", False), "device": ("cuda", False), "memory_gb": (2.0, False), "progress": (False, False),
 }
 
@@ -46,6 +47,9 @@ GRID_CHANGES = {
     "test_sets": (["ldm"], EVALUATED), "metrics": (["iou"], EVALUATED),
     "extra_sources": (["srm@fixed/layer0"], TRAINED), "min_steps_per_epoch": (20, TRAINED),
     "collapse_patience": (5, TRAINED), "eval_splits": (["test"], EVALUATED), "progress": (False, NEITHER),
+    # a layer holds one storage dtype (mixing is refused), so it cannot silently change what a cell read
+    "storage_dtype": ("int8", NEITHER), "max_store_gb": (10.0, NEITHER), "keep_features": (True, NEITHER),
+    "precision": ("bf16", TRAINED), "device_memory_gb": (1.0, NEITHER), "compile": (True, NEITHER),
     "out": ("/elsewhere", NEITHER), "manifest": ("m.parquet", NEITHER), "extract_batch_size": (8, NEITHER),
     "device": ("cuda", NEITHER), "task_runner": ("dask", NEITHER), "max_workers": (3, NEITHER),
     "dask_address": ("tcp://h:8786", NEITHER), "baselines": (False, NEITHER), "save_maps": (2, NEITHER),
@@ -90,8 +94,9 @@ def _plan(raw: dict) -> tuple[set, set]:
 @pytest.mark.parametrize("name", sorted(GRID_CHANGES))
 def test_grid_cells_change_exactly_with_results(name):
     value, effect = GRID_CHANGES[name]
-    runs, evals = _plan(GRID_BASE)
-    runs2, evals2 = _plan(dict(GRID_BASE, **{name: value}))
+    base = dict(GRID_BASE, manifest="m.parquet") if name == "max_store_gb" else GRID_BASE  # a budget needs one
+    runs, evals = _plan(base)
+    runs2, evals2 = _plan(dict(base, **{name: value}))
     assert (runs2 != runs) is (effect == TRAINED), name
     assert (evals2 != evals) is (effect != NEITHER), name
 
@@ -114,7 +119,7 @@ def test_clean_view_keeps_identities_made_before_views():
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     assert "train_views" in _LATER_OPTIONS
-    assert TRAIN_BASE.identity() == without(TRAIN_BASE, _LATER_OPTIONS)
+    assert TRAIN_BASE.identity() == without(TRAIN_BASE, _LATER_OPTIONS + ("precision",))
     assert EVAL_BASE.identity() == without(EVAL_BASE, ("view",))
 
 

@@ -47,7 +47,7 @@ def test_deleted_feature_chunk_is_found_marked_and_redone(damaged, tiny_store, t
     _redo(path, tiny_manifest)
     original = FeatureStore(str(tiny_store), mode="r").open_layer(TINY_BACKBONE, "layer2", dataset)
     redone = LayerReader(FeatureStore(str(path), mode="r"), TINY_BACKBONE, "layer2", dataset).read_all()
-    assert redone[0].tobytes() == original.feats[:].tobytes()
+    assert redone.feats.tobytes() == original.feats[:].tobytes()
     assert not [d for d in verify_store(FeatureStore(str(path), mode="r")) if d.blocks]
 
 

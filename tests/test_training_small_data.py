@@ -40,7 +40,7 @@ def test_defaults_keep_the_identity_of_runs_made_before_the_options_existed(tmp_
     cfg = _cfg("s", tmp_path)
     keep = {k: v for k, v in cfg.to_json().items()
             if k not in ("out", "progress", "memory_gb", "device", "min_steps_per_epoch", "collapse_patience",
-                         "train_views")}
+                         "precision", "channels_last", "compile", "device_memory_gb", "train_views")}
     old = hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
     assert cfg.identity() == old
     assert _cfg("s", tmp_path, min_steps_per_epoch=20).identity() != old

@@ -94,7 +94,8 @@ def test_augmented_run_has_its_own_identity_and_clean_runs_keep_theirs(store, tm
     # options added after the first runs (views, small-data budgets) enter the hash only when set
     legacy = {k: v for k, v in clean.to_json().items() if k not in ("out", "progress", "memory_gb", "device",
                                                                     "train_views", "min_steps_per_epoch",
-                                                                    "collapse_patience")}
+                                                                    "collapse_patience", "precision",
+                                                                    "channels_last", "compile", "device_memory_gb")}
     assert clean.identity() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
 
 

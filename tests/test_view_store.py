@@ -108,12 +108,12 @@ def test_view_copies_are_checksummed_verified_and_redone(tiny_manifest, tmp_path
     jpeg = f"{DATASET}@jpeg:50"
     arrays = store.open_layer(TINY_BACKBONE, "layer0", jpeg)
     assert not arrays.complete and arrays.sums is not None
-    before = LayerReader(store, TINY_BACKBONE, "layer0", jpeg, partial=True).read_all()[0]
+    before = LayerReader(store, TINY_BACKBONE, "layer0", jpeg, partial=True).read_all().feats
     block = int(np.flatnonzero(arrays.done[:])[0])
     row = arrays.block_range(block)[0]
     (path / "features" / TINY_BACKBONE / "layer0" / jpeg / "feats" / "c" / str(row) / "0" / "0" / "0").unlink()
     bad = {d.path: d.blocks for d in verify_store(store, redo=True) if d.blocks}
     assert bad == {f"features/{TINY_BACKBONE}/layer0/{jpeg}": [block]}
     _extract(tiny_manifest, path, view="jpeg:50", splits=("test",))
-    again = LayerReader(FeatureStore(str(path), mode="r"), TINY_BACKBONE, "layer0", jpeg, partial=True).read_all()[0]
+    again = LayerReader(FeatureStore(str(path), mode="r"), TINY_BACKBONE, "layer0", jpeg, partial=True).read_all().feats
     assert again.tobytes() == before.tobytes()

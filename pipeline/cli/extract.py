@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images per forward pass (and per store block)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--half", action="store_true", help="fp16 forward (CUDA only; recorded in the recipe)")
+    p.add_argument("--storage-dtype", default="float16",
+                   choices=["float16", "float32", "int8", "float8_e4m3"],
+                   help="how features are stored: float16 (default), float32 (exact reproduction, 2× the bytes), "
+                   "int8 or float8_e4m3 (half the bytes; per-channel scales). Recorded in the store identity: "
+                   "a layer cached in one dtype is never mixed with another")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="image decoding threads")
     p.add_argument("--shards", action="store_true", help="shard arrays by block (network/object storage)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = ExtractConfig(manifest=args.manifest, store=args.store, backbone=jobs[0]["backbone"],
                         layers=jobs[0]["layers"], dataset=args.dataset, batch_size=args.batch_size,
                         device=args.device, half=args.half, strict=args.strict, workers=args.workers,
-                        shards=args.shards, progress=not args.no_progress, splits=tuple(split_values(args.split)))
+                        shards=args.shards, storage_dtype=args.storage_dtype, progress=not args.no_progress,
+                        splits=tuple(split_values(args.split)))
     if args.no_flow:
         results = [run_extraction(ExtractConfig(**dict(asdict(cfg), **job))).to_dict() for job in jobs]
     else:

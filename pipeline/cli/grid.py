@@ -56,6 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(TOML: train_views)")
     p.add_argument("--augment-copies", type=int, metavar="K",
                    help="augmentation from K cached copies augment:KIND+copy:k (TOML: augment_copies, augment)")
+    p.add_argument("--device", help="cpu or cuda[:N] (TOML: device)")
+    p.add_argument("--storage-dtype", choices=["float16", "float32", "int8", "float8_e4m3"],
+                   help="how extracted features are stored (TOML: storage_dtype)")
+    p.add_argument("--max-store-gb", type=float, metavar="GB", help="disk budget for the grid's features: layers "
+                   "run in groups that fit, each evicted after its cells; needs a manifest (TOML: max_store_gb)")
+    p.add_argument("--keep-features", action="store_true",
+                   help="with --max-store-gb: keep each group's features (TOML: keep_features)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="decoder training precision (TOML: precision)")
+    p.add_argument("--dry-run", action="store_true", help="print the cost plan (cells, store bytes per layer and "
+                   "view, encode/train/evaluate time, and DeCLIP's full ablation at Dolos size); run nothing")
+    p.add_argument("--throughputs", metavar="JSON", help="with --dry-run: achieved FLOP/s (bench/gpu.py --json "
+                   "writes them) instead of a short calibration on --device")
+    p.add_argument("--epochs-estimate", type=int, default=None, metavar="N",
+                   help="with --dry-run: epochs assumed per cell (default 25)")
     p.add_argument("--report", action="store_true", help="write the report (figures + index.html) after the grid")
     p.set_defaults(func=run)
 
@@ -84,7 +98,10 @@ def _overrides(args: argparse.Namespace) -> dict:
     scalars = {"store": args.store, "dataset": args.dataset, "manifest": args.manifest, "out": args.out,
                "width": args.width, "max_epochs": args.max_epochs, "patience": args.patience,
                "batch_size": args.batch_size, "task_runner": args.task_runner, "max_workers": args.max_workers,
-               "dask_address": args.dask_address, "augment_copies": args.augment_copies}
+               "dask_address": args.dask_address, "device": args.device, "storage_dtype": args.storage_dtype,
+               "max_store_gb": args.max_store_gb, "precision": args.precision,
+               "keep_features": True if args.keep_features else None,
+               "augment_copies": args.augment_copies}
     out.update({k: v for k, v in scalars.items() if v is not None})
     return out
 
@@ -117,6 +134,13 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     cfg = GridConfig.from_toml(args.config, **overrides) if args.config else GridConfig.from_dict(overrides, "flags")
+    if args.dry_run:
+        from pipeline.runs.cost_plan import DEFAULT_EPOCHS, Rates, dry_run
+
+        rates = Rates.from_json(args.throughputs) if args.throughputs else None
+        text, _ = dry_run(cfg, rates, args.epochs_estimate or DEFAULT_EPOCHS)
+        print(text)
+        return 0
     from flows.runtime import prefect_defaults
 
     prefect_defaults(announce=True)

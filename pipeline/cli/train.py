@@ -63,6 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(*names("--data-aug"), dest="data_aug", default="all",
                    choices=["blur", "color_jitter", "jpeg_compression", "all"],
                    help="DeCLIP's augmentation kind that --augment-copies caches copies of")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: autocast the decoders (CUDA; a separate run identity, results move slightly)")
+    p.add_argument("--device-memory-gb", type=float, default=None, metavar="GB",
+                   help="device memory for holding the training features on the device (default: 60%% of free "
+                   "CUDA memory; off on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoders")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
@@ -105,6 +111,7 @@ def build_configs(args: argparse.Namespace) -> list[dict]:
             batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience, seed=args.seed,
             device=args.device, memory_gb=args.memory_gb, progress=not args.no_progress,
             min_steps_per_epoch=args.min_steps_per_epoch, collapse_patience=args.collapse_patience,
+            precision=args.precision, device_memory_gb=args.device_memory_gb, compile=args.compile,
             train_views=train_views).to_json())
     return cfgs
 

@@ -63,9 +63,10 @@ class AugmentedSplits:
             c.require_written(rows, f"the {split} split",
                               f"run `declip extract --view {view} --split {split}` first")
 
-    def warm(self, rows: np.ndarray) -> None:
+    def warm(self, rows: np.ndarray, device: str = "cpu", device_budget: int = 0) -> None:
+        """Each copy on the device (an equal share of ``device_budget``), in RAM or streaming, as it fits."""
         for c in self.copies:
-            c.warm(rows)
+            c.warm(rows, device, device_budget // len(self.copies))
 
     def load(self, rows: np.ndarray, choice: np.ndarray, sources: list[str]) -> Batch:
         parts = {k: self.copies[k].load(rows[choice == k], sources) for k in np.unique(choice)}

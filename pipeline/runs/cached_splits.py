@@ -2,7 +2,8 @@
 
 A source whose rows fit the memory budget (default: half the available RAM, shared by all sources) is loaded once
 with contiguous reads; otherwise batches are streamed from the store with bounded prefetch, so peak memory does not
-grow with the store (goal P6).
+grow with the store (goal P6). When the training rows of every source also fit the *device* budget, they are copied
+to the training device once (:mod:`pipeline.runs.resident_features`) and batches are cut there.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from core.errors import DeclipError
 from core.keys import SourceKey
 from store.feature_store import FeatureStore
 from store.readers import FeatureSource
+from pipeline.runs.resident_features import ResidentRows
 
 
 def available_memory() -> int:
@@ -70,6 +72,7 @@ class CachedSplits:
         self.memory_budget = memory_budget
         self._masks: dict[int, np.ndarray] | None = None
         self.streaming = True
+        self.resident: ResidentRows | None = None
 
     @classmethod
     def open(cls, store_url: str, dataset: str, sources: list[SourceKey], memory_gb: float | None,
@@ -89,8 +92,15 @@ class CachedSplits:
             raise DeclipError(f"{len(missing)} rows of {what} in dataset {self.dataset!r} of store {self.store.url} "
                               f"have no cached features yet; {fix}")
 
-    def warm(self, rows: np.ndarray) -> None:
-        """Load every source into RAM when all of them fit the budget; else stay streaming."""
+    def warm(self, rows: np.ndarray, device: str = "cpu", device_budget: int = 0) -> None:
+        """Put ``rows`` of every source on the device when they fit ``device_budget``; else load every source into
+        RAM when all of them fit the memory budget; else stay streaming."""
+        rows = np.unique(np.asarray(rows))
+        if device_budget > 0 and ResidentRows.nbytes(self.sources, len(rows)) <= device_budget:
+            self.resident = ResidentRows(self.sources, rows, self.store.soft_masks(self.dataset, rows),
+                                         self.labels[rows], len(self.samples), device)
+            self.streaming = False
+            return
         need = sum(src.nbytes() for src in self.sources.values()) + len(rows) * 256 * 256
         if need <= self.memory_budget:
             for src in self.sources.values():
@@ -105,7 +115,11 @@ class CachedSplits:
         return self.store.soft_masks(self.dataset, rows)
 
     def load(self, rows: np.ndarray, sources: list[SourceKey]) -> Batch:
-        masks = torch.from_numpy(self.masks(rows).astype(np.float32) / 255.0)
+        if self.resident is not None and self.resident.holds(rows):
+            idx = self.resident.index(rows)
+            return Batch(rows, self.resident.soft_masks(idx), self.resident.labels.index_select(0, idx),
+                         {s: self.resident.features(s, idx) for s in sources})
+        masks = torch.from_numpy(self.masks(rows)).float() / 255.0  # the same op as on the device
         labels = torch.from_numpy(self.labels[rows])
         return Batch(rows, masks, labels, {s: self.sources[s].get(rows) for s in sources})
 
@@ -124,5 +138,6 @@ class CachedSplits:
 
 
 def memory_note(data: CachedSplits) -> str:
-    mode = "streaming from the store" if data.streaming else "held in RAM"
+    mode = ("held on the device" if data.resident is not None else
+            "streaming from the store" if data.streaming else "held in RAM")
     return f"features {mode} (budget {data.memory_budget / 2**30:.1f} GiB, pid {os.getpid()})"

@@ -19,7 +19,7 @@ class DemoConfig:
     backbone: str = "demo-vit-small@random-0"
     size: int = 40  # fake images per generator
     seed: int = 0
-    layers: tuple[str, ...] = ("layer1", "layer4", "layer7")
+    layers: tuple[str, ...] = ("layer4", "layer7")  # layer1 collapsed for every decoder; 2 layers keep it ≤ 10 min
     decoders: tuple[str, ...] = ("linear", "conv-4")
     width: float = 0.125  # conv channel multiplier: DeCLIP's 512/256/128/64 → 64/32/16/8 on CPU
     controls: tuple[str, ...] = ("srm@fixed/layer0",)  # positive-control sources beside the backbone's layers

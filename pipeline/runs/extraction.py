@@ -28,6 +28,7 @@ from core.validation import check_config, whole
 from pipeline.data.manifest import read_manifest
 from store.block_writer import BlockWriter
 from store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process, view_dataset_key
+from store.quantize import DEFAULT_STORAGE_DTYPE, check_storage_dtype, cls_dtype, encode
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,14 @@ class ExtractConfig:
     strict: bool = False
     workers: int = 2
     shards: bool = False
+    storage_dtype: str = "float16"  # float32 (exact), int8 / float8_e4m3 (per-channel scales); see store.quantize
     progress: bool = True
     view: str = "clean"  # a perturbation applied before encoding (features.views); cached as DATASET@VIEW
     splits: tuple[str, ...] = ()  # encode only the blocks holding rows of these splits (default: every row)
 
     def __post_init__(self) -> None:
         check_config(self, {"batch_size": whole(1), "workers": whole(1)}, "extraction")
+        check_storage_dtype(self.storage_dtype)
 
 
 @dataclass
@@ -86,7 +89,7 @@ def dataset_key_for(manifest_df, override: str | None) -> str:
 
 
 def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str,
-               view: View | None = None) -> dict:
+               storage_dtype: str = DEFAULT_STORAGE_DTYPE, view: View | None = None) -> dict:
     info = layer_info(backbone, layer)
     extra = {"view": view.record()} if view is not None and not view.is_clean else {}  # clean: as before
     return {**extra,
@@ -97,6 +100,7 @@ def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_
         "semantics": info.semantics, "channels": info.channels, "grid": list(info.grid), "has_cls": info.has_cls,
         "n_rows": n_rows, "block_rows": block_rows, "dataset_checksum": checksum,
         **_definition(backbone),
+        "dtype": check_storage_dtype(storage_dtype),
     }
 
 
@@ -245,7 +249,8 @@ def _run_extraction(cfg: ExtractConfig, backbone: Backbone | None) -> ExtractSta
     checksum = dataset_checksum(samples)
     arrays = {
         layer: store.open_layer(str(key), layer, dataset,
-                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum, view),
+                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum,
+                                           cfg.storage_dtype, view),
                                 shards=cfg.shards)
         for layer in layers
     }
@@ -306,6 +311,10 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
         jobs.append((block, list(range(lo, hi)), [os.path.normpath(os.path.join(root, paths[r])) for r in range(lo, hi)],
                      hashes[lo:hi], paths[lo:hi]))  # image ids (relative paths) seed the view: root-independent
     writer = BlockWriter(store, arrays)
+
+    def quantize(feats: torch.Tensor):  # on the device, before the copy back: int8/float8 move a quarter of fp32
+        return encode(feats, cfg.storage_dtype)
+
     bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone} {stats.dataset}", unit="img",
                disable=not cfg.progress)
     try:
@@ -316,7 +325,8 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
                 raise DeclipError(f"{p['path']}: {p['reason']} ({p['detail']}); fix or remove it, or drop --strict "
                                   "to skip unreadable images")
             t0 = time.perf_counter()
-            outputs = encode_batch(backbone, batch, todo[batch.key], cfg.device, cfg.half)
+            outputs = encode_batch(backbone, batch, todo[batch.key], cfg.device, cfg.half, quantize,
+                                   getattr(torch, cls_dtype(cfg.storage_dtype)))
             stats.seconds["forward"] += time.perf_counter() - t0
             stats.images_encoded += int(batch.ok.sum())
             stats.bad_images += len(batch.problems)

@@ -21,11 +21,13 @@ import pandas as pd
 
 from core.errors import DeclipError
 from core.keys import SourceKey
-from core.validation import check_config, choice, each, whole
+from core.validation import check_config, choice, each, number, whole
 from features.views import AUGMENT_KINDS
 from pipeline.runs.evaluation import EVAL_RECORD, EvalConfig
 from pipeline.runs.recipe import RECIPE
+from pipeline.runs.store_budget import LayerGroup, layer_nbytes, plan_groups, source_layers
 from pipeline.runs.training import TRAIN_RULES, TrainConfig
+from store.quantize import STORAGE_DTYPES
 
 RESULT_COLUMNS = [
     "backbone", "layer", "source", "decoder", "faithful", "width", "train_set", "train_views", "test_set", "view",
@@ -70,6 +72,12 @@ class GridConfig:
     min_steps_per_epoch: int = 0  # tiny data: optimizer steps per epoch at least (0 = DeCLIP's one pass)
     collapse_patience: int = 0  # stop a cell whose validation maps stay collapsed this many epochs (0 = never)
     eval_splits: tuple[str, ...] = ("valid", "test")  # valid: model selection in the report; test: the numbers
+    storage_dtype: str = "float16"  # how extracted features are stored: float16 | float32 | int8 | float8_e4m3
+    max_store_gb: float | None = None  # disk budget for the grid's features: layers run in groups that fit
+    keep_features: bool = False  # with max_store_gb: keep each group's features instead of evicting them
+    precision: str = "fp32"  # decoder training precision: fp32 | bf16 (autocast)
+    device_memory_gb: float | None = None  # device memory for device-resident training features
+    compile: bool = False  # torch.compile the decoders
     progress: bool = True  # a bar over the cells
     test_views: tuple[str, ...] = ()  # every trained cell is also evaluated on these cached views (no retraining)
     train_views: tuple[str, ...] = ()  # augmentation: training rows sample among these cached views each epoch
@@ -105,13 +113,19 @@ class GridConfig:
             raise DeclipError(f"{source}: {exc}") from None
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
+        if cfg.max_store_gb is not None and not cfg.manifest:
+            raise DeclipError(f"{source}: max_store_gb evicts features and re-extracts them when needed, so it needs "
+                              "manifest = \"...\" (the manifest the store's dataset was extracted from)")
         resolved_test_views(cfg), resolved_train_views(cfg)  # a bad view is reported now, not in a cell
         return cfg
 
     def __post_init__(self) -> None:
-        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode")}
+        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode",
+                                             "precision", "device_memory_gb")}
         rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
-                     task_runner=choice("threads", "dask"), augment_copies=whole(0), augment=choice(*AUGMENT_KINDS))
+                     task_runner=choice("threads", "dask"), storage_dtype=choice(*STORAGE_DTYPES),
+                     max_store_gb=number(above=0, optional=True), augment_copies=whole(0),
+                     augment=choice(*AUGMENT_KINDS))
         check_config(self, rules, "grid")
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
         object.__setattr__(self, "extra_sources", tuple(SourceKey.parse(f) for f in self.extra_sources))
@@ -185,7 +199,8 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
                             out="", decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,
                             lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
                             seed=seed, device=cfg.device, progress=False, min_steps_per_epoch=cfg.min_steps_per_epoch,
-                            collapse_patience=cfg.collapse_patience, train_views=train_views)
+                            collapse_patience=cfg.collapse_patience, precision=cfg.precision,
+                            device_memory_gb=cfg.device_memory_gb, compile=cfg.compile, train_views=train_views)
         out = runs / train.identity()
         train = replace(train, out=str(out))
         evals = tuple(
@@ -197,6 +212,32 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
         )
         cells.append(Cell(train, evals))
     return cells
+
+
+def dataset_rows(cfg: GridConfig) -> int:
+    """Rows of the grid's dataset: the manifest's (what extraction will register), else the store's."""
+    if cfg.manifest:
+        from pipeline.data.manifest import read_manifest
+
+        return len(read_manifest(cfg.manifest).df)
+    from store.feature_store import FeatureStore
+
+    return len(FeatureStore(cfg.store, mode="r").samples(cfg.dataset))
+
+
+def layer_groups(cfg: GridConfig) -> list[LayerGroup]:
+    """The grid's sources in groups whose features fit ``max_store_gb`` (one group without a budget)."""
+    srcs = sources(cfg)
+    if cfg.max_store_gb is None:
+        return plan_groups(srcs, {k: 0 for s in srcs for k in source_layers(s)}, None)
+    n = dataset_rows(cfg)
+    nbytes = {k: layer_nbytes(*k, n, cfg.storage_dtype) for s in srcs for k in source_layers(s)}
+    return plan_groups(srcs, nbytes, int(cfg.max_store_gb * 2**30))
+
+
+def cells_of(cells: list[Cell], sources: list) -> list[Cell]:
+    wanted = {str(s) for s in sources}
+    return [c for c in cells if str(c.train.source) in wanted]
 
 
 def check_subsets(cfg: GridConfig) -> None:

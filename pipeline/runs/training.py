@@ -26,6 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ from pipeline.runs.recipe import RECIPE
 from pipeline.runs.schedule import PlateauSchedule
 from features.views import parse_views
 from pipeline.runs.augmentation import AugmentedSplits
-from pipeline.runs.cached_splits import CachedSplits, select_rows
+from pipeline.runs.cached_splits import CachedSplits, memory_note, select_rows
+from pipeline.runs.device_speed import (PRECISIONS, autocast, decoder_input, device_budget_bytes,
+                                        prepare_decoder, use_channels_last)
 from pipeline.runs.evaluation import validate_many
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ TRAIN_RULES = {
     "batch_size": whole(1), "max_epochs": whole(1), "patience": whole(0), "lr": number(above=0),
     "min_lr": number(at_least=0), "width": number(above=0), "seed": whole(0),
     "mode": choice("localization", "detection"), "memory_gb": number(at_least=0, optional=True),
+    "precision": choice(*PRECISIONS), "device_memory_gb": number(at_least=0, optional=True),
 }
 
 
@@ -81,10 +85,14 @@ class TrainConfig:
     progress: bool = True
     min_steps_per_epoch: int = 0  # 0: one pass over the training rows per epoch (DeCLIP)
     collapse_patience: int = 0  # stop after this many collapsed validation epochs in a row (0: never)
+    precision: str = "fp32"  # "bf16": autocast for the decoder (changes results slightly: part of the identity)
+    channels_last: bool | None = None  # None: on for conv decoders on CUDA
+    compile: bool = False  # torch.compile the decoder
+    device_memory_gb: float | None = None  # features kept on the device when they fit (None: 60 % free CUDA, 0 CPU)
     train_views: tuple[str, ...] = ()  # cached views sampled per epoch for training rows (augmentation); () = clean
 
     #: Fields that say where a run is written, where it runs or how it is shown, never what it computes.
-    NOT_RESULTS = ("out", "progress", "memory_gb", "device")
+    NOT_RESULTS = ("out", "progress", "memory_gb", "device", "channels_last", "compile", "device_memory_gb")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", SourceKey.parse(self.source))
@@ -102,12 +110,15 @@ class TrainConfig:
     def identity(self) -> str:
         """Hash of everything that changes the result (not where it is written or how it is shown).
 
-        Options added later enter the hash only when set, so runs made before they existed keep their identity.
+        Options added later enter the hash only when set (precision: when not fp32), so runs made before they
+        existed keep their identity.
         """
         keep = {k: v for k, v in self.to_json().items() if k not in self.NOT_RESULTS}
         for name in _LATER_OPTIONS:
             if not keep[name]:
                 del keep[name]
+        if keep.get("precision") == "fp32":
+            del keep["precision"]
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,6 +134,8 @@ class Head:
     out: Path
     history: list[dict] = field(default_factory=list)
     stop_reason: str = ""
+    forward: Callable | None = None  # the decoder as run (compiled and/or channels_last)
+    channels_last: bool = False
 
     @property
     def active(self) -> bool:
@@ -140,7 +153,7 @@ class Head:
 
 def _check_compatible(cfgs: list[TrainConfig]) -> None:
     shared = ("store", "dataset", "train_subsets", "mode", "batch_size", "seed", "train_split", "valid_split",
-              "device", "min_steps_per_epoch", "train_views")
+              "device", "min_steps_per_epoch", "precision", "device_memory_gb", "train_views")
     for field_name in shared:
         values = {json.dumps(getattr(c, field_name)) for c in cfgs}
         if len(values) > 1:
@@ -155,7 +168,9 @@ def _build_head(cfg: TrainConfig, data: CachedSplits) -> Head:
     params = decoder.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=RECIPE.betas, weight_decay=RECIPE.weight_decay)
     schedule = PlateauSchedule(lr=cfg.lr, patience=cfg.patience, min_lr=cfg.min_lr, max_epochs=cfg.max_epochs)
-    return Head(cfg, decoder, optimizer, schedule, Path(cfg.out))
+    channels_last = use_channels_last(cfg.device, cfg.decoder, cfg.channels_last)
+    forward = prepare_decoder(decoder, channels_last, cfg.compile)
+    return Head(cfg, decoder, optimizer, schedule, Path(cfg.out), forward=forward, channels_last=channels_last)
 
 
 def _prepare_dir(head: Head) -> int:
@@ -221,11 +236,13 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
     if len(starts) > 1:
         raise DeclipError("heads trained together were interrupted at different epochs; resume them separately")
     start = starts.pop()
+    budget = device_budget_bytes(base.device, base.device_memory_gb)
     if train_data is None:
-        data.warm(np.concatenate([train_rows, valid_rows]))
-    else:
-        data.warm(valid_rows)
-        train_data.warm(train_rows)
+        data.warm(np.concatenate([train_rows, valid_rows]), base.device, budget)
+    else:  # clean validation rows and the training copies share the device budget
+        data.warm(valid_rows, base.device, budget // 2)
+        train_data.warm(train_rows, base.device, budget // 2)
+    log.info(memory_note(data))
     epoch = start
     bar = tqdm(total=_epochs_bound(heads, epoch), initial=start, desc=f"train {len(heads)} head(s)", unit="epoch",
                disable=not base.progress)
@@ -233,8 +250,9 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
         t0 = time.perf_counter()
         active = [h for h in heads if h.active]
         losses = _train_epoch(active, train_data or data, train_rows, base, epoch)
-        scores = validate_many([(h.decoder, h.cfg.source) for h in active], data, valid_rows, base.mode,
-                               base.device, base.batch_size)
+        with autocast(base.device, base.precision):
+            scores = validate_many([(h.decoder, h.cfg.source) for h in active], data, valid_rows, base.mode,
+                                   base.device, base.batch_size)
         for h, score in zip(active, scores):
             _end_epoch(h, score, losses[id(h)], epoch, time.perf_counter() - t0)
         epoch += 1
@@ -282,12 +300,14 @@ def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows:
     totals = {id(h): 0.0 for h in active}
     n = 0
     for batch in _epoch_batches(data, rows, cfg, epoch, sorted({h.cfg.source for h in active})):
-        masks = batch.masks.to(cfg.device)
-        labels = batch.labels.to(cfg.device)
+        masks = batch.masks.to(cfg.device, non_blocking=True)
+        labels = batch.labels.to(cfg.device, non_blocking=True)
         for h in active:
             feats, cls = batch.features[h.cfg.source]
-            logits = h.decoder(feats.to(cfg.device).float(), None if cls is None else cls.to(cfg.device).float())
-            loss = _loss(logits, masks, labels, cfg.mode)
+            x = decoder_input(feats, cfg.device, h.channels_last)
+            with autocast(cfg.device, cfg.precision):
+                logits = h.forward(x, None if cls is None else cls.to(cfg.device).float())
+            loss = _loss(logits.float(), masks, labels, cfg.mode)
             h.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             h.optimizer.step()

@@ -66,8 +66,9 @@ MUTANTS: list[Mutant] = [
     M("T7d", "recipe", "patience default 5 -> 6 (CLI)", "pipeline/cli/train.py",
       "default=RECIPE.patience", "default=6", RECIPE_TESTS),
     M("T8", "training", "training-run identity ignores faithful and width", "pipeline/runs/training.py",
-      'NOT_RESULTS = ("out", "progress", "memory_gb", "device")',
-      'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "faithful", "width")', IDENTITY_TESTS),
+      'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "channels_last", "compile", "device_memory_gb")',
+      'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "channels_last", "compile", "device_memory_gb", '
+      '"faithful", "width")', IDENTITY_TESTS),
     M("T9", "masks", "native-mask done flag set before the masks are written", "store/feature_store.py",
       '        offsets = group["native_offsets"]\n',
       '        group["mask_done"][block] = True\n        offsets = group["native_offsets"]\n', MASK_TESTS),
