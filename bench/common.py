@@ -38,7 +38,7 @@ def make_jpeg_manifest(n: int, root: Path, size: int = 256, seed: int = 0) -> Pa
     """``n`` JPEG crops of real photos as a real-only Dolos-style tree, and its manifest."""
     from PIL import Image
 
-    from pipeline.data.manifest import write_manifest
+    from declip.pipeline.data.manifest import write_manifest
 
     rng = np.random.default_rng(seed)
     photos = photo_sources()

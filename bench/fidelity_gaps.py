@@ -39,10 +39,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    from decoders import build_decoder
-    from features.backbones import load_backbone
-    from features.preprocess import to_tensor
-    from features.taps import forward_layers
+    from declip.decoders import build_decoder
+    from declip.features.backbones import load_backbone
+    from declip.features.preprocess import to_tensor
+    from declip.features.taps import forward_layers
 
     quick = load_backbone(f"{args.arch}-quickgelu@random-0")
     images = photos(args.images)

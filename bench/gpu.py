@@ -7,7 +7,7 @@ Measures, on random weights (same speed as trained ones):
     counted FLOPs of a training step (~236 GFLOP/img; 81 GFLOP forward); evaluation forward img/s;
   * peak device memory;
   * the projected hours of DeCLIP's full ablation (24 ViT-L/14 + 4 RN50 layers × 5 decoders × 4 train sets × 4 test
-    sets, ~40k Dolos images) from these rates (pipeline.runs.cost_plan), with its disk plan.
+    sets, ~40k Dolos images) from these rates (declip.pipeline.grid.cost_plan), with its disk plan.
 ``--json FILE`` writes the rates for ``declip grid --dry-run --throughputs FILE``.
 
 On CUDA it runs in well under 5 minutes. Without a GPU (``--small``, the default on CPU) it runs the same code at a
@@ -58,10 +58,10 @@ def _rate(fn, iters: int, device: str, warmup: int = 2) -> float:
 
 
 def bench_extraction(arch: str, device: str, batch: int, iters: int, storage: str) -> dict:
-    from features.backbones import load_backbone
-    from features.taps import forward_layers, layer_names
-    from pipeline.runs.model_flops import encode_flops
-    from store.quantize import encode
+    from declip.features.backbones import load_backbone
+    from declip.features.taps import forward_layers, layer_names
+    from declip.pipeline.grid.model_flops import encode_flops
+    from declip.store.quantize import encode
 
     cuda = torch.device(device).type == "cuda"
     backbone = load_backbone(f"{arch}@random-0", device)
@@ -87,9 +87,9 @@ def bench_extraction(arch: str, device: str, batch: int, iters: int, storage: st
 
 def bench_conv20(device: str, batch: int, iters: int, width: float, channels: int, grid: tuple[int, int],
                  compile_model: bool) -> dict:
-    from decoders import build_decoder
-    from pipeline.runs.device_speed import autocast, decoder_input, prepare_decoder, use_channels_last
-    from pipeline.runs.model_flops import decoder_flops
+    from declip.decoders import build_decoder
+    from declip.pipeline.train.precision import autocast, decoder_input, prepare_decoder, use_channels_last
+    from declip.pipeline.grid.model_flops import decoder_flops
 
     model = build_decoder("conv-20", in_channels=channels, grid=grid, family="vit", layer="layer20", width=width,
                           seed=0).to(device)
@@ -160,7 +160,7 @@ def main() -> None:
     memory = (torch.cuda.max_memory_allocated() if torch.device(device).type == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
-    from pipeline.runs.cost_plan import Rates, declip_full_ablation, estimate, render
+    from declip.pipeline.grid.cost_plan import Rates, declip_full_ablation, estimate, render
 
     rates = Rates(ext["flops_per_s"], conv["train_flops_per_s"], conv["eval_flops_per_s"],
                   f"bench/gpu.py on {device}{' (small models)' if small else ''}")

@@ -20,7 +20,7 @@ class ReencodingSource:
     """Stands in for a cached FeatureSource: same interface, but encodes images on every request."""
 
     def __init__(self, cached, backbone, layer: str, root: Path, paths: list[str]):
-        from features.preprocess import make_recipe
+        from declip.features.preprocess import make_recipe
 
         self.cached, self.backbone, self.layer, self.root, self.paths = cached, backbone, layer, root, paths
         self.recipe = make_recipe("declip", backbone.image_size, backbone.mean, backbone.std)
@@ -36,7 +36,7 @@ class ReencodingSource:
         pass
 
     def get(self, rows):
-        from features.encode import encode_files
+        from declip.features.encode import encode_files
 
         files = [self.root / self.paths[int(r)] for r in rows]
         feats, cls = encode_files(self.backbone, self.recipe, files, [self.layer])[self.layer]
@@ -44,12 +44,13 @@ class ReencodingSource:
 
 
 def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, declip_way: bool) -> dict:
-    from features.backbones import load_backbone
-    from pipeline.runs import evaluation, training
-    from pipeline.runs.evaluation import EvalConfig, evaluate
-    from core.keys import SourceKey
-    from pipeline.runs.cached_splits import CachedSplits
-    from pipeline.runs.training import TrainConfig, train
+    from declip.features.backbones import load_backbone
+    from declip.pipeline.evaluate import evaluation
+    from declip.pipeline.train import training
+    from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
+    from declip.core.keys import SourceKey
+    from declip.pipeline.data.cached_splits import CachedSplits
+    from declip.pipeline.train.training import TrainConfig, train
 
     original_open = CachedSplits.open
     if declip_way:
@@ -92,9 +93,9 @@ def main() -> None:
     ap.add_argument("--backbone", default="demo-vit-small@random-0")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    from pipeline.data.demo_data import build_demo_dataset
-    from pipeline.runs.extraction import ExtractConfig, run_extraction
-    from pipeline.data.manifest import scan_dataset, write_manifest
+    from declip.pipeline.grid.demo_data import build_demo_dataset
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
 
     root = workdir("grid")
     data = build_demo_dataset(root / "data", seed=0, size=args.images)

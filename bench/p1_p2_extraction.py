@@ -19,13 +19,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    from features.backbones import load_backbone
-    from features.images import open_rgb
-    from features.encode import encode_pixels, images_to_pixels
-    from features.preprocess import make_recipe
-    from features.taps import layer_names
-    from pipeline.runs.extraction import ExtractConfig, run_extraction
-    from pipeline.data.manifest import read_manifest
+    from declip.features.backbones import load_backbone
+    from declip.features.images import open_rgb
+    from declip.features.encode import encode_pixels, images_to_pixels
+    from declip.features.preprocess import make_recipe
+    from declip.features.taps import layer_names
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+    from declip.pipeline.data.manifest import read_manifest
 
     root = workdir("p1")
     manifest = make_jpeg_manifest(args.images, root)

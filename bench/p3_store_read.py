@@ -21,8 +21,8 @@ def main() -> None:
 
     import pandas as pd
 
-    from store.feature_store import FeatureStore
-    from store.readers import FeatureSource
+    from declip.store.feature_store import FeatureStore
+    from declip.store.readers import FeatureSource
 
     root = workdir("p3")
     shape = (args.rows, args.channels, args.grid, args.grid)

@@ -1,7 +1,7 @@
 """P4: a decoder epoch re-encoding images through the frozen backbone (the DeCLIP way) ÷ an epoch from the cache,
 for linear, attention and conv-4, with the bound (enc+dec)/dec measured in the same run (target ≥ 0.8 × bound).
 P5: K = 8 linear heads (one per layer) trained together from one read of each batch ÷ 8 separate runs (≤ 0.5);
-``p5grid`` measures the same through the grid: cells planned by ``pipeline.runs.grid`` and trained by the grid
+``p5grid`` measures the same through the grid: cells planned by ``declip.pipeline.grid.plan`` and trained by the grid
 flow's own task, grouped into one multi-head run ÷ the same cells trained one by one.
 P6: training peak RSS streaming from a store 4× larger ÷ the smaller store's (≤ 1.1), each in a fresh process.
 
@@ -25,15 +25,15 @@ BENCH = Path(__file__).resolve().parent
 
 
 def build(root: Path, size: int, backbone: str, layers: str) -> tuple[Path, Path, str]:
-    from pipeline.data.demo_data import build_demo_dataset
-    from pipeline.runs.extraction import ExtractConfig, run_extraction
-    from pipeline.data.manifest import scan_dataset, write_manifest
+    from declip.pipeline.grid.demo_data import build_demo_dataset
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
 
     data = build_demo_dataset(root / "data", seed=0, size=size)
     result = scan_dataset(data, "dolos", progress=False)
     manifest = root / "manifest.parquet"
     write_manifest(result.manifest, manifest, data, "dolos")
-    store = root / "store.zarr"
+    store = root / "declip.store.zarr"
     run_extraction(ExtractConfig(manifest=str(manifest), store=str(store), backbone=backbone, layers=layers,
                                  batch_size=32, progress=False))
     return manifest, store, str(result.manifest["dataset"].iloc[0])
@@ -41,12 +41,12 @@ def build(root: Path, size: int, backbone: str, layers: str) -> tuple[Path, Path
 
 def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str, width: float) -> None:
     """Same batches, same decoder step; the DeCLIP way decodes, preprocesses and encodes every image each step."""
-    from decoders import build_decoder
-    from features.backbones import load_backbone
-    from features.encode import encode_pixels, images_to_pixels
-    from features.images import open_rgb
-    from core.keys import SourceKey
-    from pipeline.runs.cached_splits import CachedSplits, select_rows
+    from declip.decoders import build_decoder
+    from declip.features.backbones import load_backbone
+    from declip.features.encode import encode_pixels, images_to_pixels
+    from declip.features.images import open_rgb
+    from declip.core.keys import SourceKey
+    from declip.pipeline.data.cached_splits import CachedSplits, select_rows
 
     source = SourceKey.single(backbone_key, layer)
     data = CachedSplits.open(str(store), dataset, [source], None)
@@ -93,8 +93,8 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
 
 
 def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_gb: float | None, label: str) -> None:
-    from core.keys import SourceKey
-    from pipeline.runs.training import TrainConfig, train, train_heads
+    from declip.core.keys import SourceKey
+    from declip.pipeline.train.training import TrainConfig, train, train_heads
 
     root = workdir("p5")
     cfgs = [TrainConfig(store=str(store), source=SourceKey.single(backbone_key, layer), dataset=dataset, train_subsets=("all",),
@@ -115,8 +115,9 @@ def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], tra
     """Both sides planned by the grid and trained by the grid flow's own code, interleaved ``repeats`` times (fresh
     run directories each time); the fastest of each side is reported, wall and CPU time (CPU time is steadier when
     other processes share the machine)."""
-    from flows.grid import train_cell, train_group
-    from pipeline.runs.grid import GridConfig, plan_cells, training_groups
+    from declip.flows.grid import train_cell, train_group
+    from declip.pipeline.grid.config import GridConfig
+    from declip.pipeline.grid.plan import plan_cells, training_groups
 
     wall = {"separate": [], "together": []}
     cpu = {"separate": [], "together": []}
@@ -150,7 +151,7 @@ def p6_child(store: str, dataset: str, source: str) -> None:
     """Run in a fresh process: stream-train one epoch and print peak RSS."""
     import resource
 
-    from pipeline.runs.training import TrainConfig, train
+    from declip.pipeline.train.training import TrainConfig, train
 
     out = workdir("p6")
     train(TrainConfig(store=store, source=source, dataset=dataset, train_subsets=("all",), out=str(out),
@@ -185,8 +186,8 @@ def main() -> None:
     torch.set_num_threads(2)
     root = workdir("train")
     wanted = set(args.only.split(","))
-    from features.backbones import load_backbone
-    from features.taps import layer_names
+    from declip.features.backbones import load_backbone
+    from declip.features.taps import layer_names
 
     layers = layer_names(load_backbone(args.backbone))[-8:]
     manifest, store, dataset = build(root / "main", args.images, args.backbone, ",".join(layers))

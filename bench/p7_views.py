@@ -25,7 +25,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def grid_cfg(args, root: Path, store: Path, out: Path, dataset: str, **kw) -> dict:
-    from pipeline.runs.grid import GridConfig
+    from declip.pipeline.grid.config import GridConfig
 
     gens = ("telea", "ns")
     return GridConfig(store=str(store), dataset=dataset, out=str(out), backbones=(args.backbone,),
@@ -35,7 +35,7 @@ def grid_cfg(args, root: Path, store: Path, out: Path, dataset: str, **kw) -> di
 
 
 def timed_grid(cfg: dict) -> tuple[float, dict]:
-    from flows.grid import run_grid
+    from declip.flows.grid import run_grid
 
     start = time.perf_counter()
     result = run_grid(cfg)
@@ -51,15 +51,15 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("PREFECT_HOME", str(workdir("prefect")))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "240")
-    from flows.runtime import prefect_defaults
+    from declip.flows.runtime import prefect_defaults
 
     prefect_defaults()
     import torch
 
     torch.set_num_threads(2)
-    from pipeline.data.demo_data import build_demo_dataset
-    from pipeline.data.manifest import scan_dataset, write_manifest
-    from pipeline.runs.extraction import ExtractConfig, run_extraction
+    from declip.pipeline.grid.demo_data import build_demo_dataset
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
 
     root = workdir("p7")
     data = build_demo_dataset(root / "data", seed=0, size=args.images)

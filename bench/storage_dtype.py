@@ -33,16 +33,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    from core.keys import SourceKey
-    from decoders import build_decoder, load_decoder
-    from pipeline.data.demo_data import build_demo_dataset
-    from pipeline.data.manifest import scan_dataset, write_manifest
-    from pipeline.runs.cached_splits import CachedSplits
-    from pipeline.runs.evaluation import EvalConfig, evaluate, test_rows
-    from pipeline.runs.extraction import ExtractConfig, run_extraction
-    from pipeline.runs.training import TrainConfig, train
-    from store.listing import list_entries
-    from store.feature_store import FeatureStore
+    from declip.core.keys import SourceKey
+    from declip.decoders import build_decoder, load_decoder
+    from declip.pipeline.grid.demo_data import build_demo_dataset
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
+    from declip.pipeline.data.cached_splits import CachedSplits
+    from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate, test_rows
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+    from declip.pipeline.train.training import TrainConfig, train
+    from declip.store.listing import list_entries
+    from declip.store.feature_store import FeatureStore
 
     root = workdir("dtype")
     data = build_demo_dataset(root / "data", seed=0, size=args.size)
@@ -124,8 +124,8 @@ def _moves(logits: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def source_shape(store: Path, dataset: str, source: str) -> tuple[int, tuple[int, int]]:
-    from store.feature_store import FeatureStore
-    from store.readers import FeatureSource
+    from declip.store.feature_store import FeatureStore
+    from declip.store.readers import FeatureSource
 
     src = FeatureSource(FeatureStore(str(store), mode="r"), source, dataset)
     return src.channels, src.grid

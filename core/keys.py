@@ -21,13 +21,13 @@ configs, checkpoints, result tables) store ``str(key)``, which :meth:`SourceKey.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field, replace
-from functools import lru_cache, total_ordering
+from functools import total_ordering
 from pathlib import Path
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
+from declip.core.io import file_sha256
 
 DEFAULT_RECIPE = "declip"
 CLEAN_VIEW = "clean"
@@ -100,15 +100,6 @@ def parse_declip_arch(text: str) -> list[BackboneKey]:
 
 def _looks_like_path(weights: str) -> bool:
     return os.sep in weights or weights.startswith(("~", ".")) or weights.lower().endswith(_FILE_SUFFIXES)
-
-
-@lru_cache(maxsize=16)
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

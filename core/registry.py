@@ -11,7 +11,7 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 
 @dataclass(frozen=True)

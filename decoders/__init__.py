@@ -3,15 +3,15 @@
 Every module of this package is imported when the registry is first read, so each registers its decoders;
 list them with :func:`list_decoders`.
 """
-from decoders.registry import (
+from declip.decoders.registry import (
     FAMILIES, Decoder, build_decoder, canonical_name, decoder_from_config, list_decoders, register_decoder,
 )
-from decoders.attention import AttentionDecoder
-from decoders.conv import ConvDecoder, needs_final_resize, upsample_skips
-from decoders.checkpoint_io import load_decoder, save_decoder
-from decoders.declip_checkpoint import load_declip_checkpoint, save_declip_checkpoint
-from decoders.weight_init import init_declip_
-from decoders.linear import LinearDecoder
+from declip.decoders.attention import AttentionDecoder
+from declip.decoders.conv import ConvDecoder, needs_final_resize, upsample_skips
+from declip.decoders.checkpoint_io import load_decoder, save_decoder
+from declip.decoders.declip_checkpoint import load_declip_checkpoint, save_declip_checkpoint
+from declip.decoders.weight_init import init_declip_
+from declip.decoders.linear import LinearDecoder
 
 __all__ = [
     "FAMILIES", "AttentionDecoder", "ConvDecoder", "Decoder", "LinearDecoder", "build_decoder", "canonical_name",

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from decoders.linear import scores_to_logits, token_head
-from decoders.registry import Decoder, make_config, register_decoder
-from core.errors import DeclipError
+from declip.decoders.linear import scores_to_logits, token_head
+from declip.decoders.registry import Decoder, make_config, register_decoder
+from declip.core.errors import DeclipError
 
 
 class LayerNorm(nn.LayerNorm):

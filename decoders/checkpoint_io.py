@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from core.errors import DeclipError
-from decoders.registry import CONFIG_KEYS, Decoder, decoder_from_config
+from declip.core.errors import DeclipError
+from declip.decoders.registry import CONFIG_KEYS, Decoder, decoder_from_config
 
 
 def save_decoder(decoder: Decoder, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:

@@ -10,8 +10,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from decoders.weight_init import init_declip_
-from decoders.registry import OUTPUT_SIZE, Decoder, make_config, register_decoder
+from declip.decoders.weight_init import init_declip_
+from declip.decoders.registry import OUTPUT_SIZE, Decoder, make_config, register_decoder
 
 BASE_FILTERS = (512, 256, 128, 64)
 NUM_STAGES = len(BASE_FILTERS)

@@ -18,10 +18,10 @@ from typing import Any, Iterator
 
 import torch
 
-from decoders.conv import BASE_FILTERS
-from decoders.registry import CONFIG_KEYS, Decoder, canonical_name, decoder_from_config, list_decoders
-from core.errors import DeclipError
-from decoders.checkpoint_io import atomic_torch_save
+from declip.decoders.conv import BASE_FILTERS
+from declip.decoders.registry import CONFIG_KEYS, Decoder, canonical_name, decoder_from_config, list_decoders
+from declip.core.errors import DeclipError
+from declip.decoders.checkpoint_io import atomic_torch_save
 
 REQUIRED_KEYS = ("model", "feature_layer", "decoder_type")
 DECODER_PREFIXES = ("fc.", "att1.", "att2.")

@@ -11,8 +11,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from decoders.weight_init import init_declip_
-from decoders.registry import OUTPUT_SIZE, Decoder, make_config, register_decoder
+from declip.decoders.weight_init import init_declip_
+from declip.decoders.registry import OUTPUT_SIZE, Decoder, make_config, register_decoder
 
 
 def token_head(in_channels: int) -> nn.Sequential:

@@ -11,14 +11,14 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from core.errors import DeclipError
-from core.registry import Registry, import_submodules
+from declip.core.errors import DeclipError
+from declip.core.registry import Registry, import_submodules
 
 FAMILIES = ("vit", "resnet", "fused")  # DeCLIP's; any registered feature family (features.families) is accepted
 OUTPUT_SIZE = 256
 CONFIG_KEYS = ("name", "in_channels", "grid", "family", "layer", "width", "faithful")
 
-_REGISTRY: Registry[Callable[..., "Decoder"]] = Registry("decoder", loader=lambda: import_submodules("decoders"))
+_REGISTRY: Registry[Callable[..., "Decoder"]] = Registry("decoder", loader=lambda: import_submodules("declip.decoders"))
 
 
 class Decoder(nn.Module):
@@ -126,7 +126,7 @@ def build_decoder(
 
 def known_families() -> tuple[str, ...]:
     """DeCLIP's three plus every registered feature family (a new family needs no edit here)."""
-    from features.families import FAMILIES as FEATURE_FAMILIES
+    from declip.features.families import FAMILIES as FEATURE_FAMILIES
 
     return tuple(dict.fromkeys((*FAMILIES, *FEATURE_FAMILIES.names())))
 

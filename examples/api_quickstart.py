@@ -17,11 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from pipeline.data.demo_data import build_demo_dataset  # noqa: E402
-from pipeline.data.manifest import counts_table, scan_dataset, write_manifest  # noqa: E402
-from pipeline.runs.evaluation import EvalConfig, evaluate  # noqa: E402
-from pipeline.runs.extraction import ExtractConfig, run_extraction  # noqa: E402
-from pipeline.runs.training import TrainConfig, train  # noqa: E402
+from declip.pipeline.grid.demo_data import build_demo_dataset  # noqa: E402
+from declip.pipeline.data.manifest import counts_table, scan_dataset, write_manifest  # noqa: E402
+from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate  # noqa: E402
+from declip.pipeline.extract.extraction import ExtractConfig, run_extraction  # noqa: E402
+from declip.pipeline.train.training import TrainConfig, train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from flows.grid import grid_from_config  # noqa: E402
-from pipeline.runs.grid import GridConfig  # noqa: E402
-from pipeline.runs.run_names import grid_tags  # noqa: E402
+from declip.flows.grid import grid_from_config  # noqa: E402
+from declip.pipeline.grid.config import GridConfig  # noqa: E402
+from declip.pipeline.grid.run_names import grid_tags  # noqa: E402
 
 
 def build_deployment(config: str | Path, name: str = "ablation-nightly", cron: str | None = "0 2 * * *"):

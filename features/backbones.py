@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from core.errors import DeclipError
-from core.keys import DECLIP_ARCHES, DEFAULT_RECIPE, BackboneKey, file_sha256, parse_declip_arch  # noqa: F401
+from declip.core.errors import DeclipError
+from declip.core.keys import DECLIP_ARCHES, DEFAULT_RECIPE, BackboneKey, file_sha256, parse_declip_arch  # noqa: F401
 
 if TYPE_CHECKING:
-    from features.families import FeatureFamily
-    from features.preprocess import Recipe
+    from declip.features.families import FeatureFamily
+    from declip.features.preprocess import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class Backbone:
 
     @property
     def feature_family(self) -> "FeatureFamily":
-        from features.families import FAMILIES
+        from declip.features.families import FAMILIES
 
         return FAMILIES.get(self.family)
 
@@ -299,7 +299,7 @@ class Backbone:
 
     def recipe(self, dtype: str = "float32") -> "Recipe":
         """The preprocessing that produces this backbone's input (recorded in the store beside the features)."""
-        from features.preprocess import make_recipe
+        from declip.features.preprocess import make_recipe
 
         return make_recipe(self.recipe_name, self.image_size, self.mean, self.std, dtype)
 
@@ -310,7 +310,7 @@ class Backbone:
 
 def load_backbone(key: BackboneKey | str, device: str = "cpu") -> Backbone:
     """Build the image tower for ``key`` with its family, frozen and in eval mode (DeCLIP runs fp32 eval mode)."""
-    from features.families import family_for
+    from declip.features.families import family_for
 
     key = BackboneKey.parse(key)
     family = family_for(key.arch)

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from features.backbones import Backbone
-from features.images import open_rgb
-from features.preprocess import Recipe, to_tensor
-from features.reader import ImageBatch
-from features.taps import forward_layers
+from declip.features.backbones import Backbone
+from declip.features.images import open_rgb
+from declip.features.preprocess import Recipe, to_tensor
+from declip.features.reader import ImageBatch
+from declip.features.taps import forward_layers
 
 #: ``{layer: (features (B, C, H, W), class token (B, C) or None)}``
 LayerOutputs = dict[str, tuple[torch.Tensor, "torch.Tensor | None"]]

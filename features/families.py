@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from core.errors import DeclipError
-from core.keys import BackboneKey
-from core.registry import Registry, import_submodules
+from declip.core.errors import DeclipError
+from declip.core.keys import BackboneKey
+from declip.core.registry import Registry, import_submodules
 
 if TYPE_CHECKING:
-    from features.backbones import Backbone
+    from declip.features.backbones import Backbone
 
 LayerOutputs = dict[str, tuple[torch.Tensor, "torch.Tensor | None"]]
 
@@ -82,7 +82,7 @@ class FeatureFamily:
         raise NotImplementedError
 
 
-FAMILIES: Registry[FeatureFamily] = Registry("feature family", loader=lambda: import_submodules("features"))
+FAMILIES: Registry[FeatureFamily] = Registry("feature family", loader=lambda: import_submodules("declip.features"))
 
 
 def register_family(cls: type[FeatureFamily]) -> type[FeatureFamily]:
@@ -111,7 +111,7 @@ _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def _open_clip_vision_layers(arch: str):
     """open_clip's vision ``layers`` for ``arch`` (int: ViT blocks; list: ResNet stages), or None if not open_clip."""
-    from features.backbones import open_clip_config
+    from declip.features.backbones import open_clip_config
 
     cfg = open_clip_config(arch)
     if cfg is None:
@@ -122,7 +122,7 @@ def _open_clip_vision_layers(arch: str):
 
 class _OpenClipFamily(FeatureFamily):
     def build(self, key: BackboneKey) -> nn.Module:
-        from features.backbones import create_open_clip
+        from declip.features.backbones import create_open_clip
 
         model = create_open_clip(key)
         visual = model.visual

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 #: Largest accepted image, in pixels: PIL's own bomb limit (~89.5 M, about 9459²), five times AutoSplice's largest
 #: image (4232²). Above it PIL only warns; we refuse.

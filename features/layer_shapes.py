@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class LayerShape:
 
 
 def vision_config(arch: str) -> dict:
-    from features.backbones import _register_local_configs
+    from declip.features.backbones import _register_local_configs
     import open_clip
 
     _register_local_configs()

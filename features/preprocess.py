@@ -19,7 +19,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from core.registry import Registry, import_submodules
+from declip.core.registry import Registry, import_submodules
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Recipe:
 
 # name → builder(size, mean, std, dtype) -> Recipe. A new recipe is one decorated builder (in any features module).
 RECIPES: Registry[Callable[..., Recipe]] = Registry("preprocessing recipe",
-                                                    loader=lambda: import_submodules("features"))
+                                                    loader=lambda: import_submodules("declip.features"))
 _MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 

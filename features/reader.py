@@ -13,10 +13,10 @@ from typing import Iterable, Iterator
 
 import torch
 
-from features.images import ImageProblem, decode_rgb, open_rgb, read_file_bytes
-from features.prefetch import background_map
-from features.preprocess import Recipe, resize_for, to_tensor
-from features.views import View
+from declip.features.images import ImageProblem, decode_rgb, open_rgb, read_file_bytes
+from declip.features.prefetch import background_map
+from declip.features.preprocess import Recipe, resize_for, to_tensor
+from declip.features.views import View
 
 
 @dataclass

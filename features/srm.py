@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import DeclipError
-from core.keys import BackboneKey
-from features.families import FeatureFamily, LayerInfo, LayerOutputs, register_family
-from features.preprocess import RECIPES, Recipe
+from declip.core.errors import DeclipError
+from declip.core.keys import BackboneKey
+from declip.features.families import FeatureFamily, LayerInfo, LayerOutputs, register_family
+from declip.features.preprocess import RECIPES, Recipe
 
 if TYPE_CHECKING:
-    from features.backbones import Backbone
+    from declip.features.backbones import Backbone
 
 ARCH = "srm"
 WEIGHTS = "fixed"

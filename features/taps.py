@@ -10,9 +10,9 @@ import re
 
 import torch
 
-from core.errors import DeclipError
-from features.backbones import Backbone
-from features.families import LayerInfo, LayerOutputs
+from declip.core.errors import DeclipError
+from declip.features.backbones import Backbone
+from declip.features.families import LayerInfo, LayerOutputs
 
 __all__ = ["LayerInfo", "forward_layers", "layer_index", "layer_info", "layer_names", "parse_layers"]
 

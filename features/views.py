@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 CLEAN = "clean"
 AUGMENT_KINDS = ("blur", "color_jitter", "jpeg_compression", "all")

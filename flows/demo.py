@@ -8,15 +8,15 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from flows.grid import grid_flow
-from flows.runtime import run_flow, run_logger, task_runner
-from pipeline.runs.run_names import arch, grid_run_name, grid_tags, slug, tags
-from pipeline.runs.demo import DemoConfig, grid_config, layers_for
+from declip.flows.grid import grid_flow
+from declip.flows.runtime import run_flow, run_logger, task_runner
+from declip.pipeline.grid.run_names import arch, grid_run_name, grid_tags, slug, tags
+from declip.pipeline.grid.demo import DemoConfig, grid_config, layers_for
 
 
 @task(name="build-demo-data", cache_policy=NONE)
 def build_data(cfg: dict) -> str:
-    from pipeline.data.demo_data import build_demo_dataset
+    from declip.pipeline.grid.demo_data import build_demo_dataset
 
     c = DemoConfig(**cfg)
     return str(build_demo_dataset(c.data_dir, seed=c.seed, size=c.size))
@@ -24,8 +24,8 @@ def build_data(cfg: dict) -> str:
 
 @task(name="scan-manifest", cache_policy=NONE)
 def scan(root: str, manifest: str) -> dict:
-    from core.errors import DeclipError
-    from pipeline.data.manifest import scan_dataset, write_manifest
+    from declip.core.errors import DeclipError
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
 
     result = scan_dataset(root, "dolos", progress=False)
     if len(result.problems):
@@ -38,7 +38,7 @@ def scan(root: str, manifest: str) -> dict:
 
 @task(name="report", cache_policy=NONE)
 def report(results: str) -> str:
-    from pipeline.runs.report import write_report
+    from declip.pipeline.report.report import write_report
 
     return str(write_report(results))
 
@@ -49,7 +49,7 @@ def demo_run_name(cfg: dict) -> str:
 
 @flow(name="demo", flow_run_name=lambda: demo_run_name(flow_run.parameters["cfg"]))
 def demo_flow(cfg: dict) -> dict:
-    from features.backbones import load_backbone
+    from declip.features.backbones import load_backbone
     from prefect import tags as prefect_tags
 
     log = run_logger()

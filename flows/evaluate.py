@@ -1,13 +1,13 @@
-"""Prefect flow ``evaluate``: a thin wrapper over :func:`pipeline.runs.evaluation.evaluate`."""
+"""Prefect flow ``evaluate``: a thin wrapper over :func:`declip.pipeline.evaluate.evaluation.evaluate`."""
 from __future__ import annotations
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from flows.runtime import run_flow, run_logger
-from pipeline.runs.evaluation import EvalConfig, evaluate
-from pipeline.runs.run_names import evaluate_run_name, evaluate_tags
+from declip.flows.runtime import run_flow, run_logger
+from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
+from declip.pipeline.grid.run_names import evaluate_run_name, evaluate_tags
 
 
 def eval_config_from_dict(d: dict) -> EvalConfig:

@@ -10,9 +10,9 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from flows.runtime import run_flow, run_logger
-from pipeline.runs.extraction import ExtractConfig, run_extraction
-from pipeline.runs.run_names import extract_run_name, extract_tags
+from declip.flows.runtime import run_flow, run_logger
+from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+from declip.pipeline.grid.run_names import extract_run_name, extract_tags
 
 
 @task(name="extract-backbone", task_run_name="extract-{cfg[backbone]}", cache_policy=NONE, retries=0)

@@ -17,11 +17,11 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run, task_run
 
-from flows.extract import extract_backbone
-from flows.runtime import run_flow, run_logger, task_runner
-from pipeline.runs.extraction import ExtractConfig
-from pipeline.runs.run_index import write_index
-from pipeline.runs.run_names import cell_name, grid_run_name, grid_tags, source_parts, tags
+from declip.flows.extract import extract_backbone
+from declip.flows.runtime import run_flow, run_logger, task_runner
+from declip.pipeline.extract.extraction import ExtractConfig
+from declip.pipeline.grid.run_index import write_index
+from declip.pipeline.grid.run_names import cell_name, grid_run_name, grid_tags, source_parts, tags
 
 
 def code_version() -> str:
@@ -39,7 +39,7 @@ def code_version() -> str:
 
 def train_cell(cfg: dict) -> dict:
     """Train one cell; a failure is recorded in its directory (``failed.json``) and returned, never raised."""
-    from pipeline.runs.training import TrainConfig, train
+    from declip.pipeline.train.training import TrainConfig, train
 
     out = Path(cfg["out"])
     log = run_logger()
@@ -63,7 +63,7 @@ def train_cell(cfg: dict) -> dict:
 def train_group(cfgs: list[dict]) -> list[dict]:
     """Train cells sharing a backbone, train set and seed as one multi-head run (each batch read once for all of
     them); if that fails, each alone (resuming from its last finished epoch), so a failure stays with its cell."""
-    from pipeline.runs.training import TrainConfig, train_heads
+    from declip.pipeline.train.training import TrainConfig, train_heads
 
     log = run_logger()
     if len(cfgs) > 1:
@@ -86,8 +86,8 @@ def train_group(cfgs: list[dict]) -> list[dict]:
 
 @task(name="evaluate-cell", cache_policy=NONE)
 def evaluate_cell(cfg: dict, trained: list[dict] | None, run: str) -> dict:
-    from flows.evaluate import eval_config_from_dict
-    from pipeline.runs.evaluation import evaluate
+    from declip.flows.evaluate import eval_config_from_dict
+    from declip.pipeline.evaluate.evaluation import evaluate
 
     mine = next((t for t in trained or [] if t.get("run") == run), None)
     if trained is not None and (mine is None or mine.get("status") != "ok"):
@@ -108,7 +108,7 @@ def baselines_task(cfg: dict) -> str:
     """Baseline rows for every (train set, test set, split) of the grid that ``baselines.parquet`` lacks."""
     import pandas as pd
 
-    from pipeline.runs.baselines import baseline_rows
+    from declip.pipeline.evaluate.baselines import baseline_rows
 
     out = Path(cfg["out"]) / "baselines.parquet"
     old = pd.read_parquet(out) if out.exists() else pd.DataFrame(columns=["train_set", "test_set", "split", "decoder"])
@@ -132,7 +132,7 @@ def _extract_missing(g, jobs: dict[str, list[str]]) -> list[dict]:
     """One extraction pass per backbone for ``jobs`` ({backbone: layers}); a no-op for what is cached."""
     if not g.manifest:
         return []
-    from pipeline.runs.grid import resolved_test_views, resolved_train_views
+    from declip.pipeline.grid.config import resolved_test_views, resolved_train_views
 
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
                          batch_size=g.extract_batch_size, device=g.device, storage_dtype=g.storage_dtype,
@@ -164,7 +164,7 @@ def _group_options(group) -> dict:
 @task(name="evict-features", cache_policy=NONE)
 def evict_features(store: str, dataset: str, layers: list[tuple[str, str]]) -> list[str]:
     """Delete a finished group's layers from the store (they are re-extracted if a later run needs them)."""
-    from store.feature_store import FeatureStore
+    from declip.store.feature_store import FeatureStore
 
     fs = FeatureStore(store)
     gone = []
@@ -200,7 +200,7 @@ def record_created_layers(g, jobs: dict[str, list[str]]) -> set[tuple[str, str]]
     it is the grid's to evict. Layers already in the store (complete or not) when the grid first needed them were put
     there by someone else and are never evicted.
     """
-    from store.feature_store import FeatureStore
+    from declip.store.feature_store import FeatureStore
 
     mine = created_layers(g)
     if not g.manifest or not jobs:
@@ -222,7 +222,7 @@ def record_created_layers(g, jobs: dict[str, list[str]]) -> set[tuple[str, str]]
 def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], list[dict], int, int]:
     """Train the unfinished cells (grouped into multi-head runs) and evaluate what is missing; returns
     (trained, evaluated, cells skipped, training runs)."""
-    from pipeline.runs.grid import cell_finished, eval_finished, training_groups
+    from declip.pipeline.grid.plan import cell_finished, eval_finished, training_groups
 
     todo = [c for c in cells if not cell_finished(c)]
     groups = training_groups(todo, parallel=parallel)
@@ -244,7 +244,7 @@ def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], lis
 
 
 def _group_finished(cells) -> bool:
-    from pipeline.runs.grid import cell_finished, eval_finished
+    from declip.pipeline.grid.plan import cell_finished, eval_finished
 
     return all(cell_finished(c) and all(eval_finished(ev) for ev in c.evals) for c in cells)
 
@@ -255,8 +255,9 @@ def grid_flow(cfg: dict) -> dict:
 
     With ``max_store_gb`` the grid's layers run in groups that fit the disk (extract, train and evaluate the group's
     cells, evict its features); without it there is one group."""
-    from pipeline.runs.grid import (GridConfig, cell_finished, cells_of, check_subsets, collect_results, layer_groups,
-                                    plan_cells, write_results)
+    from declip.pipeline.grid.config import GridConfig
+    from declip.pipeline.grid.plan import cell_finished, cells_of, check_subsets, layer_groups, plan_cells
+    from declip.pipeline.grid.results import collect_results, write_results
 
     g = GridConfig.from_dict(cfg)
     Path(g.out).mkdir(parents=True, exist_ok=True)
@@ -383,7 +384,7 @@ def grid_from_config(config: str, overrides: dict | None = None) -> dict:
     """The deployable grid: reads the TOML at run time (edit the file, the next scheduled run follows it) and runs
     the grid as a named, tagged subflow on the task runner the file asks for. Entry point of ``prefect.yaml`` and
     ``examples/serve_grid.py``."""
-    from pipeline.runs.grid import GridConfig
+    from declip.pipeline.grid.config import GridConfig
 
     cfg = GridConfig.from_toml(config, **(overrides or {})).to_json()
     run_logger().info("grid config %s: %s", config, grid_run_name(cfg))

@@ -1,13 +1,13 @@
-"""Prefect flow ``train``: a thin wrapper over :func:`pipeline.runs.training.train_heads`."""
+"""Prefect flow ``train``: a thin wrapper over :func:`declip.pipeline.train.training.train_heads`."""
 from __future__ import annotations
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from flows.runtime import run_flow, run_logger
-from pipeline.runs.run_names import train_run_name, train_tags
-from pipeline.runs.training import TrainConfig, train_heads
+from declip.flows.runtime import run_flow, run_logger
+from declip.pipeline.grid.run_names import train_run_name, train_tags
+from declip.pipeline.train.training import TrainConfig, train_heads
 
 
 def train_config_from_dict(d: dict) -> TrainConfig:

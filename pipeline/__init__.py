@@ -1,0 +1,1 @@
+"""The application: one sub-package per verb (data, metrics < extract, evaluate < infer, report < train < grid)."""

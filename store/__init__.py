@@ -1,0 +1,1 @@
+"""The zarr feature store: datasets, cached layers, readers, block writer, checksums, locks, quantized storage."""

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from store.feature_store import FeatureStore, LayerArrays
+from declip.store.feature_store import FeatureStore, LayerArrays
 
 
 class BlockWriter:

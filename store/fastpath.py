@@ -17,7 +17,7 @@ import zarr
 from zarr.codecs import BytesCodec
 from zarr.storage import LocalStore
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 
 class DamagedChunk(DeclipError, OSError):

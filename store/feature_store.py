@@ -42,10 +42,10 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from core.errors import DeclipError
-from core.keys import CLEAN_VIEW
-from store.locks import store_lock
-from store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
+from declip.core.errors import DeclipError
+from declip.core.keys import CLEAN_VIEW
+from declip.store.locks import store_lock
+from declip.store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1

@@ -11,9 +11,9 @@ import os
 import h5py
 import numpy as np
 
-from core.errors import DeclipError
-from core.keys import parse_store_key
-from store.feature_store import FeatureStore
+from declip.core.errors import DeclipError
+from declip.core.keys import parse_store_key
+from declip.store.feature_store import FeatureStore
 
 _ROWS_PER_COPY = 256
 

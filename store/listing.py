@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.keys import parse_store_key
-from store.feature_store import FeatureStore
+from declip.core.keys import parse_store_key
+from declip.store.feature_store import FeatureStore
 
 
 def _nbytes(store: FeatureStore, path: str) -> int:

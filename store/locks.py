@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 LOCK_DIR = ".locks"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.errors import DeclipError
+from declip.core.errors import DeclipError
 
 # name -> (numpy dtype on disk, quantized?, largest representable magnitude used for the scale)
 _FORMATS = {

@@ -14,14 +14,14 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from features.fusion import fuse
-from features.prefetch import background_map
-from core.errors import DeclipError
-from core.keys import CLEAN_VIEW, SourceKey
-from store.fastpath import RowReader
-from store.feature_store import FeatureStore, LayerArrays, block_sums, split_view_key, view_dataset_key
-from store.quantize import compute_dtype, decode, is_quantized
-from store.verify import damaged_valid_blocks
+from declip.features.fusion import fuse
+from declip.features.prefetch import background_map
+from declip.core.errors import DeclipError
+from declip.core.keys import CLEAN_VIEW, SourceKey
+from declip.store.fastpath import RowReader
+from declip.store.feature_store import FeatureStore, LayerArrays, block_sums, split_view_key, view_dataset_key
+from declip.store.quantize import compute_dtype, decode, is_quantized
+from declip.store.verify import damaged_valid_blocks
 
 
 @dataclass
@@ -135,7 +135,7 @@ class FeatureSource:
     def __init__(self, store: FeatureStore, spec: SourceKey | str, dataset: str, partial: bool = False):
         self.spec = SourceKey.parse(spec)
         if self.spec.view != CLEAN_VIEW:  # a source seen through a view reads that view's cached copy
-            from features.views import View
+            from declip.features.views import View
 
             base, _ = split_view_key(dataset)
             dataset = view_dataset_key(base, View.parse(self.spec.view).name)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from store.feature_store import FeatureStore, LayerArrays, block_sums, crc32
+from declip.store.feature_store import FeatureStore, LayerArrays, block_sums, crc32
 
 
 @dataclass

@@ -66,9 +66,9 @@ def summarize(t: torch.Tensor | None) -> dict | None:
 
 
 def feature_values() -> dict:
-    from features.backbones import load_backbone
-    from features.preprocess import to_tensor
-    from features.taps import forward_layers, layer_names
+    from declip.features.backbones import load_backbone
+    from declip.features.preprocess import to_tensor
+    from declip.features.taps import forward_layers, layer_names
 
     images = [synthetic_image(i, size)[0] for i, size in enumerate(SIZES[:4])]
     out = {}
@@ -97,13 +97,13 @@ def _write_tree(root: Path) -> None:
 
 
 def decoder_values() -> dict:
-    from core.keys import SourceKey
-    from decoders import load_decoder
-    from pipeline.data.manifest import scan_dataset, write_manifest
-    from pipeline.runs.extraction import ExtractConfig, run_extraction
-    from pipeline.runs.training import TrainConfig, train
-    from store.feature_store import FeatureStore
-    from store.readers import FeatureSource
+    from declip.core.keys import SourceKey
+    from declip.decoders import load_decoder
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+    from declip.pipeline.train.training import TrainConfig, train
+    from declip.store.feature_store import FeatureStore
+    from declip.store.readers import FeatureSource
 
     with tempfile.TemporaryDirectory(prefix="declip-golden-") as tmp:
         root = Path(tmp)

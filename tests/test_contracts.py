@@ -23,16 +23,16 @@ import pytest
 import torch
 from PIL import Image
 
-from core.keys import SourceKey
-from decoders import build_decoder, list_decoders
-from features.backbones import load_backbone
-from features.families import FAMILIES
-from features.fusion import fuse
-from features.preprocess import RECIPES, make_recipe, to_tensor
-from features.taps import forward_layers, layer_info, layer_names
-from pipeline.data.layouts import LAYOUTS
-from pipeline.metrics.registry import REGISTRY as METRICS
-from pipeline.metrics.registry import MetricAccumulator
+from declip.core.keys import SourceKey
+from declip.decoders import build_decoder, list_decoders
+from declip.features.backbones import load_backbone
+from declip.features.families import FAMILIES
+from declip.features.fusion import fuse
+from declip.features.preprocess import RECIPES, make_recipe, to_tensor
+from declip.features.taps import forward_layers, layer_info, layer_names
+from declip.pipeline.data.layouts import LAYOUTS
+from declip.pipeline.metrics.registry import REGISTRY as METRICS
+from declip.pipeline.metrics.registry import MetricAccumulator
 
 BACKBONE_KEYS = [key for _, family in FAMILIES.items() for key in family.test_keys]
 DECODER_WIDTH = 0.125
@@ -88,7 +88,7 @@ def test_layer_matches_its_info(key, layer):
 @pytest.fixture(scope="module")
 def example_manifest(tmp_path_factory):
     """Four synthetic images (not the shared tiny_dolos fixture), scanned as a Dolos tree."""
-    from pipeline.data.manifest import scan_dataset, write_manifest
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
 
     root = tmp_path_factory.mktemp("contract-data")
     rng = np.random.default_rng(3)
@@ -110,10 +110,10 @@ def example_manifest(tmp_path_factory):
 
 @pytest.mark.parametrize("key", BACKBONE_KEYS)
 def test_store_round_trip_is_byte_identical(key, example_manifest, tmp_path):
-    from features.images import open_rgb
-    from pipeline.runs.extraction import ExtractConfig, run_extraction
-    from store.feature_store import FeatureStore
-    from store.readers import FeatureSource
+    from declip.features.images import open_rgb
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+    from declip.store.feature_store import FeatureStore
+    from declip.store.readers import FeatureSource
 
     manifest, root, samples = example_manifest
     store_url = str(tmp_path / "s.zarr")
@@ -238,7 +238,7 @@ def test_metric_is_finite_in_range_and_matches_its_reference(name):
 
 @pytest.mark.parametrize("name", LAYOUTS.names())
 def test_layout_scans_its_example_tree(name, tmp_path):
-    from pipeline.data.manifest import scan_dataset
+    from declip.pipeline.data.manifest import scan_dataset
 
     LAYOUTS.get(name).write_example(tmp_path)
     result = scan_dataset(tmp_path, name, progress=False)

@@ -3,7 +3,7 @@ values in tests/golden/*.json (within float noise). Regenerate deliberately with
 and review the diff."""
 import pytest
 
-from golden import COMPUTE, check
+from tests.golden import COMPUTE, check
 
 
 @pytest.mark.regression

@@ -1,1 +1,1 @@
-"""Datasets on disk: layout adapters, manifests, problem checks, mask conventions, the embedded demo data."""
+"""Datasets on disk and their rows in the store: layouts, manifests, problem checks, masks, cached split loaders."""

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.errors import DeclipError
-from pipeline.data.layouts import LAYOUTS, Candidate, Problem, ScanOptions, choose_layout
-from pipeline.data.perceptual import near_duplicates_across_splits
-from pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
+from declip.core.errors import DeclipError
+from declip.pipeline.data.layouts import LAYOUTS, Candidate, Problem, ScanOptions, choose_layout
+from declip.pipeline.data.perceptual import near_duplicates_across_splits
+from declip.pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
 
 COLUMNS = ["dataset", "subset", "split", "group_id", "image_path", "mask_path", "label", "kind", "mask_polarity",
            "variant", "width", "height", "sha256"]
@@ -152,7 +152,7 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str 
         unmasked_real: in the pairs layout, images without a mask are authentic instead of a problem.
         progress: show a progress bar (only on a terminal).
     """
-    from pipeline.data.masks import check_polarity
+    from declip.pipeline.data.masks import check_polarity
 
     base = dataset_root(root)
     if polarity is not None:

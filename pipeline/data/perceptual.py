@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image
 
-from pipeline.data.layouts.common import Problem
+from declip.pipeline.data.layouts.common import Problem
 
 MAX_DISTANCE = 4
 _BANDS = [(lo, min(lo + 13, 64)) for lo in range(0, 64, 13)]  # 5 bands: 13,13,13,13,12 bits

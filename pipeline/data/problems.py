@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from features.images import ImageProblem, decode_mask_gray, decode_rgb, read_file_bytes
-from pipeline.data.layouts.common import Problem
-from pipeline.data.perceptual import dhash
+from declip.features.images import ImageProblem, decode_mask_gray, decode_rgb, read_file_bytes
+from declip.pipeline.data.layouts.common import Problem
+from declip.pipeline.data.perceptual import dhash
 
 PROBLEM_COLUMNS = ["path", "reason", "detail"]
 EDGE_TOLERANCE = 32

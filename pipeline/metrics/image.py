@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.metrics.pixel import binary_ap, binary_auc
+from declip.pipeline.metrics.pixel import binary_ap, binary_auc
 
 THRESHOLD = 0.5
 LOGIT_CLIP = 1e-7

@@ -21,11 +21,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.metrics import image as mi
-from pipeline.metrics.collapse import CollapseStats
-from pipeline.metrics import pixel as mp
-from core.errors import DeclipError
-from core.registry import Registry, import_submodules
+from declip.pipeline.metrics import image as mi
+from declip.pipeline.metrics.collapse import CollapseStats
+from declip.pipeline.metrics import pixel as mp
+from declip.core.errors import DeclipError
+from declip.core.registry import Registry, import_submodules
 
 Level = Literal["image-pixel", "pooled", "image"]
 LEVELS: tuple[str, ...] = ("image-pixel", "pooled", "image")
@@ -48,7 +48,7 @@ class MetricSpec:
     undefined: Literal["skip", "propagate"] = "skip"  # what a nan image does to the mean over images
 
 
-REGISTRY: Registry[MetricSpec] = Registry("metric", loader=lambda: import_submodules("pipeline.metrics"))
+REGISTRY: Registry[MetricSpec] = Registry("metric", loader=lambda: import_submodules("declip.pipeline.metrics"))
 
 
 def register(spec: MetricSpec) -> MetricSpec:

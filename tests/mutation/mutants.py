@@ -22,50 +22,50 @@ class Mutant:
     equivalent: str = ""
 
 
-RECIPE_TESTS = ("tests/test_recipe.py", "tests/test_training_recipe.py")
-TRAIN_TESTS = ("tests/test_training_recipe.py",)
-IDENTITY_TESTS = ("tests/test_run_identity.py",)
-SCHEDULE_TESTS = ("tests/test_schedule.py", "tests/test_training_recipe.py::test_epoch_end_lr_and_best_checkpoint_"
+RECIPE_TESTS = ("tests/pipeline/train/test_recipe.py", "tests/pipeline/train/test_training_recipe.py")
+TRAIN_TESTS = ("tests/pipeline/train/test_training_recipe.py",)
+IDENTITY_TESTS = ("tests/pipeline/train/test_run_identity.py",)
+SCHEDULE_TESTS = ("tests/pipeline/train/test_schedule.py", "tests/pipeline/train/test_training_recipe.py::test_epoch_end_lr_and_best_checkpoint_"
                   "follow_scripted_validation")
-METRIC_TESTS = ("tests/test_metrics.py", "tests/test_resize.py")
-EVAL_TESTS = ("tests/test_training.py::test_evaluate_scores_native_masks",
-              "tests/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap")
-PREDICT_TESTS = ("tests/test_predict_cli.py::test_predict_folder_with_broken_file_matches_cached_features",)
-STORE_TESTS = ("tests/test_store.py", "tests/test_store_failures.py", "tests/test_store_identity.py")
-MASK_TESTS = ("tests/test_masks.py", "tests/test_store_failures.py",
-              "tests/test_extraction.py::test_masks_cached_with_declip_polarity",
-              "tests/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
-DECODER_TESTS = ("tests/test_decoders.py",)
-TAP_TESTS = ("tests/test_taps.py", "tests/test_extraction.py::test_cached_features_equal_hooked_forward")
+METRIC_TESTS = ("tests/pipeline/metrics/test_metrics.py", "tests/pipeline/metrics/test_resize.py")
+EVAL_TESTS = ("tests/pipeline/train/test_training.py::test_evaluate_scores_native_masks",
+              "tests/pipeline/train/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap")
+PREDICT_TESTS = ("tests/pipeline/infer/test_predict_cli.py::test_predict_folder_with_broken_file_matches_cached_features",)
+STORE_TESTS = ("tests/store/test_store.py", "tests/store/test_store_failures.py", "tests/store/test_store_identity.py")
+MASK_TESTS = ("tests/pipeline/data/test_masks.py", "tests/store/test_store_failures.py",
+              "tests/pipeline/extract/test_extraction.py::test_masks_cached_with_declip_polarity",
+              "tests/pipeline/train/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
+DECODER_TESTS = ("tests/decoders/test_decoders.py",)
+TAP_TESTS = ("tests/features/test_taps.py", "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
 
 M = Mutant
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
-    M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/runs/cached_splits.py",
+    M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/data/cached_splits.py",
       "torch.from_numpy(self.masks(rows).astype(np.float32) / 255.0)",
       "torch.from_numpy((self.masks(rows) > 127).astype(np.float32))", TRAIN_TESTS),
-    M("T1b", "training", "BCE targets thresholded inside the loss", "pipeline/runs/training.py",
+    M("T1b", "training", "BCE targets thresholded inside the loss", "pipeline/train/training.py",
       "F.binary_cross_entropy_with_logits(logits[:, 0], masks)",
       "F.binary_cross_entropy_with_logits(logits[:, 0], (masks > 0.5).float())", TRAIN_TESTS),
-    M("T2", "training", "AdamW weight decay 0 -> 0.01", "pipeline/runs/training.py",
+    M("T2", "training", "AdamW weight decay 0 -> 0.01", "pipeline/train/training.py",
       "weight_decay=RECIPE.weight_decay", "weight_decay=0.01", TRAIN_TESTS),
-    M("T3", "training", "plateau lr drop not applied to the optimizer", "pipeline/runs/training.py",
+    M("T3", "training", "plateau lr drop not applied to the optimizer", "pipeline/train/training.py",
       '        group["lr"] = decision.lr', "        pass", TRAIN_TESTS),
-    M("T4", "training", "best/ written every epoch", "pipeline/runs/training.py",
+    M("T4", "training", "best/ written every epoch", "pipeline/train/training.py",
       "    if decision.new_best:\n        save_decoder", "    if True:\n        save_decoder", TRAIN_TESTS),
-    M("T5", "training", "detection image logit = max of pixel logits", "pipeline/runs/training.py",
+    M("T5", "training", "detection image logit = max of pixel logits", "pipeline/train/training.py",
       "logits.mean(dim=(1, 2, 3))", "logits.amax(dim=(1, 2, 3))", TRAIN_TESTS),
-    M("T6", "predict", "predict resizes maps to (W, H)", "pipeline/runs/predict.py",
+    M("T6", "predict", "predict resizes maps to (W, H)", "pipeline/infer/predict.py",
       "to_native(prob, (image.height, image.width))", "to_native(prob, (image.width, image.height))", PREDICT_TESTS),
-    M("T7", "recipe", "patience default 5 -> 6 (the recipe)", "pipeline/runs/recipe.py",
+    M("T7", "recipe", "patience default 5 -> 6 (the recipe)", "pipeline/train/recipe.py",
       "    patience: int = 5", "    patience: int = 6", RECIPE_TESTS),
-    M("T7b", "recipe", "patience default 5 -> 6 (the schedule)", "pipeline/runs/schedule.py",
+    M("T7b", "recipe", "patience default 5 -> 6 (the schedule)", "pipeline/train/schedule.py",
       "    patience: int = RECIPE.patience", "    patience: int = 6", RECIPE_TESTS),
-    M("T7c", "recipe", "patience default 5 -> 6 (TrainConfig)", "pipeline/runs/training.py",
+    M("T7c", "recipe", "patience default 5 -> 6 (TrainConfig)", "pipeline/train/training.py",
       "    patience: int = RECIPE.patience", "    patience: int = 6", RECIPE_TESTS),
-    M("T7d", "recipe", "patience default 5 -> 6 (CLI)", "pipeline/cli/train.py",
+    M("T7d", "recipe", "patience default 5 -> 6 (CLI)", "cli/train.py",
       "default=RECIPE.patience", "default=6", RECIPE_TESTS),
-    M("T8", "training", "training-run identity ignores faithful and width", "pipeline/runs/training.py",
+    M("T8", "training", "training-run identity ignores faithful and width", "pipeline/train/training.py",
       'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "channels_last", "compile", "device_memory_gb")',
       'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "channels_last", "compile", "device_memory_gb", '
       '"faithful", "width")', IDENTITY_TESTS),
@@ -73,79 +73,79 @@ MUTANTS: list[Mutant] = [
       '        offsets = group["native_offsets"]\n',
       '        group["mask_done"][block] = True\n        offsets = group["native_offsets"]\n', MASK_TESTS),
     # ---- recipe and grid
-    M("R1", "recipe", "lr 1e-3 -> 1e-4", "pipeline/runs/recipe.py", "    lr: float = 1e-3", "    lr: float = 1e-4",
+    M("R1", "recipe", "lr 1e-3 -> 1e-4", "pipeline/train/recipe.py", "    lr: float = 1e-3", "    lr: float = 1e-4",
       RECIPE_TESTS),
-    M("R2", "recipe", "batch size 64 -> 32", "pipeline/runs/recipe.py", "    batch_size: int = 64",
+    M("R2", "recipe", "batch size 64 -> 32", "pipeline/train/recipe.py", "    batch_size: int = 64",
       "    batch_size: int = 32", RECIPE_TESTS),
-    M("R3", "recipe", "max epochs 400 -> 300", "pipeline/runs/recipe.py", "    max_epochs: int = 400",
+    M("R3", "recipe", "max epochs 400 -> 300", "pipeline/train/recipe.py", "    max_epochs: int = 400",
       "    max_epochs: int = 300", RECIPE_TESTS),
-    M("R4", "recipe", "betas (0.9, 0.999) -> (0.5, 0.999)", "pipeline/runs/recipe.py",
+    M("R4", "recipe", "betas (0.9, 0.999) -> (0.5, 0.999)", "pipeline/train/recipe.py",
       "= (0.9, 0.999)", "= (0.5, 0.999)", RECIPE_TESTS),
-    M("R5", "recipe", "min lr 1e-6 -> 1e-7", "pipeline/runs/recipe.py", "    min_lr: float = 1e-6",
+    M("R5", "recipe", "min lr 1e-6 -> 1e-7", "pipeline/train/recipe.py", "    min_lr: float = 1e-6",
       "    min_lr: float = 1e-7", RECIPE_TESTS),
-    M("R6", "recipe", "later margin 0.002 -> 0.001", "pipeline/runs/recipe.py", "    later_margin: float = 0.002",
+    M("R6", "recipe", "later margin 0.002 -> 0.001", "pipeline/train/recipe.py", "    later_margin: float = 0.002",
       "    later_margin: float = 0.001", RECIPE_TESTS),
-    M("R7", "recipe", "weight decay 0.0 -> 0.01 (the recipe)", "pipeline/runs/recipe.py",
+    M("R7", "recipe", "weight decay 0.0 -> 0.01 (the recipe)", "pipeline/train/recipe.py",
       "    weight_decay: float = 0.0", "    weight_decay: float = 0.01", RECIPE_TESTS),
-    M("R8", "recipe", "grid lr default a literal 1e-4", "pipeline/runs/grid.py", "    lr: float = RECIPE.lr",
+    M("R8", "recipe", "grid lr default a literal 1e-4", "pipeline/grid/config.py", "    lr: float = RECIPE.lr",
       "    lr: float = 1e-4", RECIPE_TESTS),
-    M("G1", "training", "grid cells drop the grid's width and faithful", "pipeline/runs/grid.py",
+    M("G1", "training", "grid cells drop the grid's width and faithful", "pipeline/grid/plan.py",
       "decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,", "decoder=decoder, mode=cfg.mode,",
       IDENTITY_TESTS),
-    M("G2", "training", "grid eval reuse ignores the evaluation identity", "pipeline/runs/grid.py",
+    M("G2", "training", "grid eval reuse ignores the evaluation identity", "pipeline/grid/plan.py",
       '    if not eval_summary_path(ev).exists() or not record.exists():\n        return False',
       '    if eval_summary_path(ev).exists():\n        return True', IDENTITY_TESTS),
-    M("G3", "training", "evaluation identity ignores the metrics", "pipeline/runs/evaluation.py",
+    M("G3", "training", "evaluation identity ignores the metrics", "pipeline/evaluate/evaluation.py",
       'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")',
       'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "metrics")', IDENTITY_TESTS),
     # ---- schedule
-    M("S1", "schedule", "best on >= instead of strict >", "pipeline/runs/schedule.py",
+    M("S1", "schedule", "best on >= instead of strict >", "pipeline/train/schedule.py",
       "new_best = score > self.best", "new_best = score >= self.best", SCHEDULE_TESTS),
-    M("S2", "schedule", "improvement needs > reference + margin", "pipeline/runs/schedule.py",
+    M("S2", "schedule", "improvement needs > reference + margin", "pipeline/train/schedule.py",
       "score >= self.reference + self.delta", "score > self.reference + self.delta", SCHEDULE_TESTS),
-    M("S3", "schedule", "margin stays 0.001 after a drop", "pipeline/runs/schedule.py",
+    M("S3", "schedule", "margin stays 0.001 after a drop", "pipeline/train/schedule.py",
       "return self.first_delta if self.drops == 0 else self.later_delta", "return self.first_delta",
       SCHEDULE_TESTS),
-    M("S4", "schedule", "plateau after patience + 1 epochs", "pipeline/runs/schedule.py",
+    M("S4", "schedule", "plateau after patience + 1 epochs", "pipeline/train/schedule.py",
       "if self.counter >= self.patience:", "if self.counter > self.patience:", SCHEDULE_TESTS),
-    M("S5", "schedule", "stop one drop early (lr <= min_lr)", "pipeline/runs/schedule.py",
+    M("S5", "schedule", "stop one drop early (lr <= min_lr)", "pipeline/train/schedule.py",
       "if new_lr < self.min_lr * (1 - 1e-9):", "if new_lr <= self.min_lr * (1 + 1e-9):", SCHEDULE_TESTS),
-    M("S6", "schedule", "reference kept across an lr drop", "pipeline/runs/schedule.py",
+    M("S6", "schedule", "reference kept across an lr drop", "pipeline/train/schedule.py",
       "self.reference, self.counter = None, 0", "self.counter = 0", SCHEDULE_TESTS),
-    M("S7", "schedule", "best epoch off by one", "pipeline/runs/schedule.py",
+    M("S7", "schedule", "best epoch off by one", "pipeline/train/schedule.py",
       "self.best, self.best_epoch = score, self.epoch - 1", "self.best, self.best_epoch = score, self.epoch",
       SCHEDULE_TESTS),
-    M("S8", "schedule", "lr factor applied twice", "pipeline/runs/schedule.py",
+    M("S8", "schedule", "lr factor applied twice", "pipeline/train/schedule.py",
       "new_lr = self.lr * self.factor", "new_lr = self.lr * self.factor * self.factor", SCHEDULE_TESTS),
-    M("S9", "schedule", "max_epochs ignored", "pipeline/runs/schedule.py",
+    M("S9", "schedule", "max_epochs ignored", "pipeline/train/schedule.py",
       "if not stop and self.epoch >= self.max_epochs:", "if False:", SCHEDULE_TESTS),
     # ---- training loop
-    M("L1", "training", "data order identical every epoch", "pipeline/runs/training.py",
+    M("L1", "training", "data order identical every epoch", "pipeline/train/training.py",
       "seed=cfg.seed * 100_003 + epoch", "seed=cfg.seed", TRAIN_TESTS),
-    M("L2", "training", "localization trains on reals too", "pipeline/runs/cached_splits.py",
+    M("L2", "training", "localization trains on reals too", "pipeline/data/cached_splits.py",
       'keep = is_fake & (samples["kind"] == "partial") & (samples["mask_path"] != "")',
       'keep = is_fake | (samples["label"] == 0)', TRAIN_TESTS),
-    M("L3", "training", "validation on the training split", "pipeline/runs/training.py",
+    M("L3", "training", "validation on the training split", "pipeline/train/training.py",
       "base.train_subsets, base.valid_split, base.mode)", "base.train_subsets, base.train_split, base.mode)",
       TRAIN_TESTS),
-    M("L4", "training", "detection selects on accuracy", "pipeline/runs/training.py",
+    M("L4", "training", "detection selects on accuracy", "pipeline/train/training.py",
       'key = "iou" if head.cfg.mode == "localization" else "ap"',
       'key = "iou" if head.cfg.mode == "localization" else "acc"', TRAIN_TESTS),
-    M("L5", "training", "schedule stepped twice per epoch", "pipeline/runs/training.py",
+    M("L5", "training", "schedule stepped twice per epoch", "pipeline/train/training.py",
       "    decision = head.schedule.step(scores[key])\n",
       "    decision = head.schedule.step(scores[key])\n    decision = head.schedule.step(scores[key])\n",
       TRAIN_TESTS),
-    M("L6", "training", "optimizer gradients never zeroed", "pipeline/runs/training.py",
+    M("L6", "training", "optimizer gradients never zeroed", "pipeline/train/training.py",
       "h.optimizer.zero_grad(set_to_none=True)", "pass", TRAIN_TESTS),
-    M("L7", "training", "decoder left in eval mode while training", "pipeline/runs/training.py",
+    M("L7", "training", "decoder left in eval mode while training", "pipeline/train/training.py",
       "        h.decoder.train()", "        h.decoder.eval()", TRAIN_TESTS),
-    M("L8", "training", "resume restarts the schedule", "pipeline/runs/training.py",
+    M("L8", "training", "resume restarts the schedule", "pipeline/train/training.py",
       '    head.schedule = PlateauSchedule.from_state(state["schedule"])\n', "", TRAIN_TESTS),
     # ---- evaluation
-    M("E1", "evaluation", "maps resized to (W, H) in evaluation", "pipeline/runs/evaluation.py",
+    M("E1", "evaluation", "maps resized to (W, H) in evaluation", "pipeline/evaluate/evaluation.py",
       'truth.append(((int(rec["height"]), int(rec["width"])), gt, label, paths[int(row)]))',
       'truth.append(((int(rec["width"]), int(rec["height"])), gt, label, paths[int(row)]))', EVAL_TESTS),
-    M("E2", "evaluation", "predict image score = max prob", "pipeline/runs/predict.py",
+    M("E2", "evaluation", "predict image score = max prob", "pipeline/infer/predict.py",
       '"image_score": float(native.mean())', '"image_score": float(native.max())', PREDICT_TESTS),
     # ---- metrics
     M("P1", "metrics", "fixed threshold p >= 0.5", "pipeline/metrics/pixel.py", "return self.prob > THRESHOLD",
@@ -212,7 +212,7 @@ MUTANTS: list[Mutant] = [
       'samples[["image_path", "mask_path", "sha256"]]', 'samples[["image_path", "mask_path"]]', STORE_TESTS),
     M("D5", "store", "class-token rows read from the wrong offset", "store/readers.py",
       "cls = self.arrays.cls[lo:hi][np.asarray(rows) - lo]", "cls = self.arrays.cls[lo:hi][: len(rows)]",
-      STORE_TESTS + ("tests/test_training_recipe.py::test_one_run_reproduces_the_reference_recipe",)),
+      STORE_TESTS + ("tests/pipeline/train/test_training_recipe.py::test_one_run_reproduces_the_reference_recipe",)),
     M("D6", "store", "fused channels in the wrong order", "features/fusion.py",
       "torch.cat([vit.float(), resnet.float()], dim=1)", "torch.cat([resnet.float(), vit.float()], dim=1)",
       STORE_TESTS + TAP_TESTS),

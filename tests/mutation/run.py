@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         root = work / "repo0"
         if args.skip_baseline:  # still build the shared fixtures once, with unmutated code
-            tests = ["tests/test_extraction.py::test_masks_cached_with_declip_polarity"]
+            tests = ["tests/pipeline/extract/test_extraction.py::test_masks_cached_with_declip_polarity"]
         else:
             tests = sorted({t for m in chosen for t in m.tests})
         status, seconds, summary = run_tests(root, tests, args.timeout * 4, cache)

@@ -12,9 +12,9 @@ import pkgutil
 from pathlib import Path
 from types import ModuleType
 
-from core.errors import DeclipError
-from core.registry import Registry
-from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions
+from declip.core.errors import DeclipError
+from declip.core.registry import Registry
+from declip.pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions
 
 
 def _register_layout_modules() -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, index_by, list_images, rel, subdirs
-from pipeline.data.layouts.common import example_pair
+from declip.pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, index_by, list_images, rel, subdirs
+from declip.pipeline.data.layouts.common import example_pair
 
 NAME = "autosplice"
 AUTO_RANK = 20  # `--layout auto` tries layouts by rising rank (specific before generic)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.data.layouts.common import Candidate, Collected, ScanOptions, empty_folder, index_by, list_images, rel
-from pipeline.data.layouts.common import Problem, example_pair, subdirs
+from declip.pipeline.data.layouts.common import Candidate, Collected, ScanOptions, empty_folder, index_by, list_images, rel
+from declip.pipeline.data.layouts.common import Problem, example_pair, subdirs
 
 NAME = "dolos"
 AUTO_RANK = 10  # `--layout auto` tries layouts by rising rank (specific before generic)

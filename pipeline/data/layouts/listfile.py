@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.errors import DeclipError
-from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, example_pair, rel
+from declip.core.errors import DeclipError
+from declip.pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, example_pair, rel
 
 NAME = "list"
 AUTO_RANK = 40  # `--layout auto` tries layouts by rising rank (specific before generic)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, empty_folder, index_by, list_images
-from pipeline.data.layouts.common import example_pair, rel, subdirs
+from declip.pipeline.data.layouts.common import Candidate, Collected, Problem, ScanOptions, empty_folder, index_by, list_images
+from declip.pipeline.data.layouts.common import example_pair, rel, subdirs
 
 NAME = "pairs"
 AUTO_RANK = 30  # `--layout auto` tries layouts by rising rank (specific before generic)

@@ -1,0 +1,115 @@
+"""`declip data scan` (dataset folder → manifest + problem table) and `declip data demo` (build the demo dataset)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+POLARITIES = ("fake_is_white", "fake_is_black")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``data scan`` and ``data demo``."""
+    data = sub.add_parser("data", help="scan datasets into manifests; build the demo dataset",
+                          description="Dataset manifests: one row per image with label, mask, split and sha256.")
+    inner = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    _register_scan(inner)
+    _register_demo(inner)
+
+
+def _register_scan(inner: argparse._SubParsersAction) -> None:
+    p = inner.add_parser(
+        "scan", help="scan a dataset folder into a parquet manifest and a problem table",
+        description="Pair images with masks by a layout's rules, read every file once (size, sha256, full decode, "
+        "mask checks), write the manifest (problem files are left out), print counts per subset x split and every "
+        "problem.")
+    p.add_argument("root", metavar="ROOT", help="dataset folder; manifest paths are relative to it")
+    from declip.pipeline.data.layouts import LAYOUTS, auto_order, layout_choices
+
+    p.add_argument("--layout", choices=layout_choices(), default="auto",
+                   help="; ".join(f"{name}: {LAYOUTS.get(name).SUMMARY}" for name in auto_order())
+                   + "; auto: the first that matches")
+    p.add_argument("--out", required=True, metavar="PARQUET", help="manifest to write")
+    p.add_argument("--dataset", metavar="NAME", help="dataset name that extract/train/evaluate/grid will use "
+                   "(default: dolos-<tree>, autosplice, or ROOT's folder name; printed at the end)")
+    p.add_argument("--polarity", choices=POLARITIES,
+                   help="mask colour meaning fake (default: the layout's; pairs and list: fake_is_white)")
+    p.add_argument("--list-file", metavar="FILE", help="list layout: the image,mask file (default ROOT/list.txt)")
+    p.add_argument("--allow-outside-root", action="store_true", help="list layout: accept paths outside ROOT")
+    p.add_argument("--unmasked-real", action="store_true",
+                   help="pairs layout: images without a mask are authentic (default: a missing-mask problem)")
+    p.add_argument("--problems", metavar="CSV", help="problem table CSV (default: <out stem>.problems.csv next to --out)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any problem was found")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=scan_command)
+
+
+def _register_demo(inner: argparse._SubParsersAction) -> None:
+    p = inner.add_parser(
+        "demo", help="build the demo dataset (scikit-image/scikit-learn photos, classical inpainting)",
+        description="Write a small Dolos-layout dataset under OUT/demo: 256x256 crops of the photos shipped in "
+        "scikit-image and scikit-learn, with random masks filled by OpenCV Telea/NS, biharmonic and splicing. "
+        "Classical inpainting, not deep generators. Scan it with `declip data scan --layout dolos OUT`.")
+    p.add_argument("out", metavar="OUT", help="output folder")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed; same seed, same bytes")
+    p.add_argument("--size", type=int, default=60, metavar="N", help="fake images per generator, split 60/20/20")
+    p.set_defaults(func=demo_command)
+
+
+def _problems_path(out: str, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    out_path = Path(out)
+    return out_path.with_name(f"{out_path.stem}.problems.csv")
+
+
+def _print_problems(problems) -> None:
+    if problems.empty:
+        print("problems: none")
+        return
+    print(f"problems: {len(problems)} file(s) left out of the manifest")
+    for row in problems.itertuples(index=False):
+        print(f"  {row.path}: {row.reason}: {row.detail}")
+
+
+def scan_command(args: argparse.Namespace) -> int:
+    """Scan, write manifest and problem CSV, print counts and problems; 1 under --strict with problems."""
+    from declip.pipeline.data.manifest import counts_table, scan_dataset, write_manifest
+
+    result = scan_dataset(args.root, args.layout, dataset=args.dataset, polarity=args.polarity,
+                          list_file=args.list_file, allow_outside_root=args.allow_outside_root,
+                          unmasked_real=args.unmasked_real, progress=not args.no_progress)
+    out = write_manifest(result.manifest, args.out, args.root, result.layout)
+    problems_csv = _problems_path(args.out, args.problems)
+    problems_csv.parent.mkdir(parents=True, exist_ok=True)
+    result.problems.to_csv(problems_csv, index=False)
+    print(f"layout: {result.layout} (tried {', '.join(result.layouts_tried)})")
+    print(f"manifest: {out} ({len(result.manifest)} images)")
+    if len(result.manifest):
+        print(counts_table(result.manifest).to_string())
+    _print_problems(result.problems)
+    print(f"problem table: {problems_csv}")
+    _print_next_steps(result.manifest, out)
+    return 1 if args.strict and len(result.problems) else 0
+
+
+def _print_next_steps(manifest, out) -> None:
+    """The dataset name and subset names every later command needs, and the next command to run."""
+    if manifest.empty:
+        return
+    names = sorted(manifest["dataset"].unique())
+    fakes = sorted(manifest.loc[manifest["label"] == 1, "subset"].unique())
+    print(f"dataset: {', '.join(names)}   (pass --dataset {names[0]} to train, evaluate and grid)")
+    if fakes:
+        print(f"generators: {', '.join(fakes)}   (the names --train-sets and --test-sets take)")
+    print(f"next: declip extract --manifest {out} --store feats.zarr --backbone ViT-L-14@openai --layers layer20")
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Build the demo dataset and print its counts."""
+    from declip.pipeline.grid.demo_data import build_demo_dataset, demo_counts
+
+    root = build_demo_dataset(args.out, seed=args.seed, size=args.size)
+    print(f"demo dataset: {root} (dataset dolos-demo; classical inpainting, not deep generators)")
+    print(demo_counts(args.size).to_string())
+    print(f"next: declip data scan --layout dolos {root} --out {Path(root) / 'manifest.parquet'}")
+    return 0

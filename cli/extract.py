@@ -1,0 +1,92 @@
+"""``declip extract``: cache frozen CLIP layer features of a manifest into the zarr store (a Prefect flow)."""
+from __future__ import annotations
+
+import argparse
+
+from declip.cli.option_names import names
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="encode a manifest once and cache layer features in the store",
+                       description="Run the extraction flow: one forward pass per block yields every requested "
+                       "layer; re-running skips what is cached. Unreadable images are skipped and recorded.")
+    p.add_argument("--manifest", required=True, metavar="PARQUET", help="manifest written by `declip data scan`")
+    p.add_argument("--store", required=True, metavar="PATH|URL", help="feature store path or fsspec URL (created if missing)")
+    p.add_argument("--backbone", metavar="KEY", help="ARCH@WEIGHTS[~RECIPE]: ViT-L-14@openai, ViT-B-32@random-0, "
+                   "ViT-L-14@/path/weights.pt; ~openclip selects open_clip's bicubic+crop preprocessing")
+    p.add_argument("--arch", help="DeCLIP name instead of --backbone: CLIP:ViT-L/14, CLIP:RN50, CLIP:ViT-L/14,RN50")
+    p.add_argument(*names("--layers"), dest="layers", default=None, metavar="SPEC",
+                   help="0-23 | 20 | layer20 | layer3,layer4 | all (default: all; DeCLIP's fused --arch: layer20)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="name of the cached dataset (default: the manifest's dataset column, as `declip data scan` printed it)")
+    p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=32, metavar="N",
+                   help="images per forward pass (and per store block)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--half", action="store_true", help="fp16 forward (CUDA only; recorded in the recipe)")
+    p.add_argument("--storage-dtype", default="float16",
+                   choices=["float16", "float32", "int8", "float8_e4m3"],
+                   help="how features are stored: float16 (default), float32 (exact reproduction, 2× the bytes), "
+                   "int8 or float8_e4m3 (half the bytes; per-channel scales). Recorded in the store identity: "
+                   "a layer cached in one dtype is never mixed with another")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="image decoding threads")
+    p.add_argument("--shards", action="store_true", help="shard arrays by block (network/object storage)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+    p.add_argument("--view", action="append", default=None, metavar="VIEW",
+                   help="cache a perturbed copy: clean | jpeg:Q | resize:S | blur:SIGMA | noise:STD | "
+                   "jitter[:B,C,S,H] | augment:KIND[+copy:K], composed with + (jpeg:75+resize:0.5); repeat the "
+                   "flag (or separate with ;) for several; cached as DATASET@VIEW (default: clean)")
+    p.add_argument("--split", action="append", default=None, metavar="SPLIT",
+                   help="encode only the blocks holding this split's rows, comma-separated or repeated (e.g. "
+                   "--split test for a robustness view); default: every row")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
+    p.set_defaults(func=run)
+
+
+def backbone_jobs(backbone: str | None, arch: str | None, layers: str | None) -> list[dict]:
+    """One job per backbone; DeCLIP's fused arch caches the ViT layer and RN50 layer3."""
+    from declip.core.errors import DeclipError
+    from declip.core.keys import DECLIP_FUSION_PARTNER, parse_declip_arch
+
+    if bool(backbone) == bool(arch):
+        raise DeclipError("give exactly one of --backbone (e.g. ViT-L-14@openai) or --arch (e.g. CLIP:ViT-L/14)")
+    if backbone:
+        return [{"backbone": backbone, "layers": layers or "all"}]
+    keys = parse_declip_arch(arch)
+    if len(keys) == 1:
+        return [{"backbone": str(keys[0]), "layers": layers or "all"}]
+    return [{"backbone": str(keys[0]), "layers": layers or "layer20"},
+            {"backbone": str(DECLIP_FUSION_PARTNER.backbone), "layers": DECLIP_FUSION_PARTNER.layer}]
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from declip.features.views import parse_views
+    from declip.cli.option_names import split_values
+    from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
+
+    views = [v.name for v in parse_views(args.view)] or ["clean"]
+    jobs = [dict(job, view=view) for view in views for job in backbone_jobs(args.backbone, args.arch, args.layers)]
+    cfg = ExtractConfig(manifest=args.manifest, store=args.store, backbone=jobs[0]["backbone"],
+                        layers=jobs[0]["layers"], dataset=args.dataset, batch_size=args.batch_size,
+                        device=args.device, half=args.half, strict=args.strict, workers=args.workers,
+                        shards=args.shards, storage_dtype=args.storage_dtype, progress=not args.no_progress,
+                        splits=tuple(split_values(args.split)))
+    if args.no_flow:
+        results = [run_extraction(ExtractConfig(**dict(asdict(cfg), **job))).to_dict() for job in jobs]
+    else:
+        from declip.flows.runtime import prefect_defaults
+
+        prefect_defaults(announce=True)
+        from declip.flows.extract import run_extract
+
+        results = run_extract(asdict(cfg), jobs)
+    for r in results:
+        secs = ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
+        print(f"{r['backbone']} → {r['dataset']}: {len(r['layers'])} layers, {r['rows']} rows, "
+              f"{r['blocks_run']}/{r['blocks_total']} blocks run, {r['images_encoded']} images encoded "
+              f"({r['images_per_s']:.1f} img/s; {secs}), {r['bad_images']} unreadable")
+    if any(r["bad_images"] for r in results):
+        print("unreadable images were skipped; `declip store info` lists them")
+    return 0

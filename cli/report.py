@@ -1,0 +1,30 @@
+"""``declip report``: figures and an HTML/markdown page from a grid's results table."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write figures and an HTML page from a results table",
+                       description="IoU by layer × decoder, the train × test generator matrix (ID/OOD averages), "
+                       "per-image IoU distributions and predicted-mask overlays, linked from index.html.")
+    p.add_argument("results", metavar="RESULTS", help="results.parquet written by `declip grid`")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: report/ next to the results)")
+    p.add_argument("--max-overlays", type=int, default=4, metavar="N",
+                   help="test images in the overlay panel (saved maps, or recomputed from the checkpoint)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from declip.pipeline.report.report import conform, write_report
+    from declip.pipeline.report.selection import format_summary, summary_table
+
+    page = write_report(args.results, args.out, max_overlays=args.max_overlays)
+    table = conform(pd.read_parquet(args.results))
+    if bool(table["random_weights"].fillna(False).astype(bool).any()):
+        print("NOTE: backbone weights are RANDOM")
+    print(format_summary(summary_table(table)))
+    print(f"report: {page}")
+    return 0

@@ -1,0 +1,64 @@
+"""File plumbing every floor shares: content hashes (and, as they move here, atomic writes and format sniffing).
+
+Why one module: the same helper written several times drifts (two hashers, three temp-then-replace styles); here
+each exists once and is tested once.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=16)
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes (read in 4 MiB blocks); cached per path for the life of the process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` (``os.replace``), on failure it is
+    removed. Readers never see half a file, and a killed writer leaves only a ``.NAME.*.tmp`` leftover.
+
+    The temp name is unique per writer (``mkstemp``), so concurrent writers of one file never share a temp file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files of writers killed mid-write (``.NAME.*.tmp`` and the older ``NAME.partial``)."""
+    folder = Path(folder)
+    gone = [*folder.glob(".*.tmp"), *folder.glob("*.partial")]
+    for leftover in gone:
+        leftover.unlink(missing_ok=True)
+    return gone

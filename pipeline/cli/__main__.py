@@ -1,5 +1,0 @@
-import sys
-
-from pipeline.cli.app import main
-
-sys.exit(main())

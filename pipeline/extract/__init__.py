@@ -1,0 +1,1 @@
+"""Extraction: manifest → reader → encode → block writer into the feature store, resumable per block."""

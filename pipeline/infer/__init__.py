@@ -1,0 +1,1 @@
+"""New images and outside checkpoints: predict on files, import DeCLIP checkpoints."""

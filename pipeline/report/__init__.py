@@ -1,0 +1,1 @@
+"""Reading results: model selection on validation, summaries, robustness tables, figures and the report page."""

@@ -1,1 +1,0 @@
-"""Jobs on the cache: extraction, training, evaluation, baselines, grids, prediction, reports."""

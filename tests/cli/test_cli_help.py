@@ -1,0 +1,140 @@
+"""Every ``declip`` help page: defaults, an example that parses, help text for every flag; the discoverability flags
+(``--version``, ``evaluate --list-metrics``, ``grid --example-config``) and the annotated grid file kept in sync."""
+import argparse
+import dataclasses
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from declip.cli.app import build_parser, main
+from declip.cli.examples import EXAMPLES
+from tests.cli.test_cli_options import options, walk
+
+from tests.fixtures import REPO  # noqa: E402
+COMMANDS = [(path, parser) for path, parser in walk(build_parser())]
+
+
+@pytest.mark.parametrize("path, parser", COMMANDS, ids=[" ".join(p) or "declip" for p, _ in COMMANDS])
+def test_every_command_has_an_example_and_every_flag_has_help(path, parser):
+    text = parser.format_help()
+    assert "examples:\n  declip" in text, f"`declip {' '.join(path)} --help` shows no example"
+    for action in options(parser) + [a for a in parser._actions if not a.option_strings]:
+        if isinstance(action, argparse._SubParsersAction):
+            continue
+        assert action.help and len(action.help) > 8, f"declip {' '.join(path)}: {action.option_strings or action.dest} has no help"
+
+
+def test_help_shows_defaults_but_not_none_or_false():
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    flat = " ".join(text.split())
+    assert "--lr LR AdamW learning rate" in flat and "(default: 0.001)" in flat
+    assert "(default: 64)" in flat and "(default: 0)" in flat  # batch size, seed
+    assert "default: None" not in flat and "default: False" not in flat
+
+
+def _example_argv(command: str) -> list[list[str]]:
+    joined = EXAMPLES[command].replace("\\\n", " ")
+    out = []
+    for line in joined.strip().splitlines():
+        words = shlex.split(line.split("#")[0].split(">")[0])
+        assert words[0] == "declip", line
+        out.append(words[1:])
+    return out
+
+
+@pytest.mark.parametrize("command", sorted(EXAMPLES))
+def test_each_example_parses(command, capsys):
+    parser = build_parser()
+    for argv in _example_argv(command):
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --example-config / --list-metrics print and exit 0
+            assert exc.code == 0, (command, argv, capsys.readouterr().err)
+            continue
+        assert callable(args.func), argv
+
+
+def test_every_command_has_an_examples_entry():
+    paths = {" ".join(path) for path, _ in COMMANDS}
+    assert paths <= set(EXAMPLES), f"commands without examples: {sorted(paths - set(EXAMPLES))}"
+    assert set(EXAMPLES) <= paths, f"examples for commands that do not exist: {sorted(set(EXAMPLES) - paths)}"
+
+
+def test_version_names_declip_and_its_libraries(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and re.match(r"declip \d+\.\d+", out) and "torch" in out and "prefect" in out
+
+
+def test_list_metrics_lists_the_registry_and_evaluate_help_points_at_it(capsys):
+    from declip.pipeline.metrics.registry import REGISTRY
+
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--list-metrics"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    listed = [line.split()[0] for line in out.splitlines() if line and not line.startswith((" ", "metrics "))]
+    assert listed == list(REGISTRY)
+    assert REGISTRY["f1_best"].description[:40] in " ".join(out.split())
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help().split())
+    assert "declip evaluate --list-metrics" in help_text
+
+
+def _commented_keys(text: str) -> dict[str, str]:
+    """key -> the comment block right above it (``# key = ...`` lines count as keys)."""
+    keys, block = {}, []
+    for line in text.splitlines():
+        m = re.match(r"^#?\s*([a-z_]+) = ", line)
+        if m and not line.startswith("# ---"):
+            keys[m.group(1)] = " ".join(block)
+            block = []
+        elif line.startswith("#"):
+            block.append(line.lstrip("# "))
+        else:
+            block = []
+    return keys
+
+
+def test_example_grid_config_documents_every_key_with_its_true_default(tmp_path):
+    from declip.pipeline.grid.config import GridConfig, example_config
+
+    text = example_config()
+    comments = _commented_keys(text)
+    fields = {f.name: f for f in dataclasses.fields(GridConfig)}
+    assert set(comments) == set(fields), f"undocumented: {set(fields) - set(comments)}; " \
+                                         f"unknown: {set(comments) - set(fields)}"
+    for name, field in fields.items():
+        comment = comments[name]
+        assert len(comment) > 20, f"{name}: no explanation"
+        if field.default is dataclasses.MISSING or name in ("train_sets", "test_sets"):  # from_dict demands these
+            assert "Required" in comment, f"{name} has no default but its comment does not say Required"
+            continue
+        m = re.search(r"Default: (.+?)\.?(?: \(|$)", comment)
+        assert m, f"{name}: comment states no default"
+        stated = m.group(1)
+        if stated in ("none", "all"):
+            value = None
+        else:
+            value = tomllib.loads(f"v = {stated}")["v"]
+        real = list(field.default) if isinstance(field.default, tuple) else field.default
+        assert value == real, f"{name}: the example says default {stated}, GridConfig says {field.default!r}"
+    with pytest.raises(Exception, match="train_sets and test_sets"):
+        GridConfig.from_dict({k: v for k, v in tomllib.loads(text).items() if k != "train_sets"})
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    cfg = GridConfig.from_toml(str(path))
+    assert cfg.dataset == "dolos-celebahq" and cfg.layers == ("layer12", "layer20")
+
+
+def test_example_config_prints_the_file_through_the_cli():
+    from declip.pipeline.grid.config import example_config
+
+    run = subprocess.run([sys.executable, "-m", "declip.cli", "grid", "--example-config"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout == example_config()

@@ -1,0 +1,36 @@
+"""The README's main command, at a reduced size, run as a user runs it."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.fixtures import REPO  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.flow
+def test_demo_command_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "declip.cli", "demo", "--out", str(out), "--size", "6", "--max-epochs", "1",
+           "--layers", "layer0,layer2", "--decoders", "linear,conv-4", "--backbone", "test-vit-tiny@random-0"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "RANDOM" in proc.stdout and "report:" in proc.stdout
+    results = pd.read_parquet(out / "grid" / "results.parquet")
+    iou = results[results["metric"] == "iou"]
+    generators = {"telea", "ns", "biharmonic", "splice"} & set(iou["test_set"])
+    assert len(generators) >= 3 and set(iou["train_set"]) >= generators
+    assert {"linear", "conv-4", "baseline:all-zero", "baseline:mask-prior"} <= set(iou["decoder"])
+    assert {"layer0", "layer2"} <= set(iou["layer"])
+    assert "srm@fixed/layer0" in set(iou["source"])  # the positive control runs beside the backbone's layers
+    assert "best decoder per feature chosen on validation" in proc.stdout and "all-fake" in proc.stdout
+    assert iou.loc[iou["backbone"] == "test-vit-tiny@random-0", "random_weights"].all()
+    assert not iou.loc[iou["source"] == "srm@fixed/layer0", "random_weights"].any()  # SRM has fixed kernels
+    page = out / "grid" / "report" / "index.html"
+    assert page.exists() and "RANDOM" in page.read_text()
+    # a second run re-encodes nothing and retrains nothing
+    proc2 = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc2.returncode == 0, proc2.stderr
+    assert "0 trained now" in proc2.stdout or "already done" in proc2.stdout

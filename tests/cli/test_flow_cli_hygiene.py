@@ -1,0 +1,106 @@
+"""Flow commands: one clean error line by default, and no Prefect server outlives a killed command (issue 10.6)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import TINY_BACKBONE
+
+pytestmark = pytest.mark.slow
+from tests.fixtures import REPO  # noqa: E402
+
+
+def _env(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_user_error_in_a_flow_is_one_line_and_debug_shows_the_trace(tmp_path):
+    cmd = [sys.executable, "-m", "declip.cli", "train", "--store", str(tmp_path / "none.zarr"), "--dataset", "d",
+           "--source", "B@random-0/layer1", "--decoder", "linear", "--train", "a", "--out", str(tmp_path / "o")]
+    plain = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 2
+    lines = [l for l in plain.stderr.strip().splitlines() if not l.startswith("declip: starting a temporary")]
+    assert len(lines) == 1 and lines[0].startswith("declip train: error: ") and "none.zarr" in lines[0], plain.stderr
+    debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], cwd=REPO, env=_env(tmp_path), capture_output=True,
+                           text=True, timeout=300)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "DeclipError" in debug.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _is_server(pid: int) -> bool:
+    try:
+        return b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_killed_flow_commands_leave_no_server(tiny_store, tmp_path):
+    dataset = next(p.name for p in (tiny_store / "datasets").iterdir())
+    procs, logs = {}, {}
+    for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+        cmd = [sys.executable, "-m", "declip.cli", "train", "--store", str(tiny_store), "--dataset", dataset,
+               "--source", f"{TINY_BACKBONE}/layer1", "--decoder", "linear", "--train", "tint",
+               "--out", str(tmp_path / f"o{int(sig)}"), "--max-epochs", "100000", "--patience", "100000",
+               "--no-progress"]
+        logs[sig] = tmp_path / f"err{int(sig)}.txt"
+        with open(logs[sig], "w") as err:
+            procs[sig] = subprocess.Popen(cmd, cwd=REPO, env=_env(tmp_path / str(int(sig))),
+                                          stdout=subprocess.DEVNULL, stderr=err)
+    killed: dict[int, list[int]] = {}
+    deadline = time.time() + 300
+    while time.time() < deadline and len(killed) < len(procs):
+        for sig, proc in procs.items():
+            if sig in killed:
+                continue
+            assert proc.poll() is None, f"{sig!r}: command ended early: {logs[sig].read_text()[-1500:]}"
+            family = _descendants(proc.pid)
+            if any(_is_server(p) for p in family):
+                time.sleep(1)  # let the server finish starting, as a user would kill it mid-run
+                killed[sig] = _descendants(proc.pid)
+                proc.send_signal(sig)
+        time.sleep(0.2)
+    assert len(killed) == len(procs), "the ephemeral server never started"
+    for proc in procs.values():
+        proc.wait(timeout=60)
+    time.sleep(8)  # the watchdog polls twice a second; the server gets 5 s to stop before SIGKILL
+    left = {sig.name: [p for p in pids if _alive(p)] for sig, pids in killed.items()}
+    try:
+        assert not any(left.values()), f"processes outlived their command: {left}"
+    finally:
+        for pid in (p for pids in left.values() for p in pids):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,31 @@
+"""core.io: the one file hasher and the one atomic-write helper every floor uses."""
+from __future__ import annotations
+
+import pytest
+
+from declip.core.io import atomic_path, atomic_write_text, file_sha256, remove_leftovers
+
+
+def test_sha256_of_abc_is_the_published_fips_180_value(tmp_path):
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")
+    assert file_sha256(str(path)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "config.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_leftovers_of_killed_writers_are_removed(tmp_path):
+    (tmp_path / ".state.pt.abc123.tmp").write_text("x")
+    (tmp_path / "results.parquet.partial").write_text("x")
+    (tmp_path / "state.pt").write_text("keep")
+    assert len(remove_leftovers(tmp_path)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]

@@ -1,0 +1,59 @@
+"""Shared test helpers (constants, data builders, config builders), imported by tests as ``tests.fixtures``; the
+pytest fixtures that use them live in ``tests/conftest.py``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The repository root (subprocess CLI tests run there).
+REPO = Path(__file__).resolve().parents[1]
+
+#: A random-weight ViT with ViT-L/14's token grid at a tiny width (features/model_configs/test-vit-tiny.json).
+TINY_BACKBONE = "test-vit-tiny@random-0"
+
+
+#: (height, width) of every tiny image and mask: not square, so a swapped (W, H) anywhere shows up.
+TINY_SIZE = (48, 80)
+
+
+def write_tiny_dolos(root, seed: int = 0, size: tuple[int, int] = TINY_SIZE) -> None:
+    """A small Dolos-layout tree: two "generators" that tint or brighten a box, plus reals. Masks: black = fake.
+
+    The edits shift the region's colour so that even random-weight features carry a learnable signal. Images are
+    ``size`` = (height, width), 48×80 by default, so every path that could swap height and width is exercised.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    tree = root / "celebahq"
+    counts = {"train": 16, "valid": 4, "test": 4}
+    height, width = size
+
+    def photo() -> Image.Image:
+        base = rng.normal(128, 40, (height // 8, width // 8, 3))
+        img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        noise = rng.normal(0, 25, (height, width, 3))
+        return Image.fromarray(np.clip(np.asarray(img, float) + noise, 0, 255).astype(np.uint8))
+
+    for split, n in counts.items():
+        (tree / "real" / split).mkdir(parents=True)
+        for i in range(n // 2):
+            photo().save(tree / "real" / split / f"r{split}{i:02d}.png")
+        for gen in ("tint", "bright"):
+            img_dir, mask_dir = tree / "fake" / gen / "images" / split, tree / "fake" / gen / "masks" / split
+            img_dir.mkdir(parents=True)
+            mask_dir.mkdir(parents=True)
+            for i in range(n):
+                img = photo()
+                x0, y0 = int(rng.integers(4, width // 2)), int(rng.integers(4, height // 2))
+                w, h = int(rng.integers(width // 6, width // 2)), int(rng.integers(height // 6, height // 2))
+                box = (x0, y0, min(width, x0 + w), min(height, y0 + h))
+                region = np.asarray(img.crop(box), dtype=float)
+                shift = (70, -30, -30) if gen == "tint" else (60, 60, 60)
+                img.paste(Image.fromarray(np.clip(region + shift, 0, 255).astype(np.uint8)), box[:2])
+                mask = Image.new("L", (width, height), 255)
+                mask.paste(0, box)
+                img.save(img_dir / f"{gen}{split}{i:02d}.png")
+                mask.save(mask_dir / f"{gen}{split}{i:02d}.png")
+
+

@@ -1,0 +1,55 @@
+"""What a user sees of Prefect: a run named for what it does, tagged, with progress in its logs (the UI), one
+start-up line and no INFO chatter in the terminal."""
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import TINY_BACKBONE
+
+from tests.fixtures import REPO  # noqa: E402
+
+
+async def _run_and_logs(name: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        assert len(runs) == 1, [r.name for r in runs]
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+        return runs[0], [log.message for log in logs]
+
+
+@pytest.mark.flow
+def test_train_cli_run_is_named_tagged_and_logs_to_prefect(tiny_store, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_LEVEL"}  # the CLI's own defaults
+    run = tmp_path / "seed7"
+    proc = subprocess.run(
+        [sys.executable, "-m", "declip.cli", "train", "--store", str(tiny_store), "--dataset", "dolos-celebahq",
+         "--source", f"{TINY_BACKBONE}/layer2", "--decoders", "linear", "--train-sets", "tint", "--max-epochs", "1",
+         "--batch-size", "8", "--seed", "7", "--out", str(run), "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "starting a temporary local Prefect API" in proc.stderr or "reporting to" in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "INFO" in line] == []
+
+    flow_run, messages = asyncio.run(_run_and_logs("train-linear-layer2-tint"))
+    assert {"backbone:" + TINY_BACKBONE, "layer:layer2", "decoder:linear", "dataset:dolos-celebahq"} <= set(flow_run.tags)
+    assert any(m.startswith("training 1 head(s) on tint") for m in messages), messages
+    assert any(m.startswith(f"linear on {TINY_BACKBONE}/layer2: best validation") for m in messages), messages
+
+
+def test_quiet_dask_keeps_distributed_to_warnings(monkeypatch):
+    import logging
+
+    from declip.flows.runtime import quiet_dask
+
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
+    logging.getLogger("distributed").setLevel(logging.INFO)
+    quiet_dask()
+    assert os.environ["DASK_LOGGING__DISTRIBUTED"] == "warning"
+    assert logging.getLogger("distributed").level == logging.WARNING
