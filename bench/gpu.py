@@ -125,7 +125,7 @@ def bench_conv20(device: str, batch: int, iters: int, width: float, channels: in
             run(x, None)
 
     eval_s = _rate(forward, iters, device)
-    fwd, train = decoder_flops("conv-20", channels, grid, "vit", "layer20", width)
+    fwd, train = decoder_flops("conv-20", channels, grid, "vit", width)
     return {"width": width, "batch": batch, "precision": precision, "channels_last": nhwc, "compile": compile_model,
             "train_img_per_s": batch / train_s, "eval_img_per_s": batch / eval_s, "flops_fwd_per_img": fwd,
             "flops_train_per_img": train, "train_flops_per_s": batch * train / train_s,

@@ -62,3 +62,24 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     for leftover in gone:
         leftover.unlink(missing_ok=True)
     return gone
+
+
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``, OpenAI's CLIP ``.pt``), not a ``torch.save`` file.
+
+    PyTorch's own test (``torch.serialization._is_torchscript_zip``) is a ``constants.pkl`` record at the archive's
+    root: both kinds are zips with every entry under one top folder and a ``data.pkl`` there, and only TorchScript adds
+    ``constants.pkl`` (and ``code/``). Matching names anywhere in the zip, as the two copies this replaces did, takes
+    any zip with a ``code/`` folder or a nested ``constants.pkl`` for an archive.
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    tops = {name.partition("/")[0] for name in names}
+    if len(tops) != 1:
+        return False
+    top = tops.pop()
+    return f"{top}/constants.pkl" in names and f"{top}/data.pkl" in names

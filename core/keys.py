@@ -55,6 +55,11 @@ class BackboneKey:
     def is_random(self) -> bool:
         return self.weights.startswith("random-")
 
+    @property
+    def seed(self) -> int | None:
+        """The seed of random weights (``random-3`` → 3), else None."""
+        return int(self.weights.removeprefix("random-")) if self.is_random else None
+
     @classmethod
     def parse(cls, text: "str | BackboneKey") -> "BackboneKey":
         """Parse ``ARCH@WEIGHTS[~RECIPE]``; a DeCLIP name such as ``CLIP:ViT-L/14`` is accepted too."""

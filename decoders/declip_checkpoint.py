@@ -21,6 +21,7 @@ import torch
 from declip.decoders.conv import BASE_FILTERS
 from declip.decoders.registry import CONFIG_KEYS, Decoder, canonical_name, decoder_from_config, list_decoders
 from declip.core.errors import DeclipError
+from declip.core.io import is_torchscript
 from declip.decoders.checkpoint_io import atomic_torch_save
 
 REQUIRED_KEYS = ("model", "feature_layer", "decoder_type")
@@ -106,7 +107,7 @@ def _read_declip(path: Path) -> dict[str, Any]:
     """``torch.load`` with weights_only, turning every way a file can be wrong into an actionable DeclipError."""
     if not path.is_file():
         raise DeclipError(f"{path}: no such checkpoint file; pass the path to a DeCLIP .pth")
-    if _is_torchscript(path):
+    if is_torchscript(path):
         raise DeclipError(
             f"{path} is a TorchScript archive, not a DeCLIP training checkpoint; convert it once with "
             f"m = torch.jit.load(PATH, map_location='cpu'); torch.save({{'model': m.state_dict(), "
@@ -135,13 +136,6 @@ def _read_declip(path: Path) -> dict[str, Any]:
                           f"re-download it or check the path") from exc
     _check_layout(ckpt, path)
     return ckpt
-
-
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
 
 
 def _check_layout(ckpt: Any, path: Path) -> None:

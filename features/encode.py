@@ -16,7 +16,7 @@ from PIL import Image
 from declip.features.backbones import Backbone
 from declip.features.images import open_rgb
 from declip.features.preprocess import Recipe, to_tensor
-from declip.features.reader import ImageBatch
+from declip.features.image_batches import ImageBatch
 from declip.features.taps import forward_layers
 
 #: ``{layer: (features (B, C, H, W), class token (B, C) or None)}``
@@ -83,7 +83,7 @@ def to_cached(outputs: LayerOutputs, ok: np.ndarray | None = None, quantize: Qua
 def encode_batch(backbone: Backbone, batch: ImageBatch, layers: list[str], device: str = "cpu",
                  half: bool = False, quantize: Quantizer | None = None,
                  cls_dtype: torch.dtype = torch.float16) -> dict[str, tuple]:
-    """Extraction's mapper: one decoded block (from :func:`features.reader.prefetch_batches`) → store-ready arrays.
+    """Extraction's mapper: one decoded block (:func:`features.image_batches.prefetch_batches`) → store-ready arrays.
 
     On CUDA the pixels are page-locked first, so their copy runs asynchronously while the previous block is written.
     """

@@ -1,11 +1,12 @@
 """Feature families: how one kind of frozen backbone is built, which layers it has, and how one pass yields them.
 
 A family is chosen from the backbone key's architecture (``ViT-L-14@openai`` → ``vit``, ``RN50@openai`` →
-``resnet``, ``srm@fixed`` → ``srm``), so every caller (extraction, predict, the benches, the contract tests) goes
-through :func:`family_for` and never branches on a family name itself.
+``resnet``, ``srm@fixed`` → ``srm``), so every caller (extraction, predict, the planners, the benches, the contract
+tests) goes through :func:`family_for` and never branches on a family name itself.
 
 Adding a family is one new module under ``features/`` (it is imported automatically the first time the registry
-is read) that subclasses :class:`FeatureFamily` and decorates it with :func:`register_family`::
+is read) that subclasses :class:`FeatureFamily` and decorates it with :func:`register_family`, as
+``features/open_clip.py`` (ViT, ResNet) and ``features/srm.py`` do::
 
     @register_family
     class SrmFamily(FeatureFamily):
@@ -14,21 +15,26 @@ is read) that subclasses :class:`FeatureFamily` and decorates it with :func:`reg
         test_keys = ("srm@fixed",)          # cheap backbone keys the contract tests build and run
 
         def handles(self, arch): return arch == "srm"
-        def build(self, key): ...           # → frozen nn.Module (eval mode is set by load_backbone)
+        def offline_key(self, arch): ...    # → a key of ``arch`` that builds with nothing downloaded
+        def build(self, key): ...           # → frozen nn.Module (eval mode is set by load_backbone); under
+                                            #   ``torch.device("meta")`` an offline key builds without memory
         def input_spec(self, visual): ...   # → (image_size, mean, std) of the model input
         def layer_names(self, backbone): ...
         def layer_info(self, backbone, layer): ...   # → LayerInfo, without running the model
+        def layer_shapes(self, arch): ...   # → TowerShapes from the architecture's config alone (no model built)
         def forward_layers(self, backbone, images, layers): ...
 
 The contract (checked for every registered family × every ``test_keys`` entry × every layer by
 ``tests/test_contracts.py``): ``forward_layers`` returns ``{layer: (features (B, C, H, W), class token (B, C) or
 None)}`` for exactly the requested layers, with ``C``, ``(H, W)`` and the presence of the class token equal to
-``layer_info``; ``images`` is the batch the family's recipe produced (B, 3, size, size). Weights the family cannot
+``layer_info``; ``layer_shapes(arch)`` lists exactly ``layer_names`` and equals ``layer_info`` on the built model
+layer for layer; ``images`` is the batch the family's recipe produced (B, 3, size, size). Weights the family cannot
 obtain are a :class:`core.errors.DeclipError` naming the key and the fix, never a silent fallback.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import torch
@@ -56,6 +62,42 @@ class LayerInfo:
     semantics: str
 
 
+@dataclass(frozen=True)
+class TowerShapes:
+    """Every layer of one architecture's tower, from its config alone: what the planners (disk budget, cost plan,
+    FLOP counts, checkpoint import) need on a machine that may hold neither the weights nor the memory to build it."""
+
+    arch: str
+    family: str
+    layers: tuple[LayerInfo, ...]  # in depth order
+
+    @property
+    def depth(self) -> int:
+        """Layers of the tower (ViT blocks, ResNet stages, 1 for SRM)."""
+        return len(self.layers)
+
+    @property
+    def names(self) -> list[str]:
+        return [info.name for info in self.layers]
+
+    def __contains__(self, layer: object) -> bool:
+        return layer in self.names
+
+    def __getitem__(self, layer: str) -> LayerInfo:
+        for info in self.layers:
+            if info.name == layer:
+                return info
+        raise DeclipError(f"{self.arch} has no {layer}; its layers are {self.names[0]}..{self.names[-1]} "
+                          f"({self.family})")
+
+    def deepest(self, layers: list[str]) -> str:
+        """The layer of ``layers`` a forward pass reaches last (where an early-stopped pass ends)."""
+        order = {name: i for i, name in enumerate(self.names)}
+        for layer in layers:
+            self[layer]  # an unknown layer fails with the tower's layer list
+        return max(layers, key=order.__getitem__)
+
+
 class FeatureFamily:
     """One kind of backbone. Subclasses set the class attributes and implement every method (see module doc)."""
 
@@ -64,6 +106,11 @@ class FeatureFamily:
     test_keys: tuple[str, ...] = ()
 
     def handles(self, arch: str) -> bool:
+        raise NotImplementedError
+
+    def offline_key(self, arch: str) -> str:
+        """A backbone key of ``arch`` that builds with nothing downloaded (random or fixed weights): what the cost
+        plan times and counts when the grid's own weights are not at hand."""
         raise NotImplementedError
 
     def build(self, key: BackboneKey) -> nn.Module:
@@ -78,8 +125,21 @@ class FeatureFamily:
     def layer_info(self, backbone: "Backbone", layer: str) -> LayerInfo:
         raise NotImplementedError
 
+    def layer_shapes(self, arch: str) -> TowerShapes:
+        """Every layer of ``arch`` from its config alone (no model built, no weights read), equal to ``layer_info``
+        on the built model: the planners size stores and models this machine may not be able to build."""
+        raise NotImplementedError
+
     def forward_layers(self, backbone: "Backbone", images: torch.Tensor, layers: list[str]) -> LayerOutputs:
         raise NotImplementedError
+
+    def activation(self, visual: nn.Module) -> str:
+        """The activation built into the tower, recorded with every cached layer as part of its identity: the kinds
+        of ``torch.nn`` activation modules found (``relu``, ``gelu``, ``a+b`` when mixed, ``none`` without any).
+        A family with activations of its own (open_clip's QuickGELU) names them."""
+        kinds = {"gelu" if isinstance(m, nn.GELU) else "relu" for m in visual.modules()
+                 if isinstance(m, (nn.GELU, nn.ReLU))}
+        return "+".join(sorted(kinds)) or "none"
 
 
 FAMILIES: Registry[FeatureFamily] = Registry("feature family", loader=lambda: import_submodules("declip.features"))
@@ -103,103 +163,7 @@ def family_for(arch: str) -> FeatureFamily:
     )
 
 
-# ---- open_clip: the two image towers CLIP ships (VisionTransformer, ModifiedResNet) -------------------------------
-
-_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _open_clip_vision_layers(arch: str):
-    """open_clip's vision ``layers`` for ``arch`` (int: ViT blocks; list: ResNet stages), or None if not open_clip."""
-    from declip.features.backbones import open_clip_config
-
-    cfg = open_clip_config(arch)
-    if cfg is None:
-        return None
-    vision = cfg.get("vision_cfg", {})
-    return None if vision.get("timm_model_name") else vision.get("layers")
-
-
-class _OpenClipFamily(FeatureFamily):
-    def build(self, key: BackboneKey) -> nn.Module:
-        from declip.features.backbones import create_open_clip
-
-        model = create_open_clip(key)
-        visual = model.visual
-        del model  # the text tower is never used
-        return visual
-
-    def input_spec(self, visual: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-        size = visual.image_size
-        size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        mean = tuple(float(v) for v in getattr(visual, "image_mean", None) or _OPENAI_MEAN)
-        std = tuple(float(v) for v in getattr(visual, "image_std", None) or _OPENAI_STD)
-        return size, mean, std
-
-
-@register_family
-class OpenClipViT(_OpenClipFamily):
-    """``layerK`` is the residual stream after block K (0-based), no LayerNorm (DeCLIP never applies ``ln_post``),
-    class token split off, patch tokens as a row-major (C, H, W) grid (declip-method §2.2)."""
-
-    name = "vit"
-    test_keys = ("test-vit-tiny@random-0",)
-
-    def handles(self, arch: str) -> bool:
-        return isinstance(_open_clip_vision_layers(arch), int)
-
-    def layer_names(self, backbone: "Backbone") -> list[str]:
-        return [f"layer{k}" for k in range(len(backbone.visual.transformer.resblocks))]
-
-    def layer_info(self, backbone: "Backbone", layer: str) -> LayerInfo:
-        v, k = backbone.visual, int(layer.removeprefix("layer"))
-        ph, pw = v.patch_size if isinstance(v.patch_size, tuple) else (v.patch_size, v.patch_size)
-        grid = (backbone.image_size // ph, backbone.image_size // pw)
-        return LayerInfo(layer, k, v.transformer.width, grid, True,
-                         f"residual stream after block {k} (0-based), no LayerNorm, class token stored apart")
-
-    @torch.no_grad()
-    def forward_layers(self, backbone: "Backbone", images: torch.Tensor, layers: list[str]) -> LayerOutputs:
-        indices = sorted(int(name.removeprefix("layer")) for name in layers)
-        out = backbone.visual.forward_intermediates(
-            images, indices=indices, stop_early=True, intermediates_only=True,
-            output_fmt="NCHW", output_extra_tokens=True,
-        )
-        feats, prefix = out["image_intermediates"], out["image_intermediates_prefix"]
-        return {f"layer{k}": (f, p[:, 0]) for k, f, p in zip(indices, feats, prefix)}
-
-
-@register_family
-class OpenClipResNet(_OpenClipFamily):
-    """``layer1..layer4`` are the stage outputs (declip-method §2.3). open_clip's
-    ``ModifiedResNet.forward_intermediates`` has an inverted ``stop_early`` test (stack-notes §4.1), so the stages
-    run here, stopping after the deepest requested one."""
-
-    name = "resnet"
-    test_keys = ("test-rn-tiny@random-0",)
-    stages = ("layer1", "layer2", "layer3", "layer4")
-
-    def handles(self, arch: str) -> bool:
-        return isinstance(_open_clip_vision_layers(arch), (list, tuple))
-
-    def layer_names(self, backbone: "Backbone") -> list[str]:
-        return list(self.stages)
-
-    def layer_info(self, backbone: "Backbone", layer: str) -> LayerInfo:
-        k = int(layer.removeprefix("layer"))
-        stage = getattr(backbone.visual, layer)
-        channels = stage[-1].bn3.num_features if hasattr(stage[-1], "bn3") else stage[-1].conv3.out_channels
-        side = backbone.image_size // (4 * 2 ** (k - 1))
-        return LayerInfo(layer, k, channels, (side, side), False, f"output of ResNet stage {k}")
-
-    @torch.no_grad()
-    def forward_layers(self, backbone: "Backbone", images: torch.Tensor, layers: list[str]) -> LayerOutputs:
-        indices = sorted(int(name.removeprefix("layer")) for name in layers)
-        v = backbone.visual
-        x = v.stem(images)
-        result = {}
-        for k in range(1, max(indices) + 1):
-            x = getattr(v, f"layer{k}")(x)
-            if k in indices:
-                result[f"layer{k}"] = (x, None)
-        return result
+@lru_cache(maxsize=None)
+def layer_shapes(arch: str) -> TowerShapes:
+    """``arch``'s layers from its config alone, answered by the family that builds it (memoised: configs are fixed)."""
+    return family_for(arch).layer_shapes(arch)

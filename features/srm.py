@@ -36,7 +36,7 @@ from torch import nn
 
 from declip.core.errors import DeclipError
 from declip.core.keys import BackboneKey
-from declip.features.families import FeatureFamily, LayerInfo, LayerOutputs, register_family
+from declip.features.families import FeatureFamily, LayerInfo, LayerOutputs, TowerShapes, register_family
 from declip.features.preprocess import RECIPES, Recipe
 
 if TYPE_CHECKING:
@@ -148,6 +148,9 @@ class SrmFamily(FeatureFamily):
     def handles(self, arch: str) -> bool:
         return arch == ARCH
 
+    def offline_key(self, arch: str) -> str:
+        return KEY
+
     def build(self, key: BackboneKey) -> nn.Module:
         if key.weights != WEIGHTS:
             raise DeclipError(f"the SRM feature family has one key, {KEY} (got {key}): its kernels are fixed, "
@@ -163,9 +166,14 @@ class SrmFamily(FeatureFamily):
     def layer_info(self, backbone: "Backbone", layer: str) -> LayerInfo:
         if layer != LAYER:
             raise DeclipError(f"{KEY} has one layer, {LAYER} (got {layer!r})")
-        return LayerInfo(LAYER, 0, CHANNELS, GRID, False,
-                         f"SRM residual statistics per {PATCH}x{PATCH}-pixel patch ({', '.join(STATS)}; "
-                         "3 kernels x 3 colour channels), see features/srm.py")
+        return self.layer_shapes(ARCH).layers[0]
+
+    def layer_shapes(self, arch: str) -> TowerShapes:
+        if arch != ARCH:
+            raise DeclipError(f"the SRM feature family builds one architecture, {ARCH} (got {arch!r})")
+        return TowerShapes(ARCH, self.name, (LayerInfo(
+            LAYER, 0, CHANNELS, GRID, False, f"SRM residual statistics per {PATCH}x{PATCH}-pixel patch "
+            f"({', '.join(STATS)}; 3 kernels x 3 colour channels), see features/srm.py"),))
 
     @torch.no_grad()
     def forward_layers(self, backbone: "Backbone", images: torch.Tensor, layers: list[str]) -> LayerOutputs:

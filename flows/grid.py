@@ -162,13 +162,15 @@ def _group_options(group) -> dict:
 
 
 @task(name="evict-features", cache_policy=NONE)
-def evict_features(store: str, dataset: str, layers: list[tuple[str, str]]) -> list[str]:
-    """Delete a finished group's layers from the store (they are re-extracted if a later run needs them)."""
+def evict_features(store: str, dataset: str, layers: list) -> list[str]:
+    """Delete a finished group's layers (``core.keys.LayerKey``) from the store (re-extracted if a later run needs
+    them)."""
     from declip.store.feature_store import FeatureStore
 
     fs = FeatureStore(store)
     gone = []
-    for backbone, layer in layers:
+    for key in layers:
+        backbone, layer = str(key.backbone), key.layer
         if fs.has_layer(backbone, layer, dataset) or fs.layer_path(backbone, layer, dataset) in fs.root:
             fs.delete_layer(backbone, layer, dataset)
             gone.append(f"{backbone}/{layer}")
@@ -291,8 +293,8 @@ def grid_flow(cfg: dict) -> dict:
             skipped += len(group_cells)
         if budgeted and not g.keep_features:
             created = created_layers(g)  # also for a finished group skipped on resume
-            ours = [k for k in group.evict_after if tuple(k) in created]
-            kept = [f"{b}/{layer}" for b, layer in group.evict_after if (b, layer) not in created]  # someone else's
+            ours = [k for k in group.evict_after if (str(k.backbone), k.layer) in created]
+            kept = [str(k) for k in group.evict_after if (str(k.backbone), k.layer) not in created]  # someone else's
             if kept:
                 log.info("keeping %s: in the store before this grid needed them (only layers it extracted are "
                          "evicted)", ", ".join(kept))

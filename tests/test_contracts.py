@@ -4,7 +4,8 @@ Each test is parametrised from the registries themselves, so a newly registered 
 ``test_keys``), recipe, decoder, metric or layout is checked here without editing this file:
 
 * backbone × layer: features (B, C, H, W) float32 and the class token as ``layer_info`` says, finite, and equal to
-  the same layer taken in an all-layers pass (early stopping changes nothing);
+  the same layer taken in an all-layers pass (early stopping changes nothing); the family's config-only
+  ``layer_shapes`` equal ``layer_info`` on the built model, layer for layer;
 * backbone: real extraction into a zarr store reads back byte-identical to the float16 forward output;
 * backbone × layer × decoder (and DeCLIP's fused source): B×1×256×256 finite float32 logits;
 * recipe: a non-square RGB image → (3, size, size) finite float32;
@@ -26,7 +27,7 @@ from PIL import Image
 from declip.core.keys import SourceKey
 from declip.decoders import build_decoder, list_decoders
 from declip.features.backbones import load_backbone
-from declip.features.families import FAMILIES
+from declip.features.families import FAMILIES, layer_shapes
 from declip.features.fusion import fuse
 from declip.features.preprocess import RECIPES, make_recipe, to_tensor
 from declip.features.taps import forward_layers, layer_info, layer_names
@@ -83,6 +84,31 @@ def test_layer_matches_its_info(key, layer):
     torch.testing.assert_close(feats, deep_feats, rtol=0, atol=0)
     if cls is not None:
         torch.testing.assert_close(cls, deep_cls, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("key", BACKBONE_KEYS)
+def test_layer_shapes_from_the_config_equal_the_built_model(key):
+    """What the planners read without building anything (disk budget, cost plan, FLOPs, checkpoint import) is what
+    the built tower gives: every layer's name, index, channels, grid, class token and meaning, and the depth."""
+    bb = backbone(key)
+    family = FAMILIES.get(bb.family)
+    shapes = family.layer_shapes(bb.key.arch)
+    assert (shapes.arch, shapes.family) == (bb.key.arch, bb.family)
+    assert shapes.names == layer_names(bb) and shapes.depth == len(layer_names(bb))
+    for layer in layer_names(bb):
+        assert shapes[layer] == layer_info(bb, layer), layer
+    assert layer_shapes(bb.key.arch) == shapes  # the module-level lookup finds the same family
+
+
+@pytest.mark.parametrize("key", BACKBONE_KEYS)
+def test_the_offline_key_builds_weightless_on_the_meta_device(key):
+    """The cost plan times a family's offline key and counts its FLOPs on ``meta``: nothing downloaded, no memory."""
+    bb = backbone(key)
+    offline = FAMILIES.get(bb.family).offline_key(bb.key.arch)
+    meta = load_backbone(offline, device="meta")
+    assert meta.family == bb.family and meta.key.arch == bb.key.arch and meta.weights_checksum == ""
+    assert all(t.is_meta for t in meta.visual.state_dict().values())
+    assert layer_names(meta) == layer_names(bb)
 
 
 @pytest.fixture(scope="module")

@@ -104,8 +104,6 @@ def test_no_module_imports_from_its_own_floor_or_above():
     assert not upward, "imports that do not point down a floor:\n" + "\n".join(sorted(upward))
 
 
-@pytest.mark.xfail(strict=True, reason="features.backbones <-> features.families: ends with the open_clip family "
-                   "module (issue 18 item 4); strict, so the marker must go when it does")
 def test_no_import_circles():
     g = graph()
     index, low, stack, on_stack, circles, counter = {}, {}, [], set(), [], [0]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from declip.features.backbones import Backbone, BackboneKey, load_backbone
 from declip.features.encode import encode_batch
-from declip.features.reader import prefetch_batches
+from declip.features.image_batches import prefetch_batches
 from declip.features.taps import layer_info, parse_layers
 from declip.features.views import View
 from declip.core.errors import DeclipError

@@ -12,22 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from declip.core.errors import DeclipError
-from declip.core.keys import SourceKey
-from declip.features.layer_shapes import layer_shape
+from declip.core.keys import LayerKey, SourceKey
+from declip.features.families import layer_shapes
 from declip.store.quantize import bytes_per_sample
-
-LayerKey = tuple[str, str]  # (backbone key, layer)
 
 
 def source_layers(source: "SourceKey | str") -> list[LayerKey]:
     """``B/L`` or ``B1/L1+B2/L2`` (a :class:`core.keys.SourceKey` or its text) -> the cached layers it reads."""
-    return [(str(p.backbone), p.layer) for p in SourceKey.parse(source).parts]
+    return list(SourceKey.parse(source).parts)
 
 
-def layer_nbytes(backbone: str, layer: str, n_rows: int, storage_dtype: str) -> int:
-    """Bytes one cached layer of ``n_rows`` images takes on disk (features, scales, class token, valid flags)."""
-    arch = backbone.split("@", 1)[0]
-    shape = layer_shape(arch, layer)
+def layer_nbytes(layer: LayerKey, n_rows: int, storage_dtype: str) -> int:
+    """Bytes one cached layer of ``n_rows`` images takes on disk (features, scales, class token, valid flags), from
+    the layer's shape as its feature family states it (any family: CLIP towers, the SRM control, ...)."""
+    shape = layer_shapes(layer.backbone.arch)[layer.layer]
     return n_rows * bytes_per_sample(storage_dtype, shape.channels, shape.grid, shape.has_cls)
 
 
@@ -39,9 +37,10 @@ class LayerGroup:
     evict_after: list[LayerKey] = field(default_factory=list)
 
     def extraction_jobs(self) -> dict[str, list[str]]:
+        """{backbone key text: its layers}: one extraction pass per backbone."""
         jobs: dict[str, list[str]] = {}
-        for backbone, layer in self.layers:
-            jobs.setdefault(backbone, []).append(layer)
+        for key in self.layers:
+            jobs.setdefault(str(key.backbone), []).append(key.layer)
         return jobs
 
 

@@ -1,8 +1,8 @@
 """``declip grid --dry-run``: what a grid will cost before it runs -- cells, store bytes, encode/train/eval hours --
 and the same for DeCLIP's full ablation at Dolos size.
 
-Times are FLOPs ÷ achieved FLOP/s. FLOPs are counted exactly (:mod:`declip.pipeline.grid.model_flops`); the achieved rate of
-each stage (encode, train step, evaluation forward) is either supplied (a JSON file, e.g. written by
+Times are FLOPs ÷ achieved FLOP/s. FLOPs are counted exactly (:mod:`declip.pipeline.grid.model_flops`); the achieved
+rate of each stage (encode, train step, evaluation forward) is either supplied (a JSON file, e.g. written by
 ``bench/gpu.py``) or calibrated on the spot by timing a few batches of the grid's own models with random weights.
 Training epochs are not known in advance (the plateau schedule stops them), so an assumed count is stated.
 """
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from declip.core.errors import DeclipError
-from declip.features.layer_shapes import layer_shape
+from declip.core.keys import DECLIP_ARCHES, BackboneKey, LayerKey, SourceKey
+from declip.features.families import family_for, layer_shapes
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import plan_cells, sources
 from declip.pipeline.grid.model_flops import decoder_flops, encode_flops
@@ -72,32 +73,41 @@ class Workload:
         return len(self.sources) * len(self.decoders) * len(self.train_rows) * self.seeds
 
 
-def _source_shape(source: str) -> tuple[int, tuple[int, int], str, str]:
-    parts = [layer_shape(b.split("@", 1)[0], l) for b, l in source_layers(source)]
+def _source_shape(source: "SourceKey | str") -> tuple[int, tuple[int, int], str, str]:
+    """(channels, grid, decoder family, layer) of what a decoder on ``source`` reads (fused: channels summed on the
+    ViT's grid), from the families' config-only layer shapes."""
+    keys = source_layers(source)
+    parts = [layer_shapes(k.backbone.arch)[k.layer] for k in keys]
     if len(parts) == 2:
-        return parts[0].channels + parts[1].channels, parts[0].grid, "fused", parts[0].layer
-    return parts[0].channels, parts[0].grid, parts[0].family, parts[0].layer
+        return parts[0].channels + parts[1].channels, parts[0].grid, "fused", parts[0].name
+    return parts[0].channels, parts[0].grid, layer_shapes(keys[0].backbone.arch).family, parts[0].name
+
+
+def _by_backbone(layers: list[LayerKey]) -> dict[BackboneKey, list[str]]:
+    jobs: dict[BackboneKey, list[str]] = {}
+    for key in layers:
+        jobs.setdefault(key.backbone, []).append(key.layer)
+    return jobs
 
 
 def estimate(work: Workload, rates: Rates) -> dict:
     """Bytes, groups and seconds of every stage of ``work`` at ``rates``."""
     layers = list(dict.fromkeys(k for s in work.sources for k in source_layers(s)))
-    per_image = {k: layer_nbytes(*k, 1, work.storage_dtype) for k in layers}
+    per_image = {k: layer_nbytes(k, 1, work.storage_dtype) for k in layers}
     nbytes = {k: v * work.n_images for k, v in per_image.items()}
     groups = plan_groups(work.sources, nbytes, work.budget_bytes)
     encode_s, passes = 0.0, 0
     for group in groups:
-        for backbone, group_layers in group.extraction_jobs().items():
-            arch = backbone.split("@", 1)[0]
-            deepest = max(group_layers, key=lambda l: int(l.removeprefix("layer")))
-            encode_s += work.n_images * encode_flops(arch, deepest) / rates.encode
+        for backbone, group_layers in _by_backbone(group.layers).items():
+            deepest = layer_shapes(backbone.arch).deepest(group_layers)
+            encode_s += work.n_images * encode_flops(backbone.arch, deepest) / rates.encode
             passes += 1
     train_s = eval_s = 0.0
     per_decoder: dict[str, float] = {}
     for source in work.sources:
-        channels, grid, family, layer = _source_shape(source)
+        channels, grid, family, _ = _source_shape(source)
         for decoder in work.decoders:
-            fwd, step = decoder_flops(decoder, channels, grid, family, layer, work.width)
+            fwd, step = decoder_flops(decoder, channels, grid, family, work.width)
             for n_train, n_valid in work.train_rows.values():
                 t = work.seeds * work.epochs * (n_train * step / rates.train + n_valid * fwd / rates.eval)
                 e = work.seeds * sum(work.test_rows.values()) * fwd / rates.eval
@@ -106,9 +116,9 @@ def estimate(work: Workload, rates: Rates) -> dict:
     return {
         "name": work.name, "cells": work.cells, "evaluations": work.cells * len(work.test_rows),
         "n_images": work.n_images, "storage_dtype": work.storage_dtype,
-        "layers": [{"layer": f"{b}/{l}", "shape": _shape_text(b, l), "bytes_per_image": per_image[(b, l)],
-                    "bytes": nbytes[(b, l)], "bytes_test_view": per_image[(b, l)] * work.test_split_images}
-                   for b, l in layers],
+        "layers": [{"layer": str(k), "shape": _shape_text(k), "bytes_per_image": per_image[k],
+                    "bytes": nbytes[k], "bytes_test_view": per_image[k] * work.test_split_images}
+                   for k in layers],
         "total_bytes": sum(nbytes.values()), "budget_bytes": work.budget_bytes,
         "groups": [{"sources": g.sources, "held_bytes": g.held_bytes} for g in groups],
         "encode_passes": passes, "epochs_assumed": work.epochs,
@@ -118,8 +128,8 @@ def estimate(work: Workload, rates: Rates) -> dict:
     }
 
 
-def _shape_text(backbone: str, layer: str) -> str:
-    s = layer_shape(backbone.split("@", 1)[0], layer)
+def _shape_text(layer: LayerKey) -> str:
+    s = layer_shapes(layer.backbone.arch)[layer.layer]
     return f"{s.channels}×{s.grid[0]}×{s.grid[1]}" + (" +cls" if s.has_cls else "")
 
 
@@ -131,7 +141,8 @@ def grid_workload(cfg: GridConfig, epochs: int = DEFAULT_EPOCHS) -> Workload:
     train_rows = {}
     for t in cfg.train_sets:
         of = masked & samples["subset"].isin(_expand(t, samples))
-        train_rows[t] = (int((of & (samples["split"] == "train")).sum()), int((of & (samples["split"] == "valid")).sum()))
+        train_rows[t] = (int((of & (samples["split"] == "train")).sum()),
+                         int((of & (samples["split"] == "valid")).sum()))
     reals = int(((samples["label"] == 0) & (samples["split"] == "test")).sum())
     test_rows = {t: int(((samples["subset"] == t) & (samples["label"] == 1) & (samples["split"] == "test")).sum())
                  + reals for t in cfg.test_sets}
@@ -169,7 +180,8 @@ DOLOS_REALS = (3000, 500, 500)
 def declip_full_ablation(storage_dtype: str = "float16", budget_bytes: int | None = None,
                          epochs: int = DEFAULT_EPOCHS) -> Workload:
     """DeCLIP's per-layer ablation: 24 ViT-L/14 + 4 RN50 layers × 5 decoders × 4 train sets, each on 4 test sets."""
-    srcs = [f"ViT-L-14@openai/layer{k}" for k in range(24)] + [f"RN50@openai/layer{k}" for k in range(1, 5)]
+    towers = [BackboneKey.parse(key) for key in DECLIP_ARCHES.values()]  # ViT-L-14@openai, RN50@openai
+    srcs = [str(SourceKey.single(key, name)) for key in towers for name in layer_shapes(key.arch).names]
     n_images = len(DOLOS_GENERATORS) * sum(DOLOS_FAKES) + sum(DOLOS_REALS)
     return Workload(
         "DeCLIP full ablation, Dolos size", srcs, ["linear", "attention", "conv-4", "conv-12", "conv-20"],
@@ -185,10 +197,10 @@ def calibrate(cfg: GridConfig, batch: int = 4, steps: int = 2) -> Rates:
     from declip.features.taps import forward_layers
 
     device = cfg.device
-    arch = cfg.backbones[0].split("@", 1)[0] if cfg.backbones else source_layers(cfg.fused[0])[0][0].split("@")[0]
-    backbone = load_backbone(f"{arch}@random-0", device)
-    deepest = max((l for b, l in (k for s in sources(cfg) for k in source_layers(s)) if b.startswith(arch + "@")),
-                  key=lambda l: int(l.removeprefix("layer")))
+    arch = sources(cfg)[0].backbone.arch  # the grid's first backbone (of a fused source: the ViT)
+    backbone = load_backbone(family_for(arch).offline_key(arch), device)  # random (or fixed) weights: no download
+    deepest = layer_shapes(arch).deepest([k.layer for s in sources(cfg) for k in source_layers(s)
+                                          if k.backbone.arch == arch])
     x = torch.randn(batch, 3, backbone.image_size, backbone.image_size, device=device)
     encode_s = _timed(lambda: forward_layers(backbone, x, [deepest]), steps, device)
     encode_rate = batch * encode_flops(arch, deepest) / encode_s
@@ -209,7 +221,7 @@ def calibrate(cfg: GridConfig, batch: int = 4, steps: int = 2) -> Rates:
             loss.backward()
             opt.step()
 
-        fwd, train = decoder_flops(name, channels, grid, family, layer, cfg.width)
+        fwd, train = decoder_flops(name, channels, grid, family, cfg.width)
         model.train()
         train_rates.append(batch * 2 * train / _timed(step, steps, device))
         model.eval()
@@ -239,7 +251,8 @@ def render(plan: dict, list_cells: list[str] | None = None) -> str:
     lines = [f"== {plan['name']}: {plan['cells']} cells, {plan['evaluations']} evaluations, "
              f"{plan['n_images']} images, features in {plan['storage_dtype']}"]
     if list_cells is not None:
-        shown = list_cells if len(list_cells) <= 40 else list_cells[:20] + [f"... ({len(list_cells) - 40} more)"] + list_cells[-20:]
+        shown = (list_cells if len(list_cells) <= 40
+                 else list_cells[:20] + [f"... ({len(list_cells) - 40} more)"] + list_cells[-20:])
         lines += [f"   cell {c}" for c in shown]
     lines.append(f"   {'layer':<40s} {'shape':>16s} {'bytes/image':>12s} {'this view':>10s} {'test-split view':>16s}")
     for row in plan["layers"]:
@@ -250,7 +263,8 @@ def render(plan: dict, list_cells: list[str] | None = None) -> str:
     lines.append(f"   store: {_gb(plan['total_bytes'])} for every layer; {budget}: {len(plan['groups'])} group(s), "
                  f"peak {_gb(peak)} on disk, {plan['encode_passes']} encode pass(es)")
     s = plan["seconds"]
-    lines.append(f"   time: encode {_h(s['encode'])}, train {_h(s['train'])} ({plan['epochs_assumed']} epochs assumed), "
+    lines.append(f"   time: encode {_h(s['encode'])}, train {_h(s['train'])} "
+                 f"({plan['epochs_assumed']} epochs assumed), "
                  f"evaluate {_h(s['evaluate'])}; total {_h(s['total'])}")
     lines.append("   by decoder: " + ", ".join(f"{d} {_h(v)}" for d, v in plan["seconds_per_decoder"].items()))
     r = plan["rates"]
@@ -274,14 +288,28 @@ def dry_run(cfg: GridConfig, rates: Rates | None = None, epochs: int = DEFAULT_E
     own = estimate(grid_workload(cfg, epochs), rates)
     cells = [f"{c.train.source} {c.train.decoder} train={','.join(c.train.train_subsets)} seed={c.train.seed} "
              f"-> runs/{c.run_id}" for c in plan_cells(cfg)]
-    full_budget = int((cfg.max_store_gb if cfg.max_store_gb is not None else FULL_ABLATION_DISK_GB) * 2**30)
-    try:
-        full = estimate(declip_full_ablation(cfg.storage_dtype, full_budget, epochs), rates)
-    except DeclipError as exc:  # e.g. RN50 layer1 in float16 is 60 GiB at Dolos size: say so, plan it in int8
-        work = declip_full_ablation("int8", full_budget, epochs)
-        work.notes.append(f"{cfg.storage_dtype} does not fit {full_budget / 2**30:.3g} GiB ({exc}); planned in int8")
-        full = estimate(work, rates)
+    full = _full_ablation_plan(cfg, rates, epochs)
     text = render(own, cells) + "\n\n" + render(full)
     if math.isfinite(full["seconds"]["total"]):
         text += "\n   (the full ablation's rates are this device's, measured on the grid's models above)"
     return text, {"grid": own, "declip_full": full}
+
+
+def _full_ablation_plan(cfg: GridConfig, rates: Rates, epochs: int) -> dict:
+    """DeCLIP's full ablation on the grid's disk budget (else a 64 GiB disk) in the grid's storage dtype. What does
+    not fit is planned in int8 (RN50 layer1 in float16 is 60 GiB at Dolos size), then on a 64 GiB disk (a budget
+    sized for a small grid cannot hold one ViT-L/14 layer of Dolos), each step said in a note: the projection never
+    stops the grid's own plan from printing."""
+    budget = int((cfg.max_store_gb if cfg.max_store_gb is not None else FULL_ABLATION_DISK_GB) * 2**30)
+    disk = int(FULL_ABLATION_DISK_GB * 2**30)
+    notes: list[str] = []
+    for storage_dtype, limit in dict.fromkeys([(cfg.storage_dtype, budget), ("int8", budget), ("int8", disk)]):
+        try:
+            plan = estimate(declip_full_ablation(storage_dtype, limit, epochs), rates)
+        except DeclipError as exc:
+            notes.append(f"{storage_dtype} does not fit {limit / 2**30:.3g} GiB ({exc})")
+            continue
+        if notes:
+            plan["notes"] += notes + [f"planned in {storage_dtype} on {limit / 2**30:.3g} GiB"]
+        return plan
+    raise DeclipError("; ".join(notes))

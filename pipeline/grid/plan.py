@@ -89,7 +89,7 @@ def layer_groups(cfg: GridConfig) -> list[LayerGroup]:
     if cfg.max_store_gb is None:
         return plan_groups(srcs, {k: 0 for s in srcs for k in source_layers(s)}, None)
     n = dataset_rows(cfg)
-    nbytes = {k: layer_nbytes(*k, n, cfg.storage_dtype) for s in srcs for k in source_layers(s)}
+    nbytes = {k: layer_nbytes(k, n, cfg.storage_dtype) for s in srcs for k in source_layers(s)}
     return plan_groups(srcs, nbytes, int(cfg.max_store_gb * 2**30))
 
 

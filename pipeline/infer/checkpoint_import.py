@@ -19,7 +19,8 @@ from typing import Any
 
 from declip.core.errors import DeclipError
 from declip.core.io import file_sha256
-from declip.features.backbones import BackboneKey, arch_layers, parse_declip_arch
+from declip.core.keys import BackboneKey, parse_declip_arch
+from declip.features.families import TowerShapes, layer_shapes
 
 DECLIP_BACKBONES = {"vit": "ViT-L-14@openai", "resnet": "RN50@openai"}
 FUSED_RESNET_LAYER = "layer3"  # DeCLIP's ViT+RN50 model always takes RN50's layer3 (method §2.4)
@@ -56,9 +57,9 @@ def import_declip_checkpoint(file: str | os.PathLike, out: str | os.PathLike, *,
         files = {str(k): k.weights_path for k in given if k.weights_path}
         if files:  # local weights: the store knows them by checksum, predict needs the file
             extra["weights_files"] = files
-        family = family or ("fused" if len(keys) == 2 else arch_layers(BackboneKey.parse(keys[0]).arch).family)
+        family = family or ("fused" if len(keys) == 2 else _tower(keys[0]).family)
         parts = _parts(keys, family, layer, file)
-        channels = sum(arch_layers(BackboneKey.parse(k).arch).channels[l] for k, l in parts)
+        channels = _channels(parts)
         decoder, info = load_declip_checkpoint(file, family=family, grid=_grid(parts), in_channels=channels)
     else:
         _refuse_unknown_layer(layer, [DECLIP_BACKBONES["vit"], DECLIP_BACKBONES["resnet"]], file)
@@ -91,27 +92,31 @@ def _parts(keys: list[str], family: str, layer: str, file: Path) -> list[tuple[s
     return parts
 
 
+def _tower(key: str) -> TowerShapes:
+    """The backbone's layers from its architecture's config (its feature family answers; no weights read)."""
+    return layer_shapes(BackboneKey.parse(key).arch)
+
+
 def _refuse_unknown_layer(layer: str, keys: list[str], file: Path) -> None:
-    known = {key: arch_layers(BackboneKey.parse(key).arch) for key in keys}
-    if not any(layer in a.channels for a in known.values()):
-        have = "; ".join(f"{BackboneKey.parse(k).arch} has {min(a.channels, key=_depth)}..{max(a.channels, key=_depth)}"
-                         for k, a in known.items())
+    known = {key: _tower(key) for key in keys}
+    if not any(layer in tower for tower in known.values()):
+        have = "; ".join(f"{t.arch} has {t.names[0]}..{t.names[-1]}" for t in known.values())
         raise DeclipError(f"{file}: feature_layer {layer!r} does not exist ({have}); the checkpoint is damaged or "
                           f"was trained on another backbone (pass --backbone KEY)")
 
 
-def _depth(name: str) -> int:
-    return int(name.removeprefix("layer"))
-
-
 def _grid(parts: list[tuple[str, str]]) -> tuple[int, int]:
     key, layer = parts[0]
-    return arch_layers(BackboneKey.parse(key).arch).grids[layer]
+    return _tower(key)[layer].grid
+
+
+def _channels(parts: list[tuple[str, str]]) -> int:
+    return sum(_tower(key)[layer].channels for key, layer in parts)
 
 
 def _check_geometry(parts: list[tuple[str, str]], info: dict, file: Path) -> None:
     """The decoder must take exactly the features the source gives: channels (summed when fused) and grid."""
-    channels = sum(arch_layers(BackboneKey.parse(k).arch).channels[l] for k, l in parts)
+    channels = _channels(parts)
     if channels != info["in_channels"] or tuple(info["grid"]) != _grid(parts):
         source = "+".join(f"{k}/{l}" for k, l in parts)
         raise DeclipError(f"{file}: its decoder takes {info['in_channels']} channels on a "

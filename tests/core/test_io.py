@@ -29,3 +29,35 @@ def test_leftovers_of_killed_writers_are_removed(tmp_path):
     (tmp_path / "state.pt").write_text("keep")
     assert len(remove_leftovers(tmp_path)) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_torchscript_is_told_from_a_state_dict_by_the_archive_root(tmp_path):
+    """A real ``torch.jit.save`` archive is TorchScript; ``torch.save`` files (zip or legacy pickle), other zips and a
+    zip holding TorchScript-like names below its root are not (both former copies took the last for an archive)."""
+    import warnings
+    import zipfile
+
+    import torch
+
+    from declip.core.io import is_torchscript
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; OpenAI's archives are not
+        archive = tmp_path / "ViT-tiny.pt"
+        torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(archive))
+    state_zip, legacy = tmp_path / "state.pt", tmp_path / "legacy.pt"
+    torch.save(torch.nn.Linear(3, 2).state_dict(), state_zip)
+    torch.save(torch.nn.Linear(3, 2).state_dict(), legacy, _use_new_zipfile_serialization=False)
+    release = tmp_path / "release.zip"  # e.g. a code release: a code/ folder and a nested constants.pkl
+    with zipfile.ZipFile(release, "w") as zf:
+        zf.writestr("release/code/train.py", "print(1)")
+        zf.writestr("release/model/constants.pkl", b"x")
+        zf.writestr("release/model/data.pkl", b"x")
+    two_roots = tmp_path / "two-roots.zip"
+    with zipfile.ZipFile(two_roots, "w") as zf:
+        zf.writestr("a/constants.pkl", b"x")
+        zf.writestr("b/data.pkl", b"x")
+    assert is_torchscript(archive)
+    assert not is_torchscript(state_zip) and not is_torchscript(legacy)
+    assert not is_torchscript(release) and not is_torchscript(two_roots)
+    assert not is_torchscript(tmp_path / "missing.pt")

@@ -93,3 +93,9 @@ def test_a_view_the_store_does_not_hold_is_refused_clearly(tiny_store):
     assert FeatureSource(store, f"{TINY_BACKBONE}/layer1", "dolos-celebahq").channels == 64
     with pytest.raises(DeclipError, match=r"holds no view 'jpeg:75'.*declip extract --view jpeg:75.*layer1\)$"):
         FeatureSource(store, f"{TINY_BACKBONE}/layer1[jpeg:75]", "dolos-celebahq")
+
+
+def test_random_weights_carry_their_seed():
+    assert BackboneKey.parse("ViT-B-32@random-3").seed == 3
+    assert BackboneKey.parse("ViT-B-32@random").seed == 0
+    assert BackboneKey.parse("ViT-L-14@openai").seed is None and BackboneKey.parse("srm@fixed").seed is None

@@ -4,7 +4,8 @@ import time
 import pytest
 import torch
 
-from declip.features.backbones import BackboneKey, load_backbone, parse_declip_arch, state_checksum
+from declip.core.keys import BackboneKey, parse_declip_arch
+from declip.features.backbones import load_backbone, state_checksum
 from declip.core.errors import DeclipError
 
 

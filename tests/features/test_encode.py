@@ -7,7 +7,7 @@ from declip.features.backbones import load_backbone
 from declip.features.encode import encode_batch, encode_files, encode_images, to_cached
 from declip.features.images import open_rgb
 from declip.features.preprocess import make_recipe
-from declip.features.reader import prefetch_batches
+from declip.features.image_batches import prefetch_batches
 from declip.pipeline.data.manifest import read_manifest
 from declip.store.feature_store import FeatureStore
 

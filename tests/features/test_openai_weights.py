@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from declip.core.errors import DeclipError
-from declip.features.backbones import BackboneKey, activation_of, load_backbone, state_checksum
+from declip.core.keys import BackboneKey
+from declip.features.backbones import load_backbone, state_checksum
+from declip.features.open_clip import activation_of
 from declip.features.taps import forward_layers, layer_names
 
 
@@ -129,9 +131,9 @@ def save_openai_style_archive(arch: str, path, seed: int = 0) -> nn.Module:
     """A TorchScript archive like OpenAI's ``ViT-*.pt``: the whole CLIP's weights (fp16 values) under OpenAI's names."""
     import open_clip
 
-    from declip.features.backbones import _register_local_configs
+    from declip.features.open_clip import register_local_configs
 
-    _register_local_configs()
+    register_local_configs()
     torch.manual_seed(seed)
     model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=True)
     with torch.no_grad():

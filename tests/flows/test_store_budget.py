@@ -5,9 +5,7 @@ import pytest
 
 from tests.fixtures import TINY_BACKBONE
 from declip.core.errors import DeclipError
-from declip.features.backbones import load_backbone
-from declip.features.layer_shapes import layer_shape
-from declip.features.taps import layer_info
+from declip.core.keys import LayerKey
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.budget import layer_nbytes, plan_groups
 from declip.store.feature_store import FeatureStore
@@ -16,7 +14,7 @@ DATASET = "dolos-celebahq"
 
 
 B, R = "b@random-0", "r@random-0"
-L0, L1, L2, R3 = (B, "layer0"), (B, "layer1"), (B, "layer2"), (R, "layer3")
+L0, L1, L2, R3 = (LayerKey.parse(k) for k in (f"{B}/layer0", f"{B}/layer1", f"{B}/layer2", f"{R}/layer3"))
 S0, S1, S2, FUSED = f"{B}/layer0", f"{B}/layer1", f"{B}/layer2", f"{B}/layer0+{R}/layer3"
 
 
@@ -36,15 +34,6 @@ def test_groups_fit_the_budget_and_evict_what_no_later_group_needs():
     assert len(plan_groups([S0, S1], nbytes, None)) == 1
     with pytest.raises(DeclipError, match="cannot hold"):
         plan_groups([S0], nbytes, 9)
-
-
-@pytest.mark.parametrize("key,layers", [(TINY_BACKBONE, ["layer0", "layer3"]),
-                                        ("test-rn-tiny@random-0", ["layer1", "layer4"])])
-def test_layer_shapes_from_config_match_the_built_model(key, layers):
-    backbone = load_backbone(key)
-    for layer in layers:
-        info, shape = layer_info(backbone, layer), layer_shape(key.split("@")[0], layer)
-        assert (shape.channels, shape.grid, shape.has_cls) == (info.channels, tuple(info.grid), info.has_cls)
 
 
 def test_budget_needs_a_manifest(tmp_path):
@@ -82,7 +71,7 @@ def test_budgeted_grid_evicts_resumes_and_matches_unbudgeted(tiny_manifest, tmp_
 
     full = run_grid(_cfg(tmp_path, "full", tiny_manifest))
     assert full["failed"] == [] and full["groups"] == 1
-    one_layer = layer_nbytes(TINY_BACKBONE, "layer0", 60, "float16")
+    one_layer = layer_nbytes(LayerKey.parse(f"{TINY_BACKBONE}/layer0"), 60, "float16")
     budget_gb = 1.5 * one_layer / 2**30  # room for one layer at a time: three groups
     cfg = _cfg(tmp_path, "budget", tiny_manifest, max_store_gb=budget_gb)
 
@@ -122,7 +111,7 @@ def test_budgeted_grid_never_evicts_a_layer_that_was_in_the_store_before(tiny_ma
     from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
 
     cfg = _cfg(tmp_path, "pre", tiny_manifest, layers=("layer0", "layer1"),
-               max_store_gb=1.5 * layer_nbytes(TINY_BACKBONE, "layer0", 60, "float16") / 2**30)
+               max_store_gb=1.5 * layer_nbytes(LayerKey.parse(f"{TINY_BACKBONE}/layer0"), 60, "float16") / 2**30)
     run_extraction(ExtractConfig(manifest=cfg["manifest"], store=cfg["store"], backbone=TINY_BACKBONE,
                                  dataset=DATASET, layers="layer1", batch_size=8, progress=False))
     before = FeatureStore(cfg["store"], mode="r").open_layer(TINY_BACKBONE, "layer1", DATASET).meta["created"]

@@ -36,6 +36,9 @@ MASK_TESTS = ("tests/pipeline/data/test_masks.py", "tests/store/test_store_failu
               "tests/pipeline/extract/test_extraction.py::test_masks_cached_with_declip_polarity",
               "tests/pipeline/train/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
 DECODER_TESTS = ("tests/decoders/test_decoders.py",)
+SHAPE_TESTS = ("tests/test_contracts.py::test_layer_shapes_from_the_config_equal_the_built_model",)
+PLAN_TESTS = ("tests/pipeline/grid/test_cost_plan.py",)
+FLOP_TESTS = ("tests/pipeline/grid/test_model_flops.py",)
 TAP_TESTS = ("tests/features/test_taps.py", "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
 
 M = Mutant
@@ -236,11 +239,11 @@ MUTANTS: list[Mutant] = [
     M("C7", "decoders", "QuickGELU constant 1.702 -> 1.0", "decoders/attention.py", "torch.sigmoid(1.702 * x)",
       "torch.sigmoid(1.0 * x)", DECODER_TESTS),
     # ---- taps and preprocessing
-    M("F1", "taps", "ViT tap one block too deep", "features/families.py",
+    M("F1", "taps", "ViT tap one block too deep", "features/open_clip.py",
       "images, indices=indices, stop_early=True,",
       "images, indices=[min(i + 1, backbone.num_blocks - 1) for i in indices], stop_early=True,",
       TAP_TESTS, fresh=True),
-    M("F2", "taps", "class token replaced by the mean patch token", "features/families.py",
+    M("F2", "taps", "class token replaced by the mean patch token", "features/open_clip.py",
       '{f"layer{k}": (f, p[:, 0])', '{f"layer{k}": (f, f.mean(dim=(2, 3)))', TAP_TESTS,
       fresh=True),
     M("F3", "preprocessing", "DeCLIP recipe bicubic instead of bilinear", "features/preprocess.py",
@@ -254,8 +257,26 @@ MUTANTS: list[Mutant] = [
       fresh=True),
     M("F6", "preprocessing", "channels in BGR order", "features/preprocess.py", "arr.transpose(2, 0, 1)",
       "arr[..., ::-1].transpose(2, 0, 1)", TAP_TESTS, fresh=True),
-    M("F7", "taps", "ResNet stage input stored instead of its output", "features/families.py",
+    M("F7", "taps", "ResNet stage input stored instead of its output", "features/open_clip.py",
       '            x = getattr(v, f"layer{k}")(x)\n            if k in indices:\n                result[f"layer{k}"] = (x, None)\n',
       '            if k in indices:\n                result[f"layer{k}"] = (x, None)\n            x = getattr(v, f"layer{k}")(x)\n',
       TAP_TESTS, fresh=True),
+    # ---- planning from config alone: layer shapes, disk bytes, FLOPs, format sniffing
+    M("N1", "planning", "ResNet config shapes with bottleneck expansion 2", "features/open_clip.py",
+      "self._info(k, 4 * width * 2 ** (k - 1),", "self._info(k, 2 * width * 2 ** (k - 1),", SHAPE_TESTS),
+    M("N2", "planning", "ViT config shapes one block short", "features/open_clip.py",
+      'for k in range(int(v["layers"]))))', 'for k in range(int(v["layers"]) - 1)))', SHAPE_TESTS),
+    M("N3", "planning", "encode planned to the shallowest layer of a pass", "features/families.py",
+      "return max(layers, key=order.__getitem__)", "return min(layers, key=order.__getitem__)", PLAN_TESTS),
+    M("N4", "planning", "disk bytes without the class token", "pipeline/grid/budget.py",
+      "shape.channels, shape.grid, shape.has_cls)", "shape.channels, shape.grid, False)", PLAN_TESTS),
+    M("N5", "planning", "decoder FLOP memo ignores the width", "pipeline/grid/model_flops.py",
+      "(int(grid[0]), int(grid[1])), family, float(width))", "(int(grid[0]), int(grid[1])), family, FULL_WIDTH)",
+      FLOP_TESTS),
+    M("N6", "planning", "a committed FLOP count gone stale", "pipeline/grid/flop_table.py",
+      "('linear', 2048, (7, 7), 'resnet', 1.0): (200704.0, 401408.0)",
+      "('linear', 2048, (7, 7), 'resnet', 1.0): (200704.0, 200704.0)", FLOP_TESTS),
+    M("N7", "planning", "TorchScript sniffed by a name anywhere in the zip", "core/io.py",
+      'return f"{top}/constants.pkl" in names and f"{top}/data.pkl" in names',
+      'return any(n.endswith("constants.pkl") for n in names)', ("tests/core/test_io.py",)),
 ]

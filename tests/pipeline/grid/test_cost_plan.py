@@ -1,4 +1,5 @@
-"""The cost plan: FLOP counts pinned to the design's figures, store bytes equal to a real store's, CLI dry run."""
+"""The cost plan: store bytes equal to a real store's, times from hand-counted FLOPs, DeCLIP's full ablation from the
+committed FLOP table, and CLI dry runs (the SRM control under a disk budget included)."""
 import subprocess
 import sys
 import json
@@ -9,20 +10,11 @@ import pytest
 from tests.fixtures import TINY_BACKBONE
 from declip.pipeline.grid.cost_plan import Rates, declip_full_ablation, dry_run, estimate, grid_workload
 from declip.pipeline.grid.config import GridConfig
-from declip.pipeline.grid.model_flops import decoder_flops, encode_flops
 from declip.store.feature_store import FeatureStore
 from declip.store.listing import list_entries
 
 from tests.fixtures import REPO  # noqa: E402
 RATES = Rates(encode=2e9, train=1e9, eval=4e9, origin="test")
-
-
-def test_flops_match_the_published_sizes():
-    assert encode_flops("ViT-L-14", "layer23") == pytest.approx(162e9, rel=0.01)
-    assert encode_flops("ViT-L-14", "layer20") == pytest.approx(142e9, rel=0.01)
-    fwd, step = decoder_flops("conv-20", 1024, (16, 16), "vit", "layer20")
-    assert fwd == pytest.approx(81e9, rel=0.01) and 2.5 * fwd < step < 3.5 * fwd
-    assert encode_flops("RN50", "layer1") < encode_flops("RN50", "layer4")
 
 
 def _grid(store, tmp_path, manifest=None, **kw):
@@ -51,20 +43,34 @@ def test_time_estimate_is_flops_over_rate(tiny_store, tmp_path):
     work = grid_workload(cfg)
     plan = estimate(work, RATES)
     (n_train, n_valid), n_test = work.train_rows["tint"], work.test_rows["tint"]
-    fwd, step = decoder_flops("linear", 64, (8, 8), "vit", "layer1")
+    # hand counts (tests/pipeline/grid/test_model_flops.py derives them): linear on 64×8×8 and the tiny ViT to layer1
+    fwd, step, encode = 2 * 64 * 64, 2 * 2 * 64 * 64, 16_515_584
     expect_train = 3 * (n_train * step / RATES.train + n_valid * fwd / RATES.eval)
     assert plan["seconds"]["train"] == pytest.approx(expect_train)
     assert plan["seconds"]["evaluate"] == pytest.approx(n_test * fwd / RATES.eval)
-    assert plan["seconds"]["encode"] == pytest.approx(work.n_images * encode_flops("test-vit-tiny", "layer1") / 2e9)
+    assert plan["seconds"]["encode"] == pytest.approx(work.n_images * encode / 2e9)
     doubled = estimate(grid_workload(cfg), Rates(4e9, 2e9, 8e9, "x"))
     assert doubled["seconds"]["total"] == pytest.approx(plan["seconds"]["total"] / 2)
+    # one pass to the deepest layer encodes layer0 and layer3 together: 4 blocks and the patch embedding
+    both = estimate(grid_workload(_grid(tiny_store, tmp_path, layers=["layer3", "layer0"])), RATES)
+    assert both["encode_passes"] == 1
+    assert both["seconds"]["encode"] == pytest.approx(work.n_images * (4 * 7_471_360 + 1_572_864) / 2e9)
 
 
-def test_full_ablation_needs_groups_and_int8_on_a_64_gib_disk():
+def test_full_ablation_needs_groups_and_int8_on_a_64_gib_disk(monkeypatch):
+    import declip.pipeline.grid.model_flops as model_flops
+
+    def no_counting(*args, **kwargs):
+        raise AssertionError(f"counted {args} on the meta device: the committed FLOP table lacks it")
+
+    monkeypatch.setattr(model_flops, "count_encode_flops", no_counting)
+    monkeypatch.setattr(model_flops, "count_decoder_flops", no_counting)
+    model_flops.encode_flops.cache_clear()
+    model_flops._decoder_flops.cache_clear()
     fp16 = estimate(declip_full_ablation("float16", None), RATES)
     assert fp16["cells"] == 28 * 5 * 4 and fp16["evaluations"] == 28 * 5 * 4 * 4
     vit = next(r for r in fp16["layers"] if r["layer"] == "ViT-L-14@openai/layer20")
-    assert vit["bytes_per_image"] == pytest.approx(1024 * 257 * 2, rel=0.01)  # 0.5 MB per layer per image
+    assert vit["bytes_per_image"] == 1024 * 16 * 16 * 2 + 1024 * 2 + 1  # features, class token, valid flag: 0.5 MB
     budgeted = estimate(declip_full_ablation("int8", 56 * 2**30), RATES)
     assert len(budgeted["groups"]) > 1 and max(g["held_bytes"] for g in budgeted["groups"]) <= 56 * 2**30
     assert len(budgeted["groups"]) <= budgeted["encode_passes"] <= len(budgeted["groups"]) + 1
@@ -83,3 +89,47 @@ def test_cli_dry_run_prints_the_plan_and_runs_nothing(tiny_store, tiny_manifest,
     assert "== this grid: 2 cells, 4 evaluations" in out.stdout
     assert "DeCLIP full ablation, Dolos size: 560 cells" in out.stdout and "supplied" in out.stdout
     assert not store.exists() and not (tmp_path / "g").exists()
+
+
+SRM_BYTES_PER_IMAGE = 63 * 16 * 16 * 2 + 1  # float16 features + the valid flag; no class token
+
+
+def test_cli_dry_run_plans_the_srm_control_under_a_disk_budget(tiny_manifest, tmp_path):
+    """Issue 19 item 4: `srm@fixed/layer0` in extra_sources with max_store_gb used to fail as an unknown open_clip
+    architecture. A budget of 2 MB holds the tiny ViT layer (0.5 MB) or SRM (1.9 MB), not both: two groups."""
+    rates = tmp_path / "rates.json"
+    rates.write_text(json.dumps({"encode_flops_per_s": 1e12, "train_flops_per_s": 5e11, "eval_flops_per_s": 1e12}))
+    store = tmp_path / "new.zarr"
+    config = tmp_path / "grid.toml"
+    config.write_text(f"""store = "{store}"
+dataset = "dolos-celebahq"
+manifest = "{tiny_manifest}"
+out = "{tmp_path / 'g'}"
+backbones = ["{TINY_BACKBONE}"]
+layers = ["layer0"]
+extra_sources = ["srm@fixed/layer0"]
+decoders = ["linear"]
+train_sets = ["tint"]
+test_sets = ["tint"]
+max_store_gb = {2e6 / 2**30}
+""")
+    out = subprocess.run([sys.executable, "-m", "declip.cli", "grid", "--config", str(config), "--dry-run",
+                          "--throughputs", str(rates)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "== this grid: 2 cells" in out.stdout
+    srm = next(line for line in out.stdout.splitlines() if line.strip().startswith("srm@fixed/layer0"))
+    assert "63×16×16" in srm and f"{SRM_BYTES_PER_IMAGE:,d}" in srm and "+cls" not in srm
+    assert "2 group(s)" in out.stdout and "2 encode pass(es)" in out.stdout
+    # DeCLIP's projection cannot fit a 2 MB budget: planned on a 64 GiB disk instead, and said so
+    assert "DeCLIP full ablation, Dolos size: 560 cells" in out.stdout and "planned in int8 on 56 GiB" in out.stdout
+    assert not store.exists() and not (tmp_path / "g").exists()
+
+
+def test_a_grid_of_the_srm_control_alone_calibrates_on_its_fixed_weights(tiny_store, tmp_path):
+    """No CLIP backbone at all: the calibration times `srm@fixed` itself (its family's offline key)."""
+    cfg = _grid(tiny_store, tmp_path, backbones=[], layers=[], extra_sources=["srm@fixed/layer0"],
+                decoders=["linear"], train_sets=["tint"])
+    text, plan = dry_run(cfg)
+    assert "srm@fixed/layer0" in text and "calibrated on cpu (srm to layer0" in text
+    assert all(rate > 0 for rate in (plan["grid"]["rates"]["encode"], plan["grid"]["rates"]["train"]))
+    assert plan["grid"]["layers"][0]["bytes_per_image"] == SRM_BYTES_PER_IMAGE

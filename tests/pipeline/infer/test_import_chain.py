@@ -93,9 +93,9 @@ def rn50_style_checkpoint(tmp_path, drift: float = 0.5):
     as DeCLIP's train-mode BN leaves them."""
     import open_clip
 
-    from declip.features.backbones import _register_local_configs
+    from declip.features.open_clip import register_local_configs
 
-    _register_local_configs()
+    register_local_configs()
     torch.manual_seed(0)  # the weights test-rn-tiny@random-0 builds
     clip = open_clip.create_model("test-rn-tiny", pretrained=None)
     state = clip.state_dict()
