@@ -1,0 +1,67 @@
+"""core.versions: the library versions every cached layer and every view records, byte for byte as before."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+
+from PIL import features
+
+from declip.core.versions import CORE_LIBRARIES, library_versions
+
+
+def _installed(name: str) -> str:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+def test_a_layer_records_its_core_libraries_in_their_historic_order():
+    got = library_versions()
+    assert list(got) == ["declip", "torch", "open_clip_torch", "zarr", "numpy"] == list(CORE_LIBRARIES)
+    assert got == {name: _installed(name) for name in CORE_LIBRARIES}
+
+
+def test_named_libraries_are_sorted_and_the_jpeg_codec_comes_from_pillow():
+    got = library_versions(["torchvision", "Pillow", "libjpeg", "libjpeg_turbo", "Pillow", "numpy"])
+    assert list(got) == ["Pillow", "libjpeg", "libjpeg_turbo", "numpy", "torchvision"]
+    assert got["libjpeg"] == str(features.version("jpg"))
+    turbo = features.check_feature("libjpeg_turbo")
+    assert got["libjpeg_turbo"] == (str(features.version_feature("libjpeg_turbo")) if turbo else "no")
+    assert got["Pillow"] == md.version("Pillow") and library_versions([]) == {}
+    assert library_versions(["no-such-distribution"]) == {"no-such-distribution": "unknown"}
+
+
+# The two copies this module replaced, verbatim (store/feature_store.py and features/views.py before issue 18):
+# what stores on disk hold. Their output must equal the new one byte for byte (as JSON, the way zarr stores it).
+def _old_store_library_versions() -> dict[str, str]:
+    out = {}
+    for name in ("declip", "torch", "open_clip_torch", "zarr", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def _old_view_library_versions(names) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in sorted(set(names)):
+        if name == "libjpeg":
+            out[name] = str(features.version("jpg"))
+        elif name == "libjpeg_turbo":
+            out[name] = str(features.version_feature("libjpeg_turbo")) if features.check_feature(
+                "libjpeg_turbo") else "no"
+        else:
+            try:
+                out[name] = md.version(name)
+            except md.PackageNotFoundError:
+                out[name] = "unknown"
+    return out
+
+
+def test_records_are_byte_identical_to_the_replaced_copies():
+    assert json.dumps(library_versions()) == json.dumps(_old_store_library_versions())
+    for names in (["Pillow", "libjpeg", "libjpeg_turbo"], ["torchvision", "torch", "Pillow"], ["numpy", "Pillow"],
+                  ["torchvision", "torch", "Pillow", "libjpeg", "libjpeg_turbo", "numpy", "Pillow", "numpy"], []):
+        assert json.dumps(library_versions(names)) == json.dumps(_old_view_library_versions(names)), names
