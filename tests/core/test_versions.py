@@ -7,6 +7,7 @@ import json
 from PIL import features
 
 from declip.core.versions import CORE_LIBRARIES, library_versions
+from tests.fixtures import legacy_store_library_versions, legacy_view_library_versions
 
 
 def _installed(name: str) -> str:
@@ -32,36 +33,9 @@ def test_named_libraries_are_sorted_and_the_jpeg_codec_comes_from_pillow():
     assert library_versions(["no-such-distribution"]) == {"no-such-distribution": "unknown"}
 
 
-# The two copies this module replaced, verbatim (store/feature_store.py and features/views.py before issue 18):
-# what stores on disk hold. Their output must equal the new one byte for byte (as JSON, the way zarr stores it).
-def _old_store_library_versions() -> dict[str, str]:
-    out = {}
-    for name in ("declip", "torch", "open_clip_torch", "zarr", "numpy"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "unknown"
-    return out
-
-
-def _old_view_library_versions(names) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in sorted(set(names)):
-        if name == "libjpeg":
-            out[name] = str(features.version("jpg"))
-        elif name == "libjpeg_turbo":
-            out[name] = str(features.version_feature("libjpeg_turbo")) if features.check_feature(
-                "libjpeg_turbo") else "no"
-        else:
-            try:
-                out[name] = md.version(name)
-            except md.PackageNotFoundError:
-                out[name] = "unknown"
-    return out
-
-
 def test_records_are_byte_identical_to_the_replaced_copies():
-    assert json.dumps(library_versions()) == json.dumps(_old_store_library_versions())
+    """What stores on disk hold came from the two copies this module replaced (kept verbatim in tests.fixtures)."""
+    assert json.dumps(library_versions()) == json.dumps(legacy_store_library_versions())
     for names in (["Pillow", "libjpeg", "libjpeg_turbo"], ["torchvision", "torch", "Pillow"], ["numpy", "Pillow"],
                   ["torchvision", "torch", "Pillow", "libjpeg", "libjpeg_turbo", "numpy", "Pillow", "numpy"], []):
-        assert json.dumps(library_versions(names)) == json.dumps(_old_view_library_versions(names)), names
+        assert json.dumps(library_versions(names)) == json.dumps(legacy_view_library_versions(names)), names
