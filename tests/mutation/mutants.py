@@ -39,6 +39,8 @@ DECODER_TESTS = ("tests/decoders/test_decoders.py",)
 TAP_TESTS = ("tests/features/test_taps.py", "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
 
 M = Mutant
+VIEW_TESTS = ("tests/features/test_views.py", "tests/test_contracts.py::test_view_operation_keeps_its_contract")
+DTYPE_TESTS = ("tests/store/test_storage_dtype.py", "tests/test_contracts.py::test_storage_dtype_keeps_its_contract")
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
     M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/data/cached_splits.py",
@@ -258,4 +260,20 @@ MUTANTS: list[Mutant] = [
       '            x = getattr(v, f"layer{k}")(x)\n            if k in indices:\n                result[f"layer{k}"] = (x, None)\n',
       '            if k in indices:\n                result[f"layer{k}"] = (x, None)\n            x = getattr(v, f"layer{k}")(x)\n',
       TAP_TESTS, fresh=True),
+    # ---- views and storage dtypes (the registries of issue 18)
+    M("V1", "views", "resize view leaves the mask where it was", "features/view_ops.py",
+      "move_mask=lambda mask, params: resize_mask(mask, params[0]),", "move_mask=lambda mask, params: mask,",
+      VIEW_TESTS),
+    M("V2", "views", "view seed ignores the image", "features/views.py",
+      'f"{self.name}\\x1f{image_id}"', 'f"{self.name}"', VIEW_TESTS),
+    M("V3", "views", "DeCLIP augment all: JPEG before the colour jitter", "features/view_ops.py",
+      'AUGMENT_KINDS.add("all", (_declip_jitter, _declip_jpeg, _declip_blur))',
+      'AUGMENT_KINDS.add("all", (_declip_jpeg, _declip_jitter, _declip_blur))', VIEW_TESTS),
+    M("Q1", "dtypes", "int8 codes truncated instead of rounded", "store/quantize.py",
+      "return x.round_().clamp_(-127, 127).to(torch.int8)", "return x.trunc_().clamp_(-127, 127).to(torch.int8)",
+      DTYPE_TESTS),
+    M("Q2", "dtypes", "float8 bits decoded as integers", "store/quantize.py",
+      "return codes.view(torch.float8_e4m3fn).float()", "return codes.float()", DTYPE_TESTS),
+    M("Q3", "dtypes", "bytes per sample leave out the scales", "store/quantize.py",
+      "scales = channels * 4 if is_quantized(name) else 0", "scales = 0", DTYPE_TESTS),
 ]
