@@ -60,9 +60,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_put(fs, path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` on an fsspec filesystem ``fs`` so that readers never see half a file.
 
-    A local filesystem goes through :func:`atomic_path`. Elsewhere the bytes go to a unique ``.NAME.<hex>.tmp``
-    beside ``path`` and are moved over it (on object stores one PUT is already all-or-nothing, and the move keeps
-    the same rule for filesystems where it is not); a failed write removes its temp file.
+    A local filesystem goes through :func:`atomic_path`. Elsewhere (object stores, other remote filesystems) the
+    bytes go to a unique ``.NAME.<hex>.tmp`` beside ``path`` and are then moved over it, so a filesystem whose
+    writes are not atomic never shows half a ``path`` either; a failed write removes its temp file.
     """
     if "file" in _protocols(fs) or "local" in _protocols(fs):
         atomic_write_bytes(path, data)

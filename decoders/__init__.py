@@ -14,7 +14,7 @@ from declip.decoders.weight_init import init_declip_
 from declip.decoders.linear import LinearDecoder
 
 __all__ = [
-    "DECLIP_INPUT_FAMILIES", "AttentionDecoder", "ConvDecoder", "Decoder", "LinearDecoder", "build_decoder", "canonical_name",
-    "decoder_from_config", "init_declip_", "list_decoders", "load_declip_checkpoint", "load_decoder",
+    "DECLIP_INPUT_FAMILIES", "AttentionDecoder", "ConvDecoder", "Decoder", "LinearDecoder", "build_decoder",
+    "canonical_name", "decoder_from_config", "init_declip_", "list_decoders", "load_declip_checkpoint", "load_decoder",
     "needs_final_resize", "register_decoder", "save_declip_checkpoint", "save_decoder", "upsample_skips",
 ]

@@ -112,7 +112,7 @@ class StoreDatasets(StoreBase):
             ) from None
 
     def _repair_samples(self, key: str, samples: pd.DataFrame) -> None:
-        """Rewrite a damaged ``samples.parquet`` from the manifest rows, which the checksum has just shown are the same."""
+        """Rewrite a damaged ``samples.parquet`` from the manifest rows (the checksum just showed they are the same)."""
         rel = f"datasets/{key}/samples.parquet"
         try:
             pd.read_parquet(io.BytesIO(self._get_file(rel)))
