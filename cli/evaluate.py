@@ -7,6 +7,8 @@ from declip.cli.option_names import names, split_values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from declip.features.view_ops import view_syntax
+
     p = sub.add_parser("evaluate", help="evaluate a decoder checkpoint on cached test sets",
                        description="Per-image metrics at native mask resolution (DeCLIP's protocol) plus the "
                        "whole metric registry; writes per_image and summary tables (parquet + CSV).")
@@ -32,8 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write predicted probability maps as PNG at mask resolution")
     p.add_argument("--no-reals", action="store_true", help="leave real images out (no image-level metrics)")
     p.add_argument("--view", action="append", default=None, metavar="VIEW",
-                   help="evaluate on a cached view (see `declip extract --view`), repeatable; `clean` is the "
-                   "unperturbed data; with several views each one's tables go to OUT/<view>/")
+                   help=f"evaluate on a cached view ({view_syntax()}, composed with +; see `declip extract --view`), "
+                   "repeatable; `clean` is the unperturbed data; with several views each one's tables go to "
+                   "OUT/<view>/")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)

@@ -7,6 +7,9 @@ from declip.cli.option_names import names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from declip.features.view_ops import view_syntax
+    from declip.store.quantize import DEFAULT_STORAGE_DTYPE, STORAGE_DTYPES
+
     p = sub.add_parser("extract", help="encode a manifest once and cache layer features in the store",
                        description="Run the extraction flow: one forward pass per block yields every requested "
                        "layer; re-running skips what is cached. Unreadable images are skipped and recorded.")
@@ -23,17 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images per forward pass (and per store block)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--half", action="store_true", help="fp16 forward (CUDA only; recorded in the recipe)")
-    p.add_argument("--storage-dtype", default="float16",
-                   choices=["float16", "float32", "int8", "float8_e4m3"],
-                   help="how features are stored: float16 (default), float32 (exact reproduction, 2× the bytes), "
-                   "int8 or float8_e4m3 (half the bytes; per-channel scales). Recorded in the store identity: "
-                   "a layer cached in one dtype is never mixed with another")
+    p.add_argument("--storage-dtype", default=DEFAULT_STORAGE_DTYPE, choices=STORAGE_DTYPES.names(),
+                   help="how features are stored: " + "; ".join(f"{d.name} ({d.help})" for d in STORAGE_DTYPES.values())
+                   + ". Recorded in the store identity: a layer cached in one dtype is never mixed with another")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="image decoding threads")
     p.add_argument("--shards", action="store_true", help="shard arrays by block (network/object storage)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     p.add_argument("--view", action="append", default=None, metavar="VIEW",
-                   help="cache a perturbed copy: clean | jpeg:Q | resize:S | blur:SIGMA | noise:STD | "
-                   "jitter[:B,C,S,H] | augment:KIND[+copy:K], composed with + (jpeg:75+resize:0.5); repeat the "
+                   help=f"cache a perturbed copy: {view_syntax()}, composed with + (jpeg:75+resize:0.5); repeat the "
                    "flag (or separate with ;) for several; cached as DATASET@VIEW (default: clean)")
     p.add_argument("--split", action="append", default=None, metavar="SPLIT",
                    help="encode only the blocks holding this split's rows, comma-separated or repeated (e.g. "

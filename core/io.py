@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import posixpath
 import tempfile
+import uuid
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +55,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def atomic_put(fs, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` on an fsspec filesystem ``fs`` so that readers never see half a file.
+
+    A local filesystem goes through :func:`atomic_path`. Elsewhere (object stores, other remote filesystems) the
+    bytes go to a unique ``.NAME.<hex>.tmp`` beside ``path`` and are then moved over it, so a filesystem whose
+    writes are not atomic never shows half a ``path`` either; a failed write removes its temp file.
+    """
+    if "file" in _protocols(fs) or "local" in _protocols(fs):
+        atomic_write_bytes(path, data)
+        return
+    parent, name = posixpath.split(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        fs.pipe_file(tmp, data)
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    protocol = getattr(fs, "protocol", ())
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:

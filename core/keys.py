@@ -18,6 +18,10 @@ dataset *view* (``clean`` unless a perturbation is named)::
 
 ``+`` inside brackets belongs to the view, not to fusion. Configs carry :class:`SourceKey` objects; files (run
 configs, checkpoints, result tables) store ``str(key)``, which :meth:`SourceKey.parse` reads back unchanged.
+
+Two more strings are keys and are split here too: a store dataset seen through a view, ``DATASET@VIEW``
+(:class:`DatasetKey`; ``dolos@jpeg:75``, the clean copy is plain ``dolos``), and a view itself, a ``+``-chain of
+``OP[:PARAMS]`` steps (:func:`split_view_chain`; what each operation means is ``features.views``'s business).
 """
 from __future__ import annotations
 
@@ -71,14 +75,7 @@ class BackboneKey:
             if len(keys) != 1:
                 raise DeclipError(f"{text!r} names {len(keys)} backbones; use it where a fused backbone is allowed")
             return keys[0]
-        body, _, recipe = text.partition("~")
-        arch, sep, weights = body.partition("@")
-        if not sep or not arch or not weights:
-            raise DeclipError(
-                f"backbone {text!r} must look like ARCH@WEIGHTS, e.g. ViT-L-14@openai, ViT-B-32@random-0 "
-                "or ViT-L-14@/path/to/ViT-L-14.pt"
-            )
-        recipe = recipe or DEFAULT_RECIPE
+        arch, weights, recipe = split_backbone(text)
         if _looks_like_path(weights):
             path = Path(weights).expanduser()
             if not path.is_file():
@@ -90,6 +87,31 @@ class BackboneKey:
                 raise DeclipError(f"random weights need an integer seed, e.g. {arch}@random-0 (got {weights!r})")
             weights = f"random-{int(seed)}"
         return cls(arch, weights, recipe)
+
+
+def split_backbone(text: str) -> tuple[str, str, str]:
+    """``ARCH@WEIGHTS[~RECIPE]`` → (arch, weights, recipe) as written: no file is read, no name canonicalised.
+
+    What :meth:`BackboneKey.parse` starts from, and enough where only the text matters (a readable run name).
+    """
+    body, _, recipe = text.strip().partition("~")
+    arch, sep, weights = body.partition("@")
+    if not sep or not arch or not weights:
+        raise DeclipError(
+            f"backbone {text!r} must look like ARCH@WEIGHTS, e.g. ViT-L-14@openai, ViT-B-32@random-0 "
+            "or ViT-L-14@/path/to/ViT-L-14.pt"
+        )
+    return arch, weights, recipe or DEFAULT_RECIPE
+
+
+def backbone_arch(text: "str | BackboneKey") -> str:
+    """The architecture a backbone key names (``ViT-L-14@openai`` → ``ViT-L-14``; ``CLIP:ViT-L/14`` too), without
+    reading weight files: safe on any configured text, e.g. for names people read."""
+    if isinstance(text, BackboneKey):
+        return text.arch
+    if text.strip().startswith("CLIP:"):
+        return "+".join(key.arch for key in parse_declip_arch(text.strip()))
+    return split_backbone(text)[0]
 
 
 def parse_declip_arch(text: str) -> list[BackboneKey]:
@@ -237,3 +259,64 @@ def parse_store_key(text: str) -> tuple[LayerKey, str]:
         return LayerKey.parse(layer_text), dataset
     except DeclipError:
         raise DeclipError(f"store key {text!r} must be BACKBONE/LAYER/DATASET (see `declip store ls`)") from None
+
+
+#: A view's cached copy of dataset D is the store dataset ``D@VIEW`` (``dolos@jpeg:75``); the clean copy stays ``D``.
+VIEW_SEP = "@"
+
+
+@dataclass(frozen=True)
+class DatasetKey:
+    """A store dataset: a registered dataset seen through a view (``clean``: the dataset itself).
+
+    Dataset names come from manifests and may hold anything but ``@``; a view (canonical, see ``features.views``)
+    may hold ``@`` nowhere either, so the first ``@`` separates them.
+    """
+
+    dataset: str
+    view: str = CLEAN_VIEW
+
+    def __str__(self) -> str:
+        return self.dataset if self.view in ("", CLEAN_VIEW) else f"{self.dataset}{VIEW_SEP}{self.view}"
+
+    @classmethod
+    def parse(cls, text: "str | DatasetKey") -> "DatasetKey":
+        if isinstance(text, DatasetKey):
+            return text
+        base, sep, view = str(text).strip().partition(VIEW_SEP)
+        if not base or (sep and not view):
+            raise DeclipError(f"store dataset {text!r} must be DATASET or DATASET@VIEW, e.g. dolos@jpeg:75")
+        return cls(base, view or CLEAN_VIEW)
+
+    @property
+    def is_clean(self) -> bool:
+        return self.view in ("", CLEAN_VIEW)
+
+    def with_view(self, view: str) -> "DatasetKey":
+        return replace(self, view=view or CLEAN_VIEW)
+
+
+def view_dataset_key(dataset: str, view: str = CLEAN_VIEW) -> str:
+    """Store key of ``dataset`` seen through ``view`` (a canonical view name); ``clean`` is the dataset itself."""
+    return str(DatasetKey(dataset, view or CLEAN_VIEW))
+
+
+def split_view_key(key: str) -> tuple[str, str]:
+    """(dataset, view) of a store dataset key; inverse of :func:`view_dataset_key`."""
+    parsed = DatasetKey.parse(key)
+    return parsed.dataset, parsed.view
+
+
+#: Steps of a view compose with ``+``; an operation's parameters follow a ``:``.
+VIEW_CHAIN_SEP, VIEW_PARAM_SEP = "+", ":"
+
+
+def split_view_chain(text: str) -> list[tuple[str, str]]:
+    """A view's text → its steps as (operation, parameters) pairs: ``jpeg:75+resize:0.5`` →
+    ``[("jpeg", "75"), ("resize", "0.5")]``; ``jitter`` → ``[("jitter", "")]``. Only the syntax: which operations
+    exist and what their parameters mean is checked by ``features.views``."""
+    steps = []
+    for piece in str(text).split(VIEW_CHAIN_SEP):
+        name, _, params = piece.strip().partition(VIEW_PARAM_SEP)
+        steps.append((name.strip(), params.strip()))
+    return steps

@@ -8,9 +8,10 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
-#: The libraries whose versions every cached layer records.
+#: The libraries every cached layer records (``versions`` in its metadata), in the order stores have recorded them.
 CORE_LIBRARIES = ("declip", "torch", "open_clip_torch", "zarr", "numpy")
 
 
@@ -22,22 +23,26 @@ def package_version(name: str) -> str:
         return "unknown"
 
 
-def library_versions(names: tuple[str, ...] | list[str] = CORE_LIBRARIES) -> dict[str, str]:
-    """``{name: version}`` for distributions, plus ``libjpeg`` / ``libjpeg_turbo`` (Pillow's codecs) when named."""
-    out: dict[str, str] = {}
-    for name in sorted(set(names)) if names is not CORE_LIBRARIES else names:
+def library_versions(names: Iterable[str] | None = None) -> dict[str, str]:
+    """``{name: version}``: with no names, :data:`CORE_LIBRARIES` in that order (a cached layer's ``versions``);
+    with names, those in sorted order without repeats (what a view records of the libraries computing it).
+    ``libjpeg`` / ``libjpeg_turbo`` are Pillow's JPEG codec (``PIL.features``), ``no`` when Pillow lacks turbo.
+
+    Both orders are what stores written before this module recorded, byte for byte: a view's record is part of its
+    dataset's identity, so a reordering would refuse every view cached so far.
+    """
+    ordered = CORE_LIBRARIES if names is None else sorted(set(names))
+    return {name: _version(name) for name in ordered}
+
+
+def _version(name: str) -> str:
+    if name in ("libjpeg", "libjpeg_turbo"):
+        from PIL import features
+
         if name == "libjpeg":
-            from PIL import features
-
-            out[name] = str(features.version("jpg"))
-        elif name == "libjpeg_turbo":
-            from PIL import features
-
-            out[name] = (str(features.version_feature("libjpeg_turbo"))
-                         if features.check_feature("libjpeg_turbo") else "no")
-        else:
-            out[name] = package_version(name)
-    return out
+            return str(features.version("jpg"))
+        return str(features.version_feature("libjpeg_turbo")) if features.check_feature("libjpeg_turbo") else "no"
+    return package_version(name)
 
 
 @functools.lru_cache(maxsize=1)

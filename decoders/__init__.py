@@ -4,7 +4,7 @@ Every module of this package is imported when the registry is first read, so eac
 list them with :func:`list_decoders`.
 """
 from declip.decoders.registry import (
-    FAMILIES, Decoder, build_decoder, canonical_name, decoder_from_config, list_decoders, register_decoder,
+    DECLIP_INPUT_FAMILIES, Decoder, build_decoder, canonical_name, decoder_from_config, list_decoders, register_decoder,
 )
 from declip.decoders.attention import AttentionDecoder
 from declip.decoders.conv import ConvDecoder, needs_final_resize, upsample_skips
@@ -14,7 +14,7 @@ from declip.decoders.weight_init import init_declip_
 from declip.decoders.linear import LinearDecoder
 
 __all__ = [
-    "FAMILIES", "AttentionDecoder", "ConvDecoder", "Decoder", "LinearDecoder", "build_decoder", "canonical_name",
-    "decoder_from_config", "init_declip_", "list_decoders", "load_declip_checkpoint", "load_decoder",
+    "DECLIP_INPUT_FAMILIES", "AttentionDecoder", "ConvDecoder", "Decoder", "LinearDecoder", "build_decoder",
+    "canonical_name", "decoder_from_config", "init_declip_", "list_decoders", "load_declip_checkpoint", "load_decoder",
     "needs_final_resize", "register_decoder", "save_declip_checkpoint", "save_decoder", "upsample_skips",
 ]

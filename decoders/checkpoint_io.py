@@ -1,4 +1,4 @@
-"""Our own decoder checkpoint directory (``decoder.pt`` + ``config.json``) and atomic writes.
+"""Our own decoder checkpoint directory (``decoder.pt`` + ``config.json``), written atomically.
 
 Kept apart from :mod:`decoders.declip_checkpoint`, which reads and writes DeCLIP's released ``.pth`` format.
 """
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from declip.core.errors import DeclipError
+from declip.core.io import atomic_path, atomic_write_text
 from declip.decoders.registry import CONFIG_KEYS, Decoder, decoder_from_config
 
 
@@ -57,30 +57,8 @@ def load_decoder(directory: str | os.PathLike) -> tuple[Decoder, dict[str, Any]]
     return decoder.eval(), json.loads(meta_path.read_text())
 
 
-# -------------------------------------------------------------------------------------------------- atomic io
-
-
-def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temp file in the same directory, then ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`core.io.atomic_path`: readers never see half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)

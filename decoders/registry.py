@@ -14,7 +14,9 @@ from torch import Tensor, nn
 from declip.core.errors import DeclipError
 from declip.core.registry import Registry, import_submodules
 
-FAMILIES = ("vit", "resnet", "fused")  # DeCLIP's; any registered feature family (features.families) is accepted
+# What a decoder's ``family`` says: the kind of features it reads, which picks DeCLIP's per-input defaults. DeCLIP's
+# three are always accepted, and so is any registered feature family (``features.families.FAMILIES``).
+DECLIP_INPUT_FAMILIES = ("vit", "resnet", "fused")
 OUTPUT_SIZE = 256
 CONFIG_KEYS = ("name", "in_channels", "grid", "family", "layer", "width", "faithful")
 
@@ -109,8 +111,8 @@ def build_decoder(
     key = canonical_name(name)
     if key not in _REGISTRY:
         raise DeclipError(f"unknown decoder {name!r}; choose one of {', '.join(list_decoders())}")
-    if family not in known_families():
-        raise DeclipError(f"unknown backbone family {family!r} for decoder {name!r}; choose one of {known_families()}")
+    if family not in input_families():
+        raise DeclipError(f"unknown input family {family!r} for decoder {name!r}; choose one of {input_families()}")
     if width <= 0:
         raise DeclipError(f"decoder width must be > 0, got {width}")
     kwargs = dict(
@@ -124,11 +126,12 @@ def build_decoder(
         return _REGISTRY.get(key)(**kwargs)
 
 
-def known_families() -> tuple[str, ...]:
-    """DeCLIP's three plus every registered feature family (a new family needs no edit here)."""
+def input_families() -> tuple[str, ...]:
+    """The ``family`` values a decoder accepts: DeCLIP's three plus every registered feature family (a new family
+    needs no edit here)."""
     from declip.features.families import FAMILIES as FEATURE_FAMILIES
 
-    return tuple(dict.fromkeys((*FAMILIES, *FEATURE_FAMILIES.names())))
+    return tuple(dict.fromkeys((*DECLIP_INPUT_FAMILIES, *FEATURE_FAMILIES.names())))
 
 
 def decoder_from_config(config: dict[str, Any], *, seed: int | None = None) -> Decoder:

@@ -6,12 +6,12 @@ attribute; import writes it back into a store (refusing a mismatch like any othe
 from __future__ import annotations
 
 import json
-import os
 
 import h5py
 import numpy as np
 
 from declip.core.errors import DeclipError
+from declip.core.io import atomic_path
 from declip.core.keys import parse_store_key
 from declip.store.feature_store import FeatureStore
 
@@ -22,8 +22,7 @@ def export_hdf5(store: FeatureStore, backbone: str, layer: str, dataset: str, ou
     arrays = store.open_layer(backbone, layer, dataset)
     if not arrays.complete:
         raise DeclipError(f"{arrays.path} is incomplete; finish `declip extract` before exporting it")
-    tmp = f"{out}.partial"
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         n = arrays.n_rows
         dset = f.create_dataset("feats", shape=arrays.feats.shape, dtype=arrays.feats.dtype,
                                 chunks=(1, *arrays.feats.shape[1:]))
@@ -36,10 +35,10 @@ def export_hdf5(store: FeatureStore, backbone: str, layer: str, dataset: str, ou
         f.create_dataset("valid", data=arrays.valid[:])
         f.attrs["meta"] = json.dumps(arrays.meta)
         f.attrs["key"] = f"{backbone}/{layer}/{dataset}"
-        f.attrs["problems"] = json.dumps(_block_problems(store, arrays))  # unreadable-image records, per block
+        # unreadable-image records, per block
+        f.attrs["problems"] = json.dumps({str(b): records for b, records in store.block_problems(arrays).items()})
         samples = store.samples(dataset)
         f.create_dataset("image_path", data=np.array(samples["image_path"].tolist(), dtype=h5py.string_dtype()))
-    os.replace(tmp, out)
     return out
 
 
@@ -72,15 +71,3 @@ def import_hdf5(store: FeatureStore, path: str) -> str:
                               None if scales is None else scales[lo:hi])
     return f"{backbone}/{layer}/{dataset}"
 
-
-def _block_problems(store: FeatureStore, arrays) -> dict[str, list[dict]]:
-    """{block: problem records} as write_block stored them (``problems/block-NNNNNN.json``)."""
-    base = f"{store._fs_root}/{arrays.path}/problems"
-    if not store.fs.exists(base):
-        return {}
-    out = {}
-    for name in sorted(store.fs.ls(base, detail=False)):
-        stem = name.rsplit("/", 1)[-1]
-        if stem.startswith("block-") and stem.endswith(".json"):
-            out[str(int(stem[len("block-"):-len(".json")]))] = json.loads(store.fs.cat_file(name))
-    return out

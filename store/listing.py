@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from declip.core.errors import DeclipError
 from declip.core.keys import parse_store_key
 from declip.store.feature_store import FeatureStore
-
-
-def _nbytes(store: FeatureStore, path: str) -> int:
-    try:
-        return int(store.fs.du(f"{store._fs_root}/{path}", total=True))
-    except FileNotFoundError:
-        return 0
 
 
 SPLIT_ORDER = ("train", "valid", "test")
@@ -50,7 +44,7 @@ def list_entries(store: FeatureStore) -> pd.DataFrame:
         rows.append({
             "key": f"{backbone}/{layer}/{dataset}", "shape": "×".join(map(str, arrays.feats.shape)),
             "dtype": arrays.storage_dtype, "rows_done": f"{rows_done}/{arrays.n_rows}",
-            "complete": bool(done.all()), "bytes": _nbytes(store, arrays.path),
+            "complete": bool(done.all()), "bytes": store.nbytes(arrays.path),
             "random_weights": bool(arrays.meta.get("random_weights")),
         })
     return pd.DataFrame(rows, columns=["key", "shape", "dtype", "rows_done", "complete", "bytes", "random_weights"])
@@ -64,6 +58,6 @@ def entry_info(store: FeatureStore, key: str) -> dict:
     return {
         "key": key, "shape": list(arrays.feats.shape), "dtype": arrays.storage_dtype,
         "chunks": list(arrays.feats.chunks), "blocks_done": int(arrays.done[:].sum()),
-        "blocks_total": int(arrays.done.shape[0]), "rows_valid": int(valid.sum()), "bytes": _nbytes(store, arrays.path),
+        "blocks_total": int(arrays.done.shape[0]), "rows_valid": int(valid.sum()), "bytes": store.nbytes(arrays.path),
         "unreadable": problems, "meta": arrays.meta,
     }

@@ -17,9 +17,9 @@ import torch
 from declip.features.fusion import fuse
 from declip.features.prefetch import background_map
 from declip.core.errors import DeclipError
-from declip.core.keys import CLEAN_VIEW, SourceKey
+from declip.core.keys import CLEAN_VIEW, DatasetKey, SourceKey
 from declip.store.fastpath import RowReader
-from declip.store.feature_store import FeatureStore, LayerArrays, block_sums, split_view_key, view_dataset_key
+from declip.store.feature_store import FeatureStore, LayerArrays, block_sums
 from declip.store.quantize import compute_dtype, decode, is_quantized
 from declip.store.verify import damaged_valid_blocks
 
@@ -137,8 +137,8 @@ class FeatureSource:
         if self.spec.view != CLEAN_VIEW:  # a source seen through a view reads that view's cached copy
             from declip.features.views import View
 
-            base, _ = split_view_key(dataset)
-            dataset = view_dataset_key(base, View.parse(self.spec.view).name)
+            base = DatasetKey.parse(dataset).dataset
+            dataset = str(DatasetKey(base, View.parse(self.spec.view).name))
             missing = [p for p in self.spec.parts if not store.has_layer(str(p.backbone), p.layer, dataset)]
             if missing:
                 raise DeclipError(f"{self.spec}: store {store.url} holds no view {self.spec.view!r} of {base!r} for "

@@ -57,3 +57,36 @@ def write_tiny_dolos(root, seed: int = 0, size: tuple[int, int] = TINY_SIZE) -> 
                 mask.save(mask_dir / f"{gen}{split}{i:02d}.png")
 
 
+# ---- the two ``library_versions`` copies core.versions replaced, verbatim (store/feature_store.py and
+# features/views.py before issue 18): what stores written before hold, so the oracle for "old stores still open".
+def legacy_store_library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("declip", "torch", "open_clip_torch", "zarr", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def legacy_view_library_versions(names) -> dict[str, str]:
+    import importlib.metadata as md
+
+    from PIL import features
+
+    out: dict[str, str] = {}
+    for name in sorted(set(names)):
+        if name == "libjpeg":
+            out[name] = str(features.version("jpg"))
+        elif name == "libjpeg_turbo":
+            out[name] = str(features.version_feature("libjpeg_turbo")) if features.check_feature(
+                "libjpeg_turbo") else "no"
+        else:
+            try:
+                out[name] = md.version(name)
+            except md.PackageNotFoundError:
+                out[name] = "unknown"
+    return out
+

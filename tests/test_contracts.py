@@ -10,7 +10,11 @@ Each test is parametrised from the registries themselves, so a newly registered 
 * backbone × layer × decoder (and DeCLIP's fused source): B×1×256×256 finite float32 logits;
 * recipe: a non-square RGB image → (3, size, size) finite float32;
 * metric: finite and in range on a fixed random case, equal to a hand/sklearn reference where one exists;
-* layout: its ``write_example`` tree scans cleanly, by name and by ``auto``.
+* layout: its ``write_example`` tree scans cleanly, by name and by ``auto``;
+* view operation: its example view is deterministic per image (and differs between images exactly when the
+  operation is random), keeps masks aligned with the pixels, and its canonical name round-trips;
+* storage dtype: encode → decode within the format's declared bound, ``bytes_per_sample`` equal to what the store's
+  arrays take per row (feature chunks measured on disk), and rows read back through the store as written.
 
 Decoders run at width 0.125 (geometry is what is checked; the width only scales channels) to keep the file fast.
 """
@@ -31,9 +35,11 @@ from declip.features.families import FAMILIES, layer_shapes
 from declip.features.fusion import fuse
 from declip.features.preprocess import RECIPES, make_recipe, to_tensor
 from declip.features.taps import forward_layers, layer_info, layer_names
+from declip.features.views import VIEW_OPS, View
 from declip.pipeline.data.layouts import LAYOUTS
 from declip.pipeline.metrics.registry import REGISTRY as METRICS
 from declip.pipeline.metrics.registry import MetricAccumulator
+from declip.store.quantize import STORAGE_DTYPES
 
 BACKBONE_KEYS = [key for _, family in FAMILIES.items() for key in family.test_keys]
 DECODER_WIDTH = 0.125
@@ -274,3 +280,84 @@ def test_layout_scans_its_example_tree(name, tmp_path):
     assert len(fakes) >= 1 and (fakes["kind"] == "partial").all()
     assert (df["width"] > 0).all() and df["sha256"].str.len().eq(64).all()
     assert scan_dataset(tmp_path, "auto", progress=False).layout == name
+
+
+def _photo(seed: int, size=(41, 29)) -> Image.Image:
+    """A non-square (width 41, height 29) RGB image: a swapped size or a mask off by a transpose shows."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+
+
+@pytest.mark.parametrize("name", VIEW_OPS.names())
+def test_view_operation_keeps_its_contract(name):
+    spec = VIEW_OPS.get(name)
+    view = View.parse(spec.example)
+    assert name in [op.name for op in view.ops] and spec.syntax.startswith(name)
+    assert View.parse(view.name) == view and View.parse(view.name).name == view.name  # canonical name round-trips
+    image = _photo(0)
+    to_input = lambda im: im.resize((32, 32), Image.Resampling.BILINEAR)  # noqa: E731 - a recipe's resize
+    first = view.apply(image, "img/a.png", to_input)
+    again = View.parse(spec.example).apply(image.copy(), "img/a.png", to_input)
+    assert first.mode == "RGB" and np.array_equal(np.asarray(first), np.asarray(again))
+    other = view.apply(image, "img/b.png", to_input)
+    assert (not np.array_equal(np.asarray(first), np.asarray(other))) == view.random  # seeded per image, if at all
+    mask = np.zeros((29, 41), np.uint8)
+    mask[5:20, 8:30] = 255
+    moved = view.apply_mask(mask)
+    if not any(op.spec.after_resize for op in view.ops):  # augment works at the model input size
+        assert moved.shape == (first.size[1], first.size[0]) and view.image_size(41, 29) == first.size
+    if view.geometric:
+        assert set(np.unique(moved)) <= {0, 255}  # a binary mask stays binary
+    else:
+        assert moved is mask
+    record = view.record()
+    assert json.loads(json.dumps(record)) == record and record["view"] == view.name
+    assert set(record["libraries"]) == {lib for op in view.ops for lib in op.spec.libraries}
+
+
+def _activations() -> torch.Tensor:
+    """(3, 5, 4, 6) maps: ordinary, small, huge (a ViT residual channel), all-zero and negative-only channels."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 5, 4, 6, generator=g)
+    x[:, 1] *= 1e-3
+    x[:, 2] *= 300.0
+    x[:, 3] = 0.0
+    x[:, 4] = -x[:, 4].abs() - 0.5
+    return x
+
+
+@pytest.mark.parametrize("name", STORAGE_DTYPES.names())
+def test_storage_dtype_keeps_its_contract(name, tmp_path):
+    from declip.store.feature_store import FeatureStore
+    from declip.store.quantize import bytes_per_sample, compute_dtype, decode, encode
+    from declip.store.readers import FeatureSource
+    from tests.store.store_fixtures import BB_A, DS, make_meta, new_store
+
+    spec = STORAGE_DTYPES.get(name)
+    x = _activations()
+    stored, scales = encode(x, name)
+    assert stored.dtype == np.dtype(spec.disk) and (scales is not None) == spec.quantized
+    scales_t = None if scales is None else torch.from_numpy(scales)
+    back = decode(torch.from_numpy(stored), scales_t, name, torch.float32)
+    unit = scales_t[:, :, None, None] if spec.quantized else 1.0
+    bound = spec.relative_error * x.abs() + spec.absolute_error * unit + 1e-6 * x.abs()  # + float32 arithmetic
+    assert torch.all((back - x).abs() <= bound), float(((back - x).abs() - bound).max())
+    assert torch.all(back[:, 3] == 0)
+
+    store, samples = new_store(tmp_path / "s.zarr", n=3, block_rows=3)
+    arrays = store.open_layer(BB_A, "layer1", DS, dict(make_meta(samples, channels=5, grid=(4, 6), block_rows=3),
+                                                      dtype=name))
+    cls = np.random.default_rng(0).standard_normal((3, 5)).astype(arrays.cls.dtype)
+    store.write_block(arrays, 0, stored, cls, np.ones(3, np.uint8), [], scales)
+    per_row = sum(int(np.prod(a.shape[1:])) * a.dtype.itemsize
+                  for a in (arrays.feats, arrays.scales, arrays.cls, arrays.valid) if a is not None)
+    assert bytes_per_sample(name, 5, (4, 6), has_cls=True) == per_row
+    chunks = [f for f in (tmp_path / "s.zarr" / "features" / BB_A / "layer1" / DS / "feats").rglob("*")
+              if f.is_file() and f.name != "zarr.json"]
+    assert sorted(f.stat().st_size for f in chunks) == [5 * 4 * 6 * np.dtype(spec.disk).itemsize] * 3  # on disk
+
+    feats, got_cls = FeatureSource(FeatureStore(str(tmp_path / "s.zarr"), mode="r"), f"{BB_A}/layer1", DS).get(
+        np.arange(3))
+    assert feats.dtype == compute_dtype(name)
+    assert torch.equal(feats, decode(torch.from_numpy(stored), scales_t, name))
+    assert torch.equal(got_cls, torch.from_numpy(cls).to(got_cls.dtype))

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from declip.core.errors import DeclipError
+from declip.core.keys import DatasetKey, view_dataset_key
 from declip.features.prefetch import background_map
 from declip.pipeline.data.cached_splits import Batch, CachedSplits
-from declip.store.feature_store import view_dataset_key
 
 
 class ViewSampler:
@@ -59,7 +59,7 @@ class AugmentedSplits:
 
     def require_written(self, rows: np.ndarray, split: str) -> None:
         for c in self.copies:
-            view = c.dataset.partition("@")[2] or "clean"
+            view = DatasetKey.parse(c.dataset).view
             c.require_written(rows, f"the {split} split",
                               f"run `declip extract --view {view} --split {split}` first")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from declip.core.errors import DeclipError
+from declip.core.io import atomic_path
 from declip.pipeline.data.layouts import LAYOUTS, Candidate, Problem, ScanOptions, choose_layout
 from declip.pipeline.data.perceptual import near_duplicates_across_splits
 from declip.pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
@@ -188,12 +189,8 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike, root: str | os.Pat
     meta.update({META_ROOT: str(Path(root).resolve()).encode(), META_LAYOUT: layout.encode()})
     if outside_root_rows(df):
         meta[META_OUTSIDE] = b"1"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

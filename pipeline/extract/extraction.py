@@ -24,10 +24,11 @@ from declip.features.image_batches import prefetch_batches
 from declip.features.taps import layer_info, parse_layers
 from declip.features.views import View
 from declip.core.errors import DeclipError
+from declip.core.keys import view_dataset_key
 from declip.core.validation import check_config, whole
 from declip.pipeline.data.manifest import read_manifest
 from declip.store.block_writer import BlockWriter
-from declip.store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process, view_dataset_key
+from declip.store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process
 from declip.store.quantize import DEFAULT_STORAGE_DTYPE, check_storage_dtype, cls_dtype, encode
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from declip.core.io import atomic_path
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import Cell, eval_summary_path
 
@@ -83,7 +84,6 @@ def write_results(table: pd.DataFrame, out: Path) -> Path:
         table = merge_results(pd.read_parquet(existing), table)
     for suffix, writer in ((".parquet", lambda p: table.to_parquet(p, index=False)),
                            (".csv", lambda p: table.to_csv(p, index=False))):
-        tmp = out / f"results{suffix}.partial"
-        writer(tmp)
-        tmp.replace(out / f"results{suffix}")
+        with atomic_path(out / f"results{suffix}") as tmp:
+            writer(tmp)
     return out / "results.parquet"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from declip.core.io import atomic_path
 from declip.pipeline.grid.run_names import cell_name, source_parts
 
 INDEX_COLUMNS = ["name", "run_id", "status", "backbone", "layer", "source", "decoder", "train_set", "seed", "path"]
@@ -50,9 +51,8 @@ def write_index(grid_out: str | Path, cells) -> Path:
     if path.exists():
         old = pd.read_csv(path, dtype={"run_id": str})
         table = pd.concat([old[~old["run_id"].isin(table["run_id"])], table], ignore_index=True)
-    tmp = path.with_suffix(".partial")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
     _link_names(grid_out, table)
     return path
 

@@ -10,6 +10,9 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from declip.core.errors import DeclipError
+from declip.core.keys import backbone_arch
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9@.+_=-]+")
 
 
@@ -20,8 +23,12 @@ def slug(text: str, limit: int = 60) -> str:
 
 
 def arch(backbone: str) -> str:
-    """``ViT-L-14@openai`` -> ``ViT-L-14``; the part a person recognises."""
-    return backbone.split("@", 1)[0]
+    """``ViT-L-14@openai`` -> ``ViT-L-14``; the part a person recognises. Text that is no backbone key is shown as
+    written: a name must never stop a run (the run itself reports a bad key)."""
+    try:
+        return backbone_arch(backbone)
+    except DeclipError:
+        return str(backbone)
 
 
 def _joined(values: Sequence[str], limit: int = 3) -> str:

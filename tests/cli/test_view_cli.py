@@ -52,3 +52,25 @@ def test_bad_view_is_one_clear_error(tiny_manifest, tmp_path):
     assert proc.returncode == 2
     assert "jpeg" in proc.stderr and "[1, 100]" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s.zarr").exists()  # refused before anything was written
+
+
+def test_view_and_dtype_flags_list_exactly_the_registries(monkeypatch):
+    """A view operation or storage dtype registered in its one file shows up in the CLI with no edit there."""
+    from declip.cli.app import build_parser
+    from declip.features.view_ops import VIEW_OPS, OpSpec
+    from declip.store.quantize import STORAGE_DTYPES, StorageDtype
+
+    def flag(command, dest):
+        sub = build_parser()._subparsers._group_actions[0].choices[command]
+        return next(a for a in sub._actions if a.dest == dest)
+
+    assert flag("extract", "storage_dtype").choices == ["float16", "float32", "int8", "float8_e4m3"]
+    assert flag("extract", "storage_dtype").default == "float16"
+    for command in ("extract", "evaluate"):
+        assert "jpeg:Q" in flag(command, "view").help and "copy:K" in flag(command, "view").help
+    monkeypatch.setitem(VIEW_OPS._entries, "flip", OpSpec("flip", lambda t: (), lambda im, p, rng: im, "mirror", (),
+                                                          "flip:H", "flip"))
+    monkeypatch.setitem(STORAGE_DTYPES._entries, "bfloat16", StorageDtype("bfloat16", "uint16", "bfloat16",
+                                                                          "float16", "test entry"))
+    assert "bfloat16" in flag("extract", "storage_dtype").choices
+    assert all("flip:H" in flag(command, "view").help for command in ("extract", "evaluate"))

@@ -1,9 +1,11 @@
 """core.io: the one file hasher and the one atomic-write helper every floor uses."""
 from __future__ import annotations
 
+import posixpath
+
 import pytest
 
-from declip.core.io import atomic_path, atomic_write_text, file_sha256, remove_leftovers
+from declip.core.io import atomic_path, atomic_put, atomic_write_text, file_sha256, remove_leftovers
 
 
 def test_sha256_of_abc_is_the_published_fips_180_value(tmp_path):
@@ -61,3 +63,40 @@ def test_torchscript_is_told_from_a_state_dict_by_the_archive_root(tmp_path):
     assert not is_torchscript(state_zip) and not is_torchscript(legacy)
     assert not is_torchscript(release) and not is_torchscript(two_roots)
     assert not is_torchscript(tmp_path / "missing.pt")
+
+
+def test_atomic_put_through_fsspec_leaves_the_new_bytes_and_no_temp(tmp_path):
+    import fsspec
+
+    for fs, root in ((fsspec.filesystem("file"), str(tmp_path)), (fsspec.filesystem("memory"), "/atomic-put-test")):
+        target = f"{root}/deep/dir/samples.parquet"
+        atomic_put(fs, target, b"old")
+        atomic_put(fs, target, b"new")
+        assert fs.cat_file(target) == b"new"
+        assert [posixpath.basename(p) for p in fs.ls(f"{root}/deep/dir", detail=False)] == ["samples.parquet"]
+
+
+class _MoveFails:
+    """A remote-like filesystem (not local) whose final move dies, as a killed writer's would."""
+
+    protocol = ("memory-test",)
+
+    def __init__(self):
+        import fsspec
+
+        self.inner = fsspec.filesystem("memory")
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def mv(self, src, dst):
+        raise OSError("connection lost")
+
+
+def test_a_failed_remote_put_keeps_the_old_file_and_removes_its_temp():
+    fs = _MoveFails()
+    fs.inner.pipe_file("/move-fails/x.json", b"old")
+    with pytest.raises(OSError, match="connection lost"):
+        atomic_put(fs, "/move-fails/x.json", b"new")
+    assert fs.inner.cat_file("/move-fails/x.json") == b"old"
+    assert [posixpath.basename(p) for p in fs.inner.ls("/move-fails", detail=False)] == ["x.json"]

@@ -3,7 +3,8 @@ import pytest
 
 from declip.core.errors import DeclipError
 from declip.core.keys import (
-    DECLIP_FUSION_PARTNER, BackboneKey, LayerKey, SourceKey, parse_store_key,
+    DECLIP_FUSION_PARTNER, BackboneKey, DatasetKey, LayerKey, SourceKey, backbone_arch, parse_store_key,
+    split_view_chain, split_view_key, view_dataset_key,
 )
 
 
@@ -82,6 +83,42 @@ def test_store_key():
     assert (str(layer), dataset) == ("ViT-B-32@random-0/layer3", "dolos-celebahq")
     with pytest.raises(DeclipError, match="BACKBONE/LAYER/DATASET"):
         parse_store_key("ViT-B-32@random-0/layer3")
+
+
+@pytest.mark.parametrize("text, dataset, view", [
+    ("dolos", "dolos", "clean"),
+    ("dolos@jpeg:75", "dolos", "jpeg:75"),
+    ("dolos-celebahq@augment:all+copy:2", "dolos-celebahq", "augment:all+copy:2"),
+    ("my set@resize:0.5+jitter:0.1,0.2,0.3,0.4", "my set", "resize:0.5+jitter:0.1,0.2,0.3,0.4"),
+])
+def test_dataset_key_round_trips(text, dataset, view):
+    key = DatasetKey.parse(text)
+    assert (key.dataset, key.view) == (dataset, view) and str(key) == text
+    assert split_view_key(text) == (dataset, view) and view_dataset_key(dataset, view) == text
+    assert key.is_clean == (view == "clean") and str(key.with_view("clean")) == dataset
+
+
+@pytest.mark.parametrize("bad", ["", "@jpeg:75", "dolos@"])
+def test_bad_dataset_keys_get_one_clear_error(bad):
+    with pytest.raises(DeclipError, match="DATASET@VIEW"):
+        DatasetKey.parse(bad)
+
+
+def test_view_chain_is_split_into_operations_and_parameters():
+    assert split_view_chain("jpeg:75+resize:0.5") == [("jpeg", "75"), ("resize", "0.5")]
+    assert split_view_chain("jitter") == [("jitter", "")]
+    assert split_view_chain(" jitter:0.1,0.2,0.3,0.4 + copy:3 ") == [("jitter", "0.1,0.2,0.3,0.4"), ("copy", "3")]
+    assert split_view_chain("clean") == [("clean", "")]
+
+
+def test_backbone_arch_reads_no_weight_file(tmp_path):
+    missing = tmp_path / "not-there.pt"  # BackboneKey.parse would refuse it; a readable name must not
+    assert backbone_arch(f"ViT-L-14@{missing}") == "ViT-L-14"
+    assert backbone_arch("ViT-B-32@random-0~openclip") == "ViT-B-32"
+    assert backbone_arch(BackboneKey("RN50", "openai")) == "RN50"
+    assert backbone_arch("CLIP:ViT-L/14") == "ViT-L-14" and backbone_arch("CLIP:ViT-L/14,RN50") == "ViT-L-14+RN50"
+    with pytest.raises(DeclipError, match="ARCH@WEIGHTS"):
+        backbone_arch("ViT-L-14")
 
 
 def test_a_view_the_store_does_not_hold_is_refused_clearly(tiny_store):

@@ -86,10 +86,18 @@ def test_registry_lists_and_aliases():
     assert make("conv_4", "tiny", width=1 / 16).name == "conv-4"
     with pytest.raises(DeclipError, match="unknown decoder 'conv-8'"):
         make("conv-8", "tiny")
-    with pytest.raises(DeclipError, match="family"):
+    with pytest.raises(DeclipError, match="unknown input family 'cnn'"):
         build_decoder("linear", in_channels=8, grid=(2, 2), family="cnn", layer="layer1")
     with pytest.raises(ValueError, match="registered twice"):
         register_decoder("linear")(lambda **kw: None)
+
+
+def test_input_families_are_declips_three_plus_every_feature_family():
+    from declip.decoders.registry import DECLIP_INPUT_FAMILIES, input_families
+
+    assert DECLIP_INPUT_FAMILIES == ("vit", "resnet", "fused")  # DeCLIP's ViT, RN50 and ViT+RN50 models
+    assert input_families()[:3] == DECLIP_INPUT_FAMILIES and "srm" in input_families()
+    assert make("linear", "tiny", family="srm").config["family"] == "srm"
 
 
 def test_config_rebuilds_the_same_decoder_through_json():

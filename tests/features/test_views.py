@@ -93,6 +93,26 @@ def test_views_are_deterministic_across_processes():
     assert runs[0].strip() == runs[1].strip() == here
 
 
+def test_declip_augmentation_kinds_apply_declips_steps_in_declips_order():
+    """declip-method §5.5: `all` is ColorJitter(0.3 x4), then JPEG q~randint[30, 100] (optimize), then GaussianBlur
+    (kernel 5, sigma~U(0.4, 2)); each single kind is its one step. Rebuilt here step by step from the same draws."""
+    from declip.features.view_ops import AUGMENT_KINDS, blur, jitter, jpeg
+
+    assert list(AUGMENT_KINDS) == ["blur", "color_jitter", "jpeg_compression", "all"]
+    image = _photo(3, size=(40, 40))
+    steps = {"color_jitter": lambda im, rng: jitter(im, (0.3, 0.3, 0.3, 0.3), rng),
+             "jpeg_compression": lambda im, rng: jpeg(im, int(rng.integers(30, 101)), optimize=True),
+             "blur": lambda im, rng: blur(im, float(rng.uniform(0.4, 2.0)), kernel=5)}
+    for kind, order in (("all", ("color_jitter", "jpeg_compression", "blur")), ("blur", ("blur",)),
+                        ("color_jitter", ("color_jitter",)), ("jpeg_compression", ("jpeg_compression",))):
+        view = View.parse(f"augment:{kind}")
+        rng = np.random.Generator(np.random.PCG64(view.seed("img/a.png")))
+        expected = image
+        for step in order:
+            expected = steps[step](expected, rng)
+        assert np.array_equal(np.asarray(view.apply(image, "img/a.png", lambda im: im)), np.asarray(expected)), kind
+
+
 def test_noise_is_the_documented_formula():
     image = _photo()
     view = View.parse("noise:0.05")

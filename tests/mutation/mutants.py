@@ -42,6 +42,8 @@ FLOP_TESTS = ("tests/pipeline/grid/test_model_flops.py",)
 TAP_TESTS = ("tests/features/test_taps.py", "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
 
 M = Mutant
+VIEW_TESTS = ("tests/features/test_views.py", "tests/test_contracts.py::test_view_operation_keeps_its_contract")
+DTYPE_TESTS = ("tests/store/test_storage_dtype.py", "tests/test_contracts.py::test_storage_dtype_keeps_its_contract")
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
     M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/data/cached_splits.py",
@@ -196,22 +198,22 @@ MUTANTS: list[Mutant] = [
       MASK_TESTS, fresh=True),
     M("K3", "masks", "Dolos polarity not inverted", "pipeline/data/masks.py", "        return 255 - mask\n",
       "        return mask\n", MASK_TESTS, fresh=True),
-    M("K4", "masks", "mask done flag set before the soft masks are written", "store/feature_store.py",
+    M("K4", "masks", "mask done flag set before the soft masks are written", "store/datasets.py",
       '        group["soft_masks"][start:start + len(soft)] = soft\n',
       '        group["mask_done"][block] = True\n        group["soft_masks"][start:start + len(soft)] = soft\n',
       MASK_TESTS),
-    M("K5", "masks", "native mask unpacked transposed", "store/feature_store.py",
+    M("K5", "masks", "native mask unpacked transposed", "store/datasets.py",
       "count=h * w).reshape(h, w).astype(bool)", "count=h * w).reshape(w, h).T.astype(bool)", MASK_TESTS),
     # ---- store
-    M("D1", "store", "feature done flag set before the data", "store/feature_store.py",
+    M("D1", "store", "feature done flag set before the data", "store/layers.py",
       "        arrays.feats[start:stop] = feats\n",
       "        arrays.done[block] = True\n        arrays.feats[start:stop] = feats\n", STORE_TESTS),
-    M("D2", "store", "class tokens not written", "store/feature_store.py",
+    M("D2", "store", "class tokens not written", "store/layers.py",
       "            arrays.cls[start:stop] = cls", "            pass", STORE_TESTS),
-    M("D3", "store", "recipe left out of the identity fields", "store/feature_store.py",
+    M("D3", "store", "recipe left out of the identity fields", "store/layers.py",
       '"schema_version", "backbone", "weights_checksum", "recipe", "layer",',
       '"schema_version", "backbone", "weights_checksum", "layer",', STORE_TESTS),
-    M("D4", "store", "dataset checksum ignores file contents", "store/feature_store.py",
+    M("D4", "store", "dataset checksum ignores file contents", "store/checksums.py",
       'samples[["image_path", "mask_path", "sha256"]]', 'samples[["image_path", "mask_path"]]', STORE_TESTS),
     M("D5", "store", "class-token rows read from the wrong offset", "store/readers.py",
       "cls = self.arrays.cls[lo:hi][np.asarray(rows) - lo]", "cls = self.arrays.cls[lo:hi][: len(rows)]",
@@ -279,4 +281,20 @@ MUTANTS: list[Mutant] = [
     M("N7", "planning", "TorchScript sniffed by a name anywhere in the zip", "core/io.py",
       'return f"{top}/constants.pkl" in names and f"{top}/data.pkl" in names',
       'return any(n.endswith("constants.pkl") for n in names)', ("tests/core/test_io.py",)),
+    # ---- views and storage dtypes (the registries of issue 18)
+    M("V1", "views", "resize view leaves the mask where it was", "features/view_ops.py",
+      "move_mask=lambda mask, params: resize_mask(mask, params[0]),", "move_mask=lambda mask, params: mask,",
+      VIEW_TESTS),
+    M("V2", "views", "view seed ignores the image", "features/views.py",
+      'f"{self.name}\\x1f{image_id}"', 'f"{self.name}"', VIEW_TESTS),
+    M("V3", "views", "DeCLIP augment all: JPEG before the colour jitter", "features/view_ops.py",
+      'AUGMENT_KINDS.add("all", (_declip_jitter, _declip_jpeg, _declip_blur))',
+      'AUGMENT_KINDS.add("all", (_declip_jpeg, _declip_jitter, _declip_blur))', VIEW_TESTS),
+    M("Q1", "dtypes", "int8 codes truncated instead of rounded", "store/quantize.py",
+      "return x.round_().clamp_(-127, 127).to(torch.int8)", "return x.trunc_().clamp_(-127, 127).to(torch.int8)",
+      DTYPE_TESTS),
+    M("Q2", "dtypes", "float8 bits decoded as integers", "store/quantize.py",
+      "return codes.view(torch.float8_e4m3fn).float()", "return codes.float()", DTYPE_TESTS),
+    M("Q3", "dtypes", "bytes per sample leave out the scales", "store/quantize.py",
+      "scales = channels * 4 if is_quantized(name) else 0", "scales = 0", DTYPE_TESTS),
 ]

@@ -272,6 +272,24 @@ def test_write_read_round_trip(tmp_path):
     assert m.df.label.dtype == "int64" and m.df.width.dtype == "int64"
 
 
+def test_a_manifest_write_killed_midway_keeps_the_previous_manifest(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    dolos_tree(tmp_path / "ds" / "celebahq")
+    res = scan_dataset(tmp_path / "ds", "dolos", progress=False)
+    out = write_manifest(res.manifest, tmp_path / "out" / "m.parquet", tmp_path / "ds", "dolos")
+    before = out.read_bytes()
+
+    def killed(table, where, *args, **kwargs):
+        open(where, "wb").write(b"PAR1")  # half a parquet file, then the process is interrupted
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pq, "write_table", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_manifest(res.manifest.iloc[:2], out, tmp_path / "ds", "dolos")
+    assert [p.name for p in out.parent.iterdir()] == ["m.parquet"] and out.read_bytes() == before
+
+
 def test_read_manifest_refuses_other_files(tmp_path):
     with pytest.raises(DeclipError, match="no such manifest"):
         read_manifest(tmp_path / "none.parquet")

@@ -26,6 +26,12 @@ def test_flow_run_names_say_what_the_run_does():
         "evaluate-lama-conv20-on-lama+ldm"
 
 
+def test_names_show_the_architecture_of_any_backbone_text(tmp_path):
+    assert rn.arch(f"ViT-L-14-quickgelu@{tmp_path / 'absent.pt'}") == "ViT-L-14-quickgelu"  # no file is read
+    assert rn.arch("CLIP:ViT-L/14") == "ViT-L-14"
+    assert rn.arch("not a key") == "not a key"  # a name never stops a run
+
+
 def test_tags_name_backbone_layer_decoder_dataset():
     assert rn.grid_tags(GRID) == [
         "backbone:demo-vit-small@random-0", "layer:layer1", "layer:layer4", "layer:layer7", "decoder:linear",
