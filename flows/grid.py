@@ -23,7 +23,9 @@ from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.extraction_plan import extraction_configs
 from declip.pipeline.grid.grid_run import GridOutcome, iou_markdown, start_grid, write_grid_results
 from declip.pipeline.grid.ledger import evict_group, record_created_layers
-from declip.pipeline.grid.plan import cell_finished, cells_of, check_subsets, eval_finished, layer_groups, training_groups
+from declip.pipeline.grid.plan import (
+    cell_finished, cells_of, check_subsets, eval_finished, layer_groups, training_groups,
+)
 from declip.pipeline.grid.progress import CellProgress
 from declip.pipeline.grid.run_index import write_index
 from declip.pipeline.grid.run_names import cell_name, grid_run_name, grid_tags, source_parts, tags
