@@ -115,7 +115,7 @@ def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], tra
     """Both sides planned by the grid and trained by the grid flow's own code, interleaved ``repeats`` times (fresh
     run directories each time); the fastest of each side is reported, wall and CPU time (CPU time is steadier when
     other processes share the machine)."""
-    from declip.flows.grid import train_cell, train_group
+    from declip.pipeline.grid.cells import train_cell, train_cells
     from declip.pipeline.grid.config import GridConfig
     from declip.pipeline.grid.plan import plan_cells, training_groups
 
@@ -127,10 +127,10 @@ def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], tra
                            backbones=(backbone_key,), layers=tuple(layers), decoders=("linear",),
                            train_sets=(train_set,), test_sets=(train_set,), max_epochs=2, patience=10)
             groups = training_groups(plan_cells(g))
-            cfgs = [[c.train.to_json() for c in group] for group in groups]
+            cfgs = [[c.train for c in group] for group in groups]
             w0, c0 = time.perf_counter(), time.process_time()
             if how == "together":
-                records = [r for group in cfgs for r in train_group.fn(group)]
+                records = [r for group in cfgs for r in train_cells(group)]
             else:
                 records = [train_cell(c) for group in cfgs for c in group]
             wall[how].append(time.perf_counter() - w0)

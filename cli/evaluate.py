@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_flow:
         from declip.flows.evaluate import evaluate_task
 
-        rows = [r for cfg in cfgs for r in evaluate_task.fn(cfg)]
+        rows = [r for cfg in cfgs for r in evaluate_task.fn(EvalConfig.from_json(cfg))]
     else:
         from declip.flows.runtime import prefect_defaults
 

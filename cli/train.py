@@ -136,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
     cfgs = build_configs(args)
     if args.no_flow:
         from declip.flows.train import train_task
+        from declip.pipeline.train.training import TrainConfig
 
-        results = train_task.fn(cfgs)
+        results = train_task.fn([TrainConfig.from_json(c) for c in cfgs])
     else:
         from declip.flows.runtime import prefect_defaults
 

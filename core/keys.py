@@ -220,6 +220,24 @@ class SourceKey:
         return replace(self, view=view)
 
 
+def source_or_none(text: object) -> SourceKey | None:
+    """The source a results-table cell names, or None where it names none (a baseline's ``-``, a bare layer name in
+    tables written before sources were recorded): for readers that show such cells as they are."""
+    if not isinstance(text, (str, SourceKey)):
+        return None
+    try:
+        return SourceKey.parse(text)
+    except DeclipError:
+        return None
+
+
+def layer_depth(layer: str) -> int:
+    """The block or stage number of a layer name (``layer20`` → 20; ``layer0`` of a non-CLIP family → 0), for
+    ordering layers by depth; -1 for a name without one."""
+    digits = str(layer).removeprefix("layer")
+    return int(digits) if digits.isdigit() else -1
+
+
 def _split_top_level(text: str, sep: str, whole: str) -> list[str]:
     """Split on ``sep`` outside square brackets."""
     pieces, depth, start = [], 0, 0

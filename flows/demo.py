@@ -1,7 +1,6 @@
 """Prefect flow ``demo``: build the embedded dataset, scan it, run the grid (which extracts once), write the report."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task
@@ -12,34 +11,25 @@ from declip.flows.grid import grid_flow
 from declip.flows.runtime import run_flow, run_logger, task_runner
 from declip.pipeline.grid.run_names import arch, grid_run_name, grid_tags, slug, tags
 from declip.pipeline.grid.demo import DemoConfig, grid_config, layers_for
+from declip.pipeline.grid.demo_data import build_demo_dataset, scan_demo_dataset
+from declip.pipeline.report.report import write_report
 
 
 @task(name="build-demo-data", cache_policy=NONE)
-def build_data(cfg: dict) -> str:
-    from declip.pipeline.grid.demo_data import build_demo_dataset
-
-    c = DemoConfig(**cfg)
+def build_data(c: DemoConfig) -> str:
+    """The embedded demo dataset under ``c.data_dir`` (same seed, same bytes); the root to scan."""
     return str(build_demo_dataset(c.data_dir, seed=c.seed, size=c.size))
 
 
 @task(name="scan-manifest", cache_policy=NONE)
 def scan(root: str, manifest: str) -> dict:
-    from declip.core.errors import DeclipError
-    from declip.pipeline.data.manifest import scan_dataset, write_manifest
-
-    result = scan_dataset(root, "dolos", progress=False)
-    if len(result.problems):
-        raise DeclipError(f"the demo dataset in {root} has problems: {result.problems.to_dict('records')[:3]}")
-    write_manifest(result.manifest, manifest, root, "dolos")
-    df = result.manifest
-    return {"dataset": str(df["dataset"].iloc[0]), "rows": len(df),
-            "generators": sorted(df.loc[df["kind"] == "partial", "subset"].unique().tolist())}
+    """The demo tree scanned into its manifest: dataset name, rows, generators."""
+    return scan_demo_dataset(root, manifest)
 
 
 @task(name="report", cache_policy=NONE)
 def report(results: str) -> str:
-    from declip.pipeline.report.report import write_report
-
+    """The grid's report page (figures, tables) beside its results table."""
     return str(write_report(results))
 
 
@@ -55,7 +45,7 @@ def demo_flow(cfg: dict) -> dict:
     log = run_logger()
     c = DemoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
     log.info("building the demo dataset in %s (%d fakes per generator)", c.data_dir, c.size)
-    root = build_data(asdict(c))
+    root = build_data(c)
     scanned = scan(root, str(c.manifest))
     log.info("scanned %d images of dataset %s; generators %s", scanned["rows"], scanned["dataset"],
              ", ".join(scanned["generators"]))

@@ -10,15 +10,12 @@ from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
 from declip.pipeline.grid.run_names import evaluate_run_name, evaluate_tags
 
 
-def eval_config_from_dict(d: dict) -> EvalConfig:
-    return EvalConfig.from_json(d)
-
-
 @task(name="evaluate-checkpoint", cache_policy=NONE)
-def evaluate_task(cfg: dict) -> list[dict]:
+def evaluate_task(cfg: EvalConfig) -> list[dict]:
+    """Evaluate one checkpoint on its test subsets; the summary rows (IoU per test set in the run's log)."""
     log = run_logger()
-    log.info("evaluating %s on %s", cfg["checkpoint"], ",".join(cfg["test_subsets"]))
-    rows = evaluate(eval_config_from_dict(cfg)).to_dict(orient="records")
+    log.info("evaluating %s on %s", cfg.checkpoint, ",".join(cfg.test_subsets))
+    rows = evaluate(cfg).to_dict(orient="records")
     for r in rows:
         if r.get("metric") == "iou":
             log.info("%s: IoU %.2f over %s images", r.get("test_set"), r["value"], r.get("n_images"))
@@ -27,8 +24,8 @@ def evaluate_task(cfg: dict) -> list[dict]:
 
 @flow(name="evaluate", flow_run_name=lambda: evaluate_run_name(flow_run.parameters["cfg"]))
 def evaluate_flow(cfg: dict) -> list[dict]:
-    """Evaluate one trained decoder on test subsets of a cached dataset."""
-    return evaluate_task(cfg)
+    """Evaluate one trained decoder on test subsets of a cached dataset (``cfg``: EvalConfig JSON)."""
+    return evaluate_task(EvalConfig.from_json(cfg))
 
 
 def run_evaluate(cfg: dict) -> list[dict]:

@@ -4,7 +4,7 @@ Tasks pass configs and store keys, never tensors; the zarr store (not Prefect's 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
@@ -15,11 +15,12 @@ from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
 from declip.pipeline.grid.run_names import extract_run_name, extract_tags
 
 
-@task(name="extract-backbone", task_run_name="extract-{cfg[backbone]}", cache_policy=NONE, retries=0)
-def extract_backbone(cfg: dict) -> dict:
+@task(name="extract-backbone", task_run_name="extract-{cfg.backbone}", cache_policy=NONE, retries=0)
+def extract_backbone(cfg: ExtractConfig) -> dict:
+    """One backbone's layers in one pass (under one view, for the splits asked for); the extraction's statistics."""
     log = run_logger()
-    log.info("encoding %s layers %s of %s into %s", cfg["backbone"], cfg["layers"], cfg["manifest"], cfg["store"])
-    stats = run_extraction(ExtractConfig(**cfg)).to_dict()
+    log.info("encoding %s layers %s of %s into %s", cfg.backbone, cfg.layers, cfg.manifest, cfg.store)
+    stats = run_extraction(cfg).to_dict()
     log.info("%s -> %s: %d/%d blocks run, %d images encoded (%.1f img/s), %d unreadable", stats["backbone"],
              stats["dataset"], stats["blocks_run"], stats["blocks_total"], stats["images_encoded"],
              stats["images_per_s"], stats["bad_images"])
@@ -36,7 +37,7 @@ def extract_flow(cfg: dict, backbones: list[dict] | None = None) -> list[dict]:
     """``backbones``: optional list of ``{"backbone": KEY, "layers": SPEC}`` (DeCLIP's fused model needs two)."""
     base = ExtractConfig(**cfg)
     jobs = backbones or [{"backbone": base.backbone, "layers": base.layers}]
-    return [extract_backbone(asdict(replace(base, **job))) for job in jobs]
+    return [extract_backbone(replace(base, **job)) for job in jobs]
 
 
 def run_extract(cfg: dict, backbones: list[dict] | None = None) -> list[dict]:

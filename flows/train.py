@@ -10,16 +10,13 @@ from declip.pipeline.grid.run_names import train_run_name, train_tags
 from declip.pipeline.train.training import TrainConfig, train_heads
 
 
-def train_config_from_dict(d: dict) -> TrainConfig:
-    return TrainConfig.from_json(d)
-
-
 @task(name="train-heads", cache_policy=NONE)
-def train_task(cfgs: list[dict]) -> list[dict]:
+def train_task(cfgs: list[TrainConfig]) -> list[dict]:
+    """Train one decoder, or several heads from one read of each batch; progress goes to the run's log."""
     log = run_logger()
-    log.info("training %d head(s) on %s: %s", len(cfgs), ",".join(cfgs[0]["train_subsets"]),
-             "; ".join(f"{c['decoder']} on {c['source']}" for c in cfgs))
-    results = train_heads([train_config_from_dict(c) for c in cfgs])
+    log.info("training %d head(s) on %s: %s", len(cfgs), ",".join(cfgs[0].train_subsets),
+             "; ".join(f"{c.decoder} on {c.source}" for c in cfgs))
+    results = train_heads(cfgs)
     for r in results:
         log.info("%s on %s: best validation %.3f at epoch %s of %s -> %s/best", r["decoder"], r["source"],
                  r["best_val"], r["best_epoch"], r["epochs"], r["out"])
@@ -28,8 +25,9 @@ def train_task(cfgs: list[dict]) -> list[dict]:
 
 @flow(name="train", flow_run_name=lambda: train_run_name(flow_run.parameters["cfgs"]))
 def train_flow(cfgs: list[dict]) -> list[dict]:
-    """Train one decoder, or several heads together from one read of each batch."""
-    return train_task(cfgs)
+    """Train one decoder, or several heads together from one read of each batch (``cfgs``: TrainConfig JSON, as the
+    UI shows the flow's parameters)."""
+    return train_task([TrainConfig.from_json(c) for c in cfgs])
 
 
 def run_train(cfgs: list[dict]) -> list[dict]:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from declip.decoders import Decoder, load_decoder
@@ -25,9 +24,9 @@ from declip.core.errors import DeclipError
 from declip.core.keys import CLEAN_VIEW, SourceKey
 from declip.core.validation import check_config, number, whole
 from declip.pipeline.metrics.registry import MetricAccumulator
-from declip.pipeline.metrics.resize import to_native
 from declip.features.views import View
 from declip.pipeline.data.cached_splits import CachedSplits
+from declip.pipeline.evaluate.maps import native_maps, native_size
 from declip.store.feature_store import view_dataset_key
 
 
@@ -82,18 +81,13 @@ class EvalConfig:
 EVAL_RECORD = "eval.json"  # beside each subset's summary: the identity of the evaluation that wrote it
 
 
-@torch.no_grad()
-def _probs(decoder: Decoder, feats: torch.Tensor, cls: torch.Tensor | None, device: str) -> np.ndarray:
-    logits = decoder(feats.to(device).float(), None if cls is None else cls.to(device).float())
-    return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
-
-
 def score_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows: np.ndarray, *, metrics=None,
                image_score_rule: str = "mean_prob", batch_size: int = 64, device: str = "cpu",
                maps_dirs: list[Path | None] | None = None) -> list[MetricAccumulator]:
     """Run several (decoder, source) pairs over ``rows`` from one read of each batch; one accumulator each.
 
-    Maps are resized to each native mask size and scored there (DeCLIP's protocol).
+    Maps come from :mod:`declip.pipeline.evaluate.maps` at each native mask size and are scored there (DeCLIP's
+    protocol).
     """
     for decoder, _ in models:
         decoder.eval()
@@ -102,16 +96,13 @@ def score_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows
     paths = data.samples["image_path"].tolist()
     sources = sorted({source for _, source in models})  # SourceKeys order by their text
     for batch in data.batches(rows, batch_size, shuffle=False, seed=0, sources=sources):
+        sizes = [native_size(data.samples, row) for row in batch.rows]
         truth = []
         for row in batch.rows:
-            rec = data.samples.iloc[int(row)]
-            label = int(rec["label"])
-            gt = data.native_mask(int(row)) if label == 1 else None
-            truth.append(((int(rec["height"]), int(rec["width"])), gt, label, paths[int(row)]))
+            label = int(data.labels[int(row)])
+            truth.append((data.native_mask(int(row)) if label == 1 else None, label, paths[int(row)]))
         for (decoder, source), acc, maps in zip(models, accs, maps_dirs):
-            probs = _probs(decoder, *batch.features[source], device)
-            for prob, (size, gt, label, path) in zip(probs, truth):
-                native = to_native(prob, size)
+            for native, (gt, label, path) in zip(native_maps(decoder, *batch.features[source], sizes, device), truth):
                 acc.add(native, gt, label, path)
                 if maps is not None:
                     _save_map(maps, path, native)

@@ -268,3 +268,17 @@ def build_demo_dataset(out: str | Path, seed: int = 0, size: int = 60) -> Path:
         for split in SPLITS:
             _write_split(tree, split, TileSampler(sources[split]), seed, size, pool)
     return base
+
+
+def scan_demo_dataset(root: str | Path, manifest: str | Path) -> dict:
+    """Scan the tree :func:`build_demo_dataset` wrote into the manifest ``manifest``; returns the dataset's name, its
+    row count and its generators. Why strict: every demo file is generated here, so a problem is a bug, not data."""
+    from declip.pipeline.data.manifest import scan_dataset, write_manifest
+
+    result = scan_dataset(root, "dolos", progress=False)
+    if len(result.problems):
+        raise DeclipError(f"the demo dataset in {root} has problems: {result.problems.to_dict('records')[:3]}")
+    write_manifest(result.manifest, manifest, root, "dolos")
+    df = result.manifest
+    return {"dataset": str(df["dataset"].iloc[0]), "rows": len(df),
+            "generators": sorted(df.loc[df["kind"] == "partial", "subset"].unique().tolist())}

@@ -19,12 +19,11 @@ from PIL import Image
 
 from declip.decoders import Decoder, load_decoder
 from declip.features.backbones import load_backbone
-from declip.features.fusion import fuse
 from declip.features.images import ImageProblem, open_rgb
 from declip.features.encode import encode_images
 from declip.core.errors import DeclipError
 from declip.core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, BackboneKey, SourceKey
-from declip.pipeline.metrics.resize import to_native
+from declip.pipeline.evaluate.maps import decoder_inputs, native_maps
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
@@ -90,16 +89,12 @@ class Predictor:
         self.decoder.to(self.device).eval()
 
     @torch.no_grad()
-    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
-        """(B, 256, 256) manipulation probabilities."""
-        feats, cls = [], None
-        for bb, recipe, part in zip(self.backbones, self.recipes, self.spec.parts):
-            f, c = encode_images(bb, recipe, images, [part.layer], self.device)[part.layer]
-            feats.append(f)
-            cls = c if cls is None else cls
-        x = fuse(feats[0], feats[1]) if self.spec.fused else feats[0]
-        logits = self.decoder(x.float(), None if self.spec.fused or cls is None else cls.float())
-        return torch.sigmoid(logits[:, 0]).cpu().numpy()
+    def maps(self, images: list[Image.Image]) -> list[np.ndarray]:
+        """One manipulation-probability map per image, at the image's own size (the same path as evaluation's)."""
+        parts = [encode_images(bb, recipe, images, [part.layer], self.device)[part.layer]
+                 for bb, recipe, part in zip(self.backbones, self.recipes, self.spec.parts)]
+        feats, cls = decoder_inputs(parts, self.spec.fused)
+        return native_maps(self.decoder, feats, cls, [(image.height, image.width) for image in images], self.device)
 
 
 def _out_name(path: Path, common: Path, keep_suffix: bool = False) -> str:
@@ -164,8 +159,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
                 rows.append({"path": str(path), "status": "skipped", "reason": exc.reason, "detail": str(exc)})
         if not images:
             continue
-        for path, image, prob in zip(good, images, predictor.probabilities(images)):
-            native = to_native(prob, (image.height, image.width))
+        for path, image, native in zip(good, images, predictor.maps(images)):
             name = names[path]
             Image.fromarray(np.clip(native * 255 + 0.5, 0, 255).astype(np.uint8)).save(out_dir / "maps" / name)
             if overlays:

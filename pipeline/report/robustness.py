@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from declip.core.errors import DeclipError  # noqa: E402
 from declip.features.views import View  # noqa: E402
 
 PIXEL_METRICS = ("iou", "ap")
@@ -62,13 +63,19 @@ def robustness_rows(table: pd.DataFrame, image_level: bool = False) -> pd.DataFr
 
 
 def trained_on(train_views: str) -> str:
-    """Short label of what a cell trained on: ``clean``, ``augment:all x4`` (K copies), or the views themselves."""
-    views = [v for v in str(train_views).split("+") if v]
-    copies = [v for v in views if v.startswith("copy:")]
-    kinds = {v for v in views if not v.startswith("copy:")}
-    if copies and len(kinds) == 1 and len(views) == 2 * len(copies):
+    """Short label of what a cell trained on: ``clean``, ``augment:all x4`` (K copies), or the views themselves.
+
+    The results table joins a cell's training views with ``+``, the views' own composition sign, so the text is read
+    back as one composition by the views parser; text it cannot read is shown as it is."""
+    try:
+        ops = View.parse(train_views).ops
+    except DeclipError:
+        return str(train_views) or "clean"
+    copies = [op for op in ops if op.name == "copy"]
+    kinds = {str(op) for op in ops if op.name != "copy"}
+    if copies and len(kinds) == 1 and len(ops) == 2 * len(copies):
         return f"{kinds.pop()} x{len(copies)}"
-    return str(train_views) or "clean"
+    return str(train_views)
 
 
 def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:

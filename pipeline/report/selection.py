@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from declip.pipeline.report.labels import source_order
+
 SUMMARY_METRICS = {"iou": "IoU", "ap": "pixel AP", "pixel_auc": "pixel AUC", "f1_fixed": "F1", "image_auc": "image AUC"}
 BASELINE_PREFIX = "baseline:"
 # DeCLIP's published Dolos matrix (ViT-L/14 layer20 + RN50 layer3, conv-20; declip-method.md): the reference row.
@@ -123,13 +125,6 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     cols = ["feature", "decoder"] + [f"{d} {m}" for d in ("in-domain", "out-of-domain")
                                      for m in SUMMARY_METRICS.values()] + ["note"]
     return pd.DataFrame(records).reindex(columns=cols)
-
-
-def source_order(source: str) -> tuple:
-    """Backbone, then layer depth (layer2 before layer10)."""
-    backbone, _, layer = str(source).partition("+")[0].rpartition("/")
-    digits = layer.removeprefix("layer")
-    return backbone, int(digits) if digits.isdigit() else -1, str(source)
 
 
 def is_dolos(table: pd.DataFrame) -> bool:

@@ -121,6 +121,21 @@ def test_backbone_arch_reads_no_weight_file(tmp_path):
         backbone_arch("ViT-L-14")
 
 
+def test_table_cells_that_name_no_source_read_as_none():
+    from declip.core.keys import source_or_none
+
+    assert str(source_or_none("a@x/layer1+b@y/layer3[jpeg:75]")) == "a@x/layer1+b@y/layer3[jpeg:75]"
+    for cell in ("-", "layer10", "/layer10", "", None, float("nan"), 3):  # baselines, old tables, empty cells
+        assert source_or_none(cell) is None
+
+
+def test_layer_depth_orders_layer_names_by_number():
+    from declip.core.keys import layer_depth
+
+    assert sorted(["layer10", "layer2", "layer0"], key=layer_depth) == ["layer0", "layer2", "layer10"]
+    assert (layer_depth("layer23"), layer_depth("pool"), layer_depth("layer")) == (23, -1, -1)
+
+
 def test_a_view_the_store_does_not_hold_is_refused_clearly(tiny_store):
     from tests.fixtures import TINY_BACKBONE
     from declip.store.feature_store import FeatureStore

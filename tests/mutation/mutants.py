@@ -30,6 +30,7 @@ SCHEDULE_TESTS = ("tests/pipeline/train/test_schedule.py", "tests/pipeline/train
 METRIC_TESTS = ("tests/pipeline/metrics/test_metrics.py", "tests/pipeline/metrics/test_resize.py")
 EVAL_TESTS = ("tests/pipeline/train/test_training.py::test_evaluate_scores_native_masks",
               "tests/pipeline/train/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap")
+MAPS_TESTS = ("tests/pipeline/evaluate/test_maps.py",)
 PREDICT_TESTS = ("tests/pipeline/infer/test_predict_cli.py::test_predict_folder_with_broken_file_matches_cached_features",)
 STORE_TESTS = ("tests/store/test_store.py", "tests/store/test_store_failures.py", "tests/store/test_store_identity.py")
 MASK_TESTS = ("tests/pipeline/data/test_masks.py", "tests/store/test_store_failures.py",
@@ -61,7 +62,8 @@ MUTANTS: list[Mutant] = [
     M("T5", "training", "detection image logit = max of pixel logits", "pipeline/train/training.py",
       "logits.mean(dim=(1, 2, 3))", "logits.amax(dim=(1, 2, 3))", TRAIN_TESTS),
     M("T6", "predict", "predict resizes maps to (W, H)", "pipeline/infer/predict.py",
-      "to_native(prob, (image.height, image.width))", "to_native(prob, (image.width, image.height))", PREDICT_TESTS),
+      "[(image.height, image.width) for image in images]", "[(image.width, image.height) for image in images]",
+      PREDICT_TESTS),
     M("T7", "recipe", "patience default 5 -> 6 (the recipe)", "pipeline/train/recipe.py",
       "    patience: int = 5", "    patience: int = 6", RECIPE_TESTS),
     M("T7b", "recipe", "patience default 5 -> 6 (the schedule)", "pipeline/train/schedule.py",
@@ -103,6 +105,24 @@ MUTANTS: list[Mutant] = [
     M("G3", "training", "evaluation identity ignores the metrics", "pipeline/evaluate/evaluation.py",
       'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")',
       'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "metrics")', IDENTITY_TESTS),
+    # ---- the grid's own state, without Prefect (pipeline/grid: cells, ledger, baselines table, progress)
+    M("G4", "grid", "layers already in the store recorded as the grid's own", "pipeline/grid/ledger.py",
+      "if (b, layer) not in mine and fs.layer_path(b, layer, g.dataset) not in fs.root}",
+      "if (b, layer) not in mine}", ("tests/pipeline/grid/test_ledger.py",)),
+    M("G5", "grid", "eviction deletes every layer of the group", "pipeline/grid/ledger.py",
+      "ours = [(b, layer) for b, layer in pairs if (b, layer) in created]", "ours = list(pairs)",
+      ("tests/pipeline/grid/test_ledger.py",)),
+    M("G6", "grid", "half-written baseline rows kept beside their replacements", "pipeline/grid/baseline_table.py",
+      "        kept = kept[~stale]", "        pass", ("tests/pipeline/grid/test_baseline_table.py",)),
+    M("G7", "grid", "a trained cell counted on every evaluation", "pipeline/grid/progress.py",
+      "self._advance(1 if self.waiting[run] == 0 else 0)", "self._advance(1)",
+      ("tests/pipeline/grid/test_progress.py",)),
+    M("G8", "grid", "a successful training leaves an old failed.json", "pipeline/grid/cells.py",
+      "    (Path(cfg.out) / FAILED_RECORD).unlink(missing_ok=True)\n", "",
+      ("tests/pipeline/grid/test_cells.py",)),
+    M("G9", "grid", "evaluations of a failed cell attempted", "pipeline/grid/cells.py",
+      'if trained is not None and (mine is None or mine.get("status") != "ok"):',
+      "if trained is not None and mine is None:", ("tests/pipeline/grid/test_cells.py",)),
     # ---- schedule
     M("S1", "schedule", "best on >= instead of strict >", "pipeline/train/schedule.py",
       "new_best = score > self.best", "new_best = score >= self.best", SCHEDULE_TESTS),
@@ -147,11 +167,17 @@ MUTANTS: list[Mutant] = [
     M("L8", "training", "resume restarts the schedule", "pipeline/train/training.py",
       '    head.schedule = PlateauSchedule.from_state(state["schedule"])\n', "", TRAIN_TESTS),
     # ---- evaluation
-    M("E1", "evaluation", "maps resized to (W, H) in evaluation", "pipeline/evaluate/evaluation.py",
-      'truth.append(((int(rec["height"]), int(rec["width"])), gt, label, paths[int(row)]))',
-      'truth.append(((int(rec["width"]), int(rec["height"])), gt, label, paths[int(row)]))', EVAL_TESTS),
+    M("E1", "evaluation", "maps resized to (W, H) in evaluation", "pipeline/evaluate/maps.py",
+      'return int(rec["height"]), int(rec["width"])', 'return int(rec["width"]), int(rec["height"])', EVAL_TESTS),
     M("E2", "evaluation", "predict image score = max prob", "pipeline/infer/predict.py",
       '"image_score": float(native.mean())', '"image_score": float(native.max())', PREDICT_TESTS),
+    M("E3", "maps", "recomputed maps come back in batch order, not the order asked for", "pipeline/evaluate/maps.py",
+      "shuffle=False, seed=0, sources=[source]", "shuffle=True, seed=0, sources=[source]", MAPS_TESTS),
+    M("E4", "maps", "maps are clipped logits instead of their sigmoid", "pipeline/evaluate/maps.py",
+      "torch.sigmoid(logits[:, 0].float())", "logits[:, 0].float().clamp(0, 1)", MAPS_TESTS),
+    M("E5", "maps", "predict's fused source keeps the ViT class token", "pipeline/evaluate/maps.py",
+      "return fuse(parts[0][0], parts[1][0]), None", "return fuse(parts[0][0], parts[1][0]), parts[0][1]",
+      MAPS_TESTS),
     # ---- metrics
     M("P1", "metrics", "fixed threshold p >= 0.5", "pipeline/metrics/pixel.py", "return self.prob > THRESHOLD",
       "return self.prob >= THRESHOLD", METRIC_TESTS),

@@ -77,3 +77,19 @@ def test_demo_counts_at_the_default_size_by_hand():
     for gen in METHODS:
         assert table.loc[gen, ["train", "valid", "test", "total"]].tolist() == [36, 12, 12, 60]
     assert table.loc["real", ["train", "valid", "test", "total"]].tolist() == [18, 6, 6, 30]
+
+
+def test_demo_scan_writes_the_manifest_and_names_the_generators(demo, tmp_path):
+    from declip.pipeline.data.manifest import read_manifest
+    from declip.pipeline.grid.demo_data import scan_demo_dataset
+
+    root, _ = demo
+    scanned = scan_demo_dataset(root, tmp_path / "manifest.parquet")
+    assert scanned == {"dataset": "dolos-demo", "rows": 4 * 5 + 3, "generators": sorted(METHODS)}  # counts above
+    assert len(read_manifest(tmp_path / "manifest.parquet").df) == 4 * 5 + 3
+    import shutil
+
+    copy = shutil.copytree(root, tmp_path / "copy")
+    next(copy.rglob("*.png")).write_bytes(b"broken")  # a generated file that does not decode is a bug: refused
+    with pytest.raises(DeclipError, match="the demo dataset .* has problems"):
+        scan_demo_dataset(copy, tmp_path / "again.parquet")

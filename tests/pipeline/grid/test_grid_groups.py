@@ -55,7 +55,7 @@ def _state(run):
 
 
 def test_grouped_cells_equal_separate_runs(tiny_store, tmp_path):
-    from declip.flows.grid import train_group
+    from declip.pipeline.grid.cells import train_cells
     from declip.pipeline.train.training import train
 
     grid = _grid(tiny_store, tmp_path / "grid", layers=("layer1", "layer2"), decoders=("linear", "attention"),
@@ -64,7 +64,7 @@ def test_grouped_cells_equal_separate_runs(tiny_store, tmp_path):
     assert len(groups) == 1 and len(groups[0]) == 4
     # heads that stop at different epochs: the run goes on for the others, which must not change anything
     cfgs = [replace(c.train, max_epochs=n) for c, n in zip(groups[0], (3, 1, 2, 1))]
-    records = train_group.fn([c.to_json() for c in cfgs])
+    records = train_cells(cfgs)
     assert [r["status"] for r in records] == ["ok"] * 4 and [r["epochs"] for r in records] == [3, 1, 2, 1]
     for cfg, record in zip(cfgs, records):
         alone = train(replace(cfg, out=str(tmp_path / "alone" / f"{cfg.source.layer}-{cfg.decoder}")))
@@ -80,10 +80,10 @@ def test_grouped_cells_equal_separate_runs(tiny_store, tmp_path):
 
 
 def test_a_failing_cell_does_not_take_its_group_down(tiny_store, tmp_path):
-    from declip.flows.grid import train_group
+    from declip.pipeline.grid.cells import train_cells
 
     groups = training_groups(plan_cells(_grid(tiny_store, tmp_path, decoders=("linear", "conv-7"), max_epochs=1)))
-    records = train_group.fn([c.train.to_json() for c in groups[0]])
+    records = train_cells([c.train for c in groups[0]])
     assert [r["status"] for r in records] == ["ok", "failed"] and "conv-7" in records[1]["error"]
     failed = json.loads((Path(groups[0][1].train.out) / "failed.json").read_text())
     assert failed["status"] == "failed" and not (Path(groups[0][0].train.out) / "failed.json").exists()

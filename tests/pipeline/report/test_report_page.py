@@ -129,3 +129,15 @@ def test_missing_results_is_a_clean_error(tmp_path):
 
     with pytest.raises(DeclipError, match="run `declip grid` first"):
         write_report(tmp_path / "nope.parquet")
+
+
+def test_a_grid_with_one_generator_gets_every_panel(tmp_path):
+    """pairs and list datasets have one generator: no out-of-domain cell, yet a whole page (issue 19 item 1)."""
+    table = pd.read_parquet(_results(tmp_path))
+    one = table[(table["train_set"] == "a") & (table["test_set"] == "a")]
+    one.to_parquet(tmp_path / "grid" / "results.parquet")
+    page = write_report(tmp_path / "grid" / "results.parquet")
+    html = page.read_text()
+    for name in PANELS:
+        assert f'src="{name}.png"' in html and (page.parent / f"{name}.png").exists()
+    assert "in-domain IoU 75.00" in html

@@ -79,3 +79,13 @@ def test_report_has_robustness_figure_and_table_and_keeps_clean_tables_clean(tmp
     assert re.search(r"\| layer3 +\| linear +\| +50 \| +60 \| +40 \|", models), models
     assert "in-domain IoU 60.00, out-of-domain IoU 40.00" in md
     assert "## Robustness" in md
+
+
+def test_training_views_are_named_by_the_views_parser():
+    from declip.pipeline.report.robustness import trained_on
+
+    assert trained_on("augment:all+copy:0+augment:all+copy:1+augment:all+copy:2") == "augment:all x3"
+    assert trained_on("augment:blur+copy:0") == "augment:blur x1"
+    assert trained_on("clean") == "clean" and trained_on("") == "clean"
+    assert trained_on("jpeg:50+augment:all+copy:0") == "jpeg:50+augment:all+copy:0"  # mixed: listed as is
+    assert trained_on("augment:all+copy:0+jpeg:50") == "augment:all+copy:0+jpeg:50"  # not one composition: as is

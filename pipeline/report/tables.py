@@ -1,0 +1,80 @@
+"""The report's reading of a grid's results table: columns filled for older tables, test IoU, in-domain /
+out-of-domain averages, train × test matrices and the every-model table. Figures and the page draw from these.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from declip.pipeline.report.selection import is_baseline, model_scores
+
+
+def conform(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns the report relies on, filled for tables written by older versions (one split: test; nothing
+    collapsed; the feature source from backbone/layer)."""
+    t = table.copy()
+    if "split" not in t:
+        t["split"] = "test"
+    t["split"] = t["split"].fillna("test")
+    if "collapsed" not in t:
+        t["collapsed"] = False
+    t["collapsed"] = t["collapsed"].fillna(False).astype(bool)
+    if "collapse_reason" not in t:
+        t["collapse_reason"] = ""
+    if "source" not in t:
+        t["source"] = None
+    missing = t["source"].isna() | (t["source"].astype(str) == "")
+    if "backbone" in t:
+        t.loc[missing, "source"] = t.loc[missing, "backbone"].fillna("").astype(str) + "/" + t.loc[missing, "layer"]
+    else:
+        t.loc[missing, "source"] = t.loc[missing, "layer"]
+    t.loc[is_baseline(t), "source"] = "-"
+    for col in ("scale", "random_weights", "run_id", "dataset"):
+        if col not in t:
+            t[col] = None
+    return t
+
+
+def iou_on_test(table: pd.DataFrame) -> pd.DataFrame:
+    """The test-split IoU rows: what every figure and the headline show."""
+    return table[(table["metric"] == "iou") & (table["split"] == "test")]
+
+
+def domain_averages(iou: pd.DataFrame) -> tuple[float, float]:
+    """Mean IoU over train == test cells (in-domain) and train != test cells (out-of-domain)."""
+    same = iou["train_set"] == iou["test_set"]
+    return float(iou.loc[same, "value"].mean()), float(iou.loc[~same, "value"].mean())
+
+
+def train_test_matrix(iou: pd.DataFrame, decoder: str, source: str) -> pd.DataFrame:
+    """Test-split IoU, test generator (rows) × train generator (columns), for one model.
+
+    ``source`` may be a full source or, for tables from single-backbone grids, a layer name."""
+    cell = iou[(iou["decoder"] == decoder) & ((iou["source"] == source) | (iou["layer"] == source))]
+    if "split" in cell:
+        cell = cell[cell["split"].fillna("test") == "test"]
+    return cell.pivot_table(index="test_set", columns="train_set", values="value", aggfunc="mean")
+
+
+def eval_dir(grid_dir: Path, run_id: str, test_set: str) -> Path:
+    """Where a grid cell's clean test evaluation on ``test_set`` lies (per-image table, saved maps)."""
+    return grid_dir / "runs" / str(run_id) / "eval" / test_set
+
+
+def models_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every model: its validation IoU (the selection score), test ID/OOD IoU, and its collapsed evaluations."""
+    scores = model_scores(table)
+    iou = iou_on_test(table)
+    records = []
+    for rec in scores.to_dict("records"):
+        part = iou[(iou["source"] == rec["source"]) & (iou["decoder"] == rec["decoder"])]
+        id_avg, ood_avg = domain_averages(part) if len(part) else (float("nan"), float("nan"))
+        records.append({"feature": rec["source"], "decoder": rec["decoder"],
+                        f"{rec['chosen_on']} IoU (selection)": rec["select_iou"],
+                        "test in-domain IoU": id_avg, "test out-of-domain IoU": ood_avg,
+                        "collapsed test evaluations": f"{rec['test_collapsed']} of {rec['test_evaluations']}",
+                        "may be chosen": ("yes" if not rec["collapsed_in_domain"] else
+                                          f"yes (collapsed in-domain: {rec['collapsed_in_domain']})")
+                        if rec["eligible"] else f"no: collapsed in-domain ({rec['collapsed_in_domain']})"})
+    return pd.DataFrame(records)
