@@ -44,15 +44,15 @@ EVAL = [
 
 FIXED = dict(width=1.0, device="cpu", min_steps_per_epoch=0, collapse_patience=0)  # the old grid defaults, spelt out
 GRID = [
-    dict(FIXED, store="s.zarr", dataset="d", out="/grid", backbones=["bb@random-0"], layers=["layer1"],
+    dict(FIXED, store="/data/s.zarr", dataset="d", out="/grid", backbones=["bb@random-0"], layers=["layer1"],
          decoders=["linear"], train_sets=["lama"], test_sets=["lama"]),
-    dict(FIXED, store="s.zarr", dataset="d", out="/grid", backbones=["bb@random-0", "bb@random-1"],
+    dict(FIXED, store="/data/s.zarr", dataset="d", out="/grid", backbones=["bb@random-0", "bb@random-1"],
          layers=["layer1", "layer2"], decoders=["linear", "conv-4"], train_sets=["lama", "ldm"],
          test_sets=["lama", "ldm", "x"], seeds=[0, 1], fused=["bb@random-0/layer1+rn@random-0/layer3"],
          extra_sources=["srm@fixed/layer0"], mode="detection", lr=1e-4, batch_size=16, max_epochs=7, patience=2,
          faithful=True, metrics=["iou", "ap"], eval_splits=["test"], precision="bf16", train_views=["jpeg:75"],
          augment_copies=2, augment="blur", test_views=["jpeg:50", "resize:0.5"], save_maps=1),
-    dict(store="s.zarr", dataset="d", out="/grid", backbones=["bb@random-0"], layers=["layer1"],
+    dict(store="/data/s.zarr", dataset="d", out="/grid", backbones=["bb@random-0"], layers=["layer1"],
          decoders=["conv-4"], train_sets=["lama"], test_sets=["lama"], width=0.5, device="cuda",
          min_steps_per_epoch=20, collapse_patience=10),
 ]
