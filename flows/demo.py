@@ -1,7 +1,6 @@
 """Prefect flow ``demo``: build the embedded dataset, scan it, run the grid (which extracts once), write the report."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task
@@ -18,7 +17,7 @@ from declip.pipeline.grid.demo import DemoConfig, grid_config, layers_for
 def build_data(cfg: dict) -> str:
     from declip.pipeline.grid.demo_data import build_demo_dataset
 
-    c = DemoConfig(**cfg)
+    c = DemoConfig.from_json(cfg)
     return str(build_demo_dataset(c.data_dir, seed=c.seed, size=c.size))
 
 
@@ -53,9 +52,9 @@ def demo_flow(cfg: dict) -> dict:
     from prefect import tags as prefect_tags
 
     log = run_logger()
-    c = DemoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    c = DemoConfig.from_json(cfg)
     log.info("building the demo dataset in %s (%d fakes per generator)", c.data_dir, c.size)
-    root = build_data(asdict(c))
+    root = build_data(c.to_json())
     scanned = scan(root, str(c.manifest))
     log.info("scanned %d images of dataset %s; generators %s", scanned["rows"], scanned["dataset"],
              ", ".join(scanned["generators"]))

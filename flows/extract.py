@@ -4,7 +4,7 @@ Tasks pass configs and store keys, never tensors; the zarr store (not Prefect's 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
@@ -19,7 +19,7 @@ from declip.pipeline.grid.run_names import extract_run_name, extract_tags
 def extract_backbone(cfg: dict) -> dict:
     log = run_logger()
     log.info("encoding %s layers %s of %s into %s", cfg["backbone"], cfg["layers"], cfg["manifest"], cfg["store"])
-    stats = run_extraction(ExtractConfig(**cfg)).to_dict()
+    stats = run_extraction(ExtractConfig.from_json(cfg)).to_dict()
     log.info("%s -> %s: %d/%d blocks run, %d images encoded (%.1f img/s), %d unreadable", stats["backbone"],
              stats["dataset"], stats["blocks_run"], stats["blocks_total"], stats["images_encoded"],
              stats["images_per_s"], stats["bad_images"])
@@ -34,9 +34,9 @@ def _name() -> str:
 @flow(name="extract", flow_run_name=_name, log_prints=False)
 def extract_flow(cfg: dict, backbones: list[dict] | None = None) -> list[dict]:
     """``backbones``: optional list of ``{"backbone": KEY, "layers": SPEC}`` (DeCLIP's fused model needs two)."""
-    base = ExtractConfig(**cfg)
+    base = ExtractConfig.from_json(cfg)
     jobs = backbones or [{"backbone": base.backbone, "layers": base.layers}]
-    return [extract_backbone(asdict(replace(base, **job))) for job in jobs]
+    return [extract_backbone(replace(base, **job).to_json()) for job in jobs]
 
 
 def run_extract(cfg: dict, backbones: list[dict] | None = None) -> list[dict]:

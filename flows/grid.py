@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -135,13 +135,13 @@ def _extract_missing(g, jobs: dict[str, list[str]]) -> list[dict]:
     from declip.pipeline.grid.config import resolved_test_views, resolved_train_views
 
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
-                         batch_size=g.extract_batch_size, device=g.device, storage_dtype=g.storage_dtype,
+                         batch_size=g.extract_batch_size, device=g.options.device, storage_dtype=g.storage_dtype,
                          progress=False)
     # clean: every row; a test view: the test split only; a training view: the train split only
     views = [("clean", ())] + [(v, ("test",)) for v in resolved_test_views(g)]
     views += [(v, ("train",)) for v in resolved_train_views(g) if v != "clean"]
-    return [extract_backbone(asdict(replace(base, backbone=b, layers=",".join(sorted(set(layers))), view=v,
-                                            splits=s)))
+    return [extract_backbone(replace(base, backbone=b, layers=",".join(sorted(set(layers))), view=v,
+                                     splits=s).to_json())
             for v, s in views for b, layers in jobs.items()]
 
 
@@ -149,7 +149,7 @@ def _cell_options(cell) -> dict:
     """Task-run name and tags of one cell, so the UI's task list reads as the grid does."""
     t = cell.train
     parts = source_parts(t.source)
-    return {"task_run_name": cell_name(t.source, t.decoder, t.train_subsets, t.seed, cell.run_id),
+    return {"task_run_name": cell_name(t.source, t.decoder, t.train_sets, t.seed, cell.run_id),
             "tags": tags(backbones=[b for b, _ in parts], layers=[layer for _, layer in parts],
                          decoders=[t.decoder], datasets=[t.dataset])}
 
@@ -262,7 +262,7 @@ def grid_flow(cfg: dict) -> dict:
     g = GridConfig.from_dict(cfg)
     Path(g.out).mkdir(parents=True, exist_ok=True)
     (Path(g.out) / "grid.json").write_text(json.dumps(g.to_json(), indent=2))
-    if g.task_runner == "threads" and g.device == "cpu":
+    if g.task_runner == "threads" and g.options.device == "cpu":
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
@@ -285,7 +285,7 @@ def grid_flow(cfg: dict) -> dict:
                 check_subsets(g)
                 write_index(g.out, cells)
                 checked = True
-            t, e, k, r = _run_cells(group_cells, g.max_workers, g.progress)
+            t, e, k, r = _run_cells(group_cells, g.max_workers, g.options.progress)
             trained, evaluated, skipped, runs = trained + t, evaluated + e, skipped + k, runs + r
         else:
             skipped += len(group_cells)

@@ -23,6 +23,7 @@ from declip.features.encode import encode_batch
 from declip.features.reader import prefetch_batches
 from declip.features.taps import layer_info, parse_layers
 from declip.features.views import View
+from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
 from declip.core.validation import check_config, whole
 from declip.pipeline.data.manifest import read_manifest
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractConfig(JsonConfig):
     """One extraction job: a manifest, a backbone and its layers, into one store."""
+
+    WHAT = "extraction"
 
     manifest: str
     store: str

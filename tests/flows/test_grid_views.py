@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import grid_json
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import plan_cells
 
@@ -10,12 +10,8 @@ VIEWS = ["jpeg:30", "jpeg:80", "resize:0.5", "blur:1.5", "noise:0.1"]
 
 
 def _cfg(manifest, store, out, **kw):
-    base = dict(store=str(store), dataset="dolos-celebahq", out=str(out), backbones=(TINY_BACKBONE,),
-                layers=("layer1",), decoders=("linear",), train_sets=("tint",), test_sets=("tint", "bright"),
-                max_epochs=2, batch_size=8, manifest=str(manifest), extract_batch_size=4)
-    base.update(kw)
-    return GridConfig(**base).to_json()
-
+    return grid_json(store, out, layers=["layer1"], test_sets=["tint", "bright"], max_epochs=2,
+                     manifest=str(manifest), extract_batch_size=4, **kw)
 
 @pytest.fixture(scope="module")
 def harness():
