@@ -43,7 +43,7 @@ def test_views_change_evaluations_not_cells(tmp_path):
         (v, "test") for v in VIEWS}
     assert len({e.out for e in viewed[0].evals}) == 2 + len(VIEWS)  # eval/, eval-valid/, eval-views/<view>/
     augmented = plan_cells(GridConfig.from_dict(_cfg("m", "s", tmp_path, augment_copies=2)))
-    assert augmented[0].train.train_views == ("augment:all+copy:0", "augment:all+copy:1")
+    assert augmented[0].train.options.train_views == ("augment:all+copy:0", "augment:all+copy:1")
     assert augmented[0].run_id != plain[0].run_id
     from declip.core.errors import DeclipError
 
