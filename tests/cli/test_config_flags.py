@@ -56,8 +56,8 @@ def test_a_flag_overrides_the_file_only_when_typed(tmp_path):
 
 
 def test_list_flags_repeat_and_split_except_views():
-    cfg = _grid(["--store", "/s", "--dataset", "d", "--out", "/o", "--backbones", "b@random-0", "--layers", "layer1,layer2",
-                 "--feature_layer", "layer3", "--train-sets", "a", "--test-sets", "a,b", "--test-view",
+    cfg = _grid(["--store", "/s", "--dataset", "d", "--out", "/o", "--backbones", "b@random-0", "--layers",
+                 "layer1,layer2", "--feature_layer", "layer3", "--train-sets", "a", "--test-sets", "a,b", "--test-view",
                  "jitter:0.3,0.3,0.3,0.3", "--test-view", "jpeg:75", "--train-view", "blur:1", "--seeds", "0",
                  "--seeds", "4", "--extra-sources", "srm@fixed/layer0"])
     assert cfg.layers == ("layer1", "layer2", "layer3") and cfg.test_sets == ("a", "b") and cfg.seeds == (0, 4)

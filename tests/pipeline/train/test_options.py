@@ -46,8 +46,8 @@ def test_an_option_added_without_a_classification_fails():
                            bases=(TrainOptions,), frozen=True)
     assert classification_problems(added) == ["warmup: no identity kind (one of ('result', 'later', 'not-result', "
                                               "'shorthand'))"]
-    later = make_dataclass("Later", [("warmup", int, option(0, help="warmup epochs before the schedule", identity=LATER))],
-                           bases=(TrainOptions,), frozen=True)
+    later = make_dataclass("Later", [("warmup", int, option(0, help="warmup epochs before the schedule",
+                                                            identity=LATER))], bases=(TrainOptions,), frozen=True)
     assert "neutral value" in classification_problems(later)[0]
 
 

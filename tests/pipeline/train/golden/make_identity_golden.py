@@ -17,7 +17,7 @@ from declip.pipeline.grid.demo import DemoConfig, grid_config
 from declip.pipeline.grid.plan import plan_cells
 from declip.pipeline.train.training import TrainConfig
 
-assert "/tmp/" in TrainConfig.__module__ or "/tmp/" in sys.modules[TrainConfig.__module__].__file__, "run on the OLD code"
+assert "/tmp/" in sys.modules[TrainConfig.__module__].__file__, "run on the OLD code (see the docstring)"
 
 TRAIN = [
     dict(store="s.zarr", source="bb@random-0/layer1", dataset="d", train_subsets=("lama",), out="o"),
