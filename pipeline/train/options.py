@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import torch
-
 from declip.core.configs import JsonConfig, option, rules_of, flags_of
 from declip.core.validation import Rule, check_config, choice, number, whole
 from declip.features.views import AUGMENT_KINDS
@@ -42,6 +40,8 @@ CPU_WIDTH = 0.125
 
 
 def _is_device(text: object) -> bool:
+    import torch  # here, not at the top: the CLI builds its flags from this module without torch
+
     if text == "auto":
         return True
     try:
@@ -159,6 +159,8 @@ class TrainOptions(JsonConfig):
 
     def on_device(self) -> "TrainOptions":
         """``device`` and ``width`` made concrete on this machine (a no-op when both already are)."""
+        import torch
+
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
         width = self.width if self.width is not None else (CPU_WIDTH if device == "cpu" else 1.0)
         return self if (device, width) == (self.device, self.width) else replace(self, device=device, width=width)
