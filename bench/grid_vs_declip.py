@@ -50,8 +50,10 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
     from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
     from declip.core.keys import SourceKey
     from declip.pipeline.data.cached_splits import CachedSplits
-    from declip.pipeline.train.training import TrainConfig, train
+    from declip.pipeline.train.training import TrainConfig, TrainOptions, train
 
+    options = TrainOptions(width=0.125, batch_size=16, max_epochs=epochs, min_steps_per_epoch=0, collapse_patience=0,
+                           progress=False)
     original_open = CachedSplits.open
     if declip_way:
         backbone = load_backbone(backbone_key)
@@ -74,8 +76,7 @@ def run_grid(store, dataset, out, layers, decoders, gens, epochs, backbone_key, 
                     run = out / f"{layer}-{decoder}-{gen}"
                     start = time.perf_counter()
                     train(TrainConfig(store=str(store), source=SourceKey.single(backbone_key, layer), dataset=dataset,
-                                      train_subsets=(gen,), out=str(run), decoder=decoder, width=0.125,
-                                      batch_size=16, max_epochs=epochs, progress=False))
+                                      train_sets=(gen,), out=str(run), decoder=decoder, options=options))
                     t["train"] += time.perf_counter() - start
                     start = time.perf_counter()
                     evaluate(EvalConfig(store=str(store), checkpoint=str(run / "best"), dataset=dataset,

@@ -94,12 +94,14 @@ def p4(manifest: Path, store: Path, dataset: str, backbone_key: str, layer: str,
 
 def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_gb: float | None, label: str) -> None:
     from declip.core.keys import SourceKey
-    from declip.pipeline.train.training import TrainConfig, train, train_heads
+    from declip.pipeline.train.training import TrainConfig, TrainOptions, train, train_heads
 
     root = workdir("p5")
-    cfgs = [TrainConfig(store=str(store), source=SourceKey.single(backbone_key, layer), dataset=dataset, train_subsets=("all",),
-                        out=str(root / "together" / layer), decoder="linear", max_epochs=2, patience=10,
-                        memory_gb=memory_gb, progress=False) for layer in layers]
+    options = TrainOptions(max_epochs=2, patience=10, memory_gb=memory_gb, min_steps_per_epoch=0, collapse_patience=0,
+                           progress=False)
+    cfgs = [TrainConfig(store=str(store), source=SourceKey.single(backbone_key, layer), dataset=dataset,
+                        train_sets=("all",), out=str(root / "together" / layer), decoder="linear", options=options)
+            for layer in layers]
     start = time.perf_counter()
     train_heads(cfgs)
     together = time.perf_counter() - start
@@ -123,9 +125,10 @@ def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], tra
     cpu = {"separate": [], "together": []}
     for rep in range(repeats):
         for how in (("separate", "together") if rep % 2 == 0 else ("together", "separate")):
-            g = GridConfig(store=str(store), dataset=dataset, out=str(workdir("p5grid") / how),
-                           backbones=(backbone_key,), layers=tuple(layers), decoders=("linear",),
-                           train_sets=(train_set,), test_sets=(train_set,), max_epochs=2, patience=10)
+            g = GridConfig.from_dict(dict(
+                store=str(store), dataset=dataset, out=str(workdir("p5grid") / how), backbones=(backbone_key,),
+                layers=tuple(layers), decoders=("linear",), train_sets=(train_set,), test_sets=(train_set,),
+                max_epochs=2, patience=10, min_steps_per_epoch=0, collapse_patience=0))
             groups = training_groups(plan_cells(g))
             cfgs = [[c.train for c in group] for group in groups]
             w0, c0 = time.perf_counter(), time.process_time()
@@ -151,11 +154,11 @@ def p6_child(store: str, dataset: str, source: str) -> None:
     """Run in a fresh process: stream-train one epoch and print peak RSS."""
     import resource
 
-    from declip.pipeline.train.training import TrainConfig, train
+    from declip.pipeline.train.training import TrainConfig, TrainOptions, train
 
     out = workdir("p6")
-    train(TrainConfig(store=store, source=source, dataset=dataset, train_subsets=("all",), out=str(out),
-                      decoder="linear", max_epochs=1, memory_gb=0.0, progress=False))
+    train(TrainConfig(store=store, source=source, dataset=dataset, train_sets=("all",), out=str(out), decoder="linear",
+                      options=TrainOptions(max_epochs=1, memory_gb=0.0, min_steps_per_epoch=0, progress=False)))
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -28,10 +28,11 @@ def grid_cfg(args, root: Path, store: Path, out: Path, dataset: str, **kw) -> di
     from declip.pipeline.grid.config import GridConfig
 
     gens = ("telea", "ns")
-    return GridConfig(store=str(store), dataset=dataset, out=str(out), backbones=(args.backbone,),
-                      layers=("layer3", "layer7"), decoders=("linear", "conv-4"), train_sets=gens, test_sets=gens,
-                      manifest=str(root / "m.parquet"), width=0.125, max_epochs=args.epochs, patience=args.epochs,
-                      batch_size=16, **kw).to_json()
+    return GridConfig.from_dict(dict(
+        store=str(store), dataset=dataset, out=str(out), backbones=(args.backbone,), layers=("layer3", "layer7"),
+        decoders=("linear", "conv-4"), train_sets=gens, test_sets=gens, manifest=str(root / "m.parquet"), width=0.125,
+        max_epochs=args.epochs, patience=args.epochs, batch_size=16, min_steps_per_epoch=0, collapse_patience=0,
+        **kw)).to_json()
 
 
 def timed_grid(cfg: dict) -> tuple[float, dict]:

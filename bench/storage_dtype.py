@@ -40,7 +40,7 @@ def main() -> None:
     from declip.pipeline.data.cached_splits import CachedSplits
     from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate, test_rows
     from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
-    from declip.pipeline.train.training import TrainConfig, train
+    from declip.pipeline.train.training import TrainConfig, TrainOptions, train
     from declip.store.listing import list_entries
     from declip.store.feature_store import FeatureStore
 
@@ -62,9 +62,10 @@ def main() -> None:
     results = {"rows": len(scanned.manifest), "source": source, "sizes": sizes, "decoders": {}}
     for decoder in ("conv-20", "linear"):
         run = root / f"run-{decoder}"
-        train(TrainConfig(store=str(stores["float32"]), source=source, dataset=dataset, train_subsets=("all",),
-                          out=str(run), decoder=decoder, width=args.width, max_epochs=args.epochs, batch_size=16,
-                          progress=False))
+        train(TrainConfig(store=str(stores["float32"]), source=source, dataset=dataset, train_sets=("all",),
+                          out=str(run), decoder=decoder,
+                          options=TrainOptions(width=args.width, max_epochs=args.epochs, batch_size=16,
+                                               min_steps_per_epoch=0, collapse_patience=0, progress=False)))
         model, _ = load_decoder(run / "best")
         model.eval()
         channels, grid = source_shape(stores["float32"], dataset, source)

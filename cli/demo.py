@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
-
-from declip.cli.option_names import names, split_values
 import time
+
+from declip.cli.config_flags import add_config_flags, given_values
+from declip.cli.option_names import names, split_values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from declip.pipeline.grid.config import TASK_RUNNERS
     from declip.pipeline.grid.demo import DemoConfig
+    from declip.pipeline.train.options import TrainOptions
 
     d = DemoConfig()
     p = sub.add_parser("demo", help="build the embedded demo data, extract once, run a grid, write the report",
@@ -24,36 +27,35 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated layers (a deeper --backbone gets an early/middle/late spread)")
     p.add_argument(*names("--decoders"), dest="decoders", default=",".join(d.decoders), metavar="DECODERS",
                    help="comma-separated decoders")
-    p.add_argument("--width", type=float, default=d.width, metavar="X",
-                   help="decoder channel multiplier (DeCLIP = 1.0; smaller for CPU)")
-    p.add_argument(*names("--max-epochs"), dest="max_epochs", type=int, default=d.max_epochs, metavar="N",
-                   help="epochs per grid cell at most")
-    p.add_argument("--min-steps-per-epoch", type=int, default=d.min_steps_per_epoch, metavar="N",
-                   help="optimizer steps per epoch at least (the demo's training sets are 24 images per generator)")
     p.add_argument("--controls", default=",".join(d.controls), metavar="SOURCES",
                    help="positive-control sources trained beside the backbone's layers ('' for none)")
     p.add_argument("--max-workers", type=int, default=d.max_workers, metavar="N", help="grid cells trained at once")
-    p.add_argument("--task-runner", choices=["threads", "dask"], default=d.task_runner,
+    p.add_argument("--task-runner", choices=TASK_RUNNERS, default=d.task_runner,
                    help="threads: a bounded pool here; dask: a local dask.distributed cluster")
+    add_config_flags(p, TrainOptions, "demo", defaults=d.options,
+                     title="training options (`declip train`'s flags, with the demo's budget as defaults)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
+    from declip.core.configs import walk
     from declip.flows.runtime import prefect_defaults
     from declip.pipeline.grid.demo import DemoConfig
+    from declip.pipeline.train.options import TrainOptions, device_note
 
+    cfg = DemoConfig.from_json(dict(
+        out=args.out, backbone=args.backbone, size=args.size, seed=args.seed, layers=split_values(args.layers),
+        decoders=split_values(args.decoders), controls=[c for c in args.controls.split(",") if c],
+        max_workers=args.max_workers, task_runner=args.task_runner,
+        **given_values(args, list(walk(TrainOptions)))))
+    note = device_note(cfg.options)
+    if note:
+        print(f"NOTE: {note}", flush=True)
     prefect_defaults(announce=True)
     from declip.flows.demo import run_demo
 
-    cfg = DemoConfig(out=args.out, backbone=args.backbone, size=args.size, seed=args.seed,
-                     layers=tuple(split_values(args.layers)), decoders=tuple(split_values(args.decoders)),
-                     width=args.width, max_epochs=args.max_epochs, max_workers=args.max_workers,
-                     task_runner=args.task_runner, min_steps_per_epoch=args.min_steps_per_epoch,
-                     controls=tuple(c for c in args.controls.split(",") if c))
     start = time.perf_counter()
-    result = run_demo(asdict(cfg))
+    result = run_demo(cfg.to_json())
     grid = result["grid"]
     print(f"demo finished in {time.perf_counter() - start:.0f} s: {result['scan']['rows']} images, "
           f"generators {', '.join(result['scan']['generators'])}; {grid['cells']} grid cells "

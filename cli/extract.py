@@ -60,7 +60,7 @@ def backbone_jobs(backbone: str | None, arch: str | None, layers: str | None) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from dataclasses import replace
 
     from declip.features.views import parse_views
     from declip.cli.option_names import split_values
@@ -74,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
                         shards=args.shards, storage_dtype=args.storage_dtype, progress=not args.no_progress,
                         splits=tuple(split_values(args.split)))
     if args.no_flow:
-        results = [run_extraction(ExtractConfig(**dict(asdict(cfg), **job))).to_dict() for job in jobs]
+        results = [run_extraction(replace(cfg, **job)).to_dict() for job in jobs]
     else:
         from declip.flows.runtime import prefect_defaults
 
         prefect_defaults(announce=True)
         from declip.flows.extract import run_extract
 
-        results = run_extract(asdict(cfg), jobs)
+        results = run_extract(cfg.to_json(), jobs)
     for r in results:
         secs = ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
         print(f"{r['backbone']} → {r['dataset']}: {len(r['layers'])} layers, {r['rows']} rows, "

@@ -18,7 +18,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "--ckpt": ("--checkpoint",),
     "--save-maps": ("--output_save_path",),
     "--fully-supervised": ("--fully_supervised",),
-    "--data-aug": ("--data_aug",),
+    "--augment": ("--data-aug", "--data_aug"),
+}
+
+# Flags that set another option to a fixed value (DeCLIP's spelling of a choice): flag -> (key, value, help).
+CONST_FLAGS: dict[str, tuple[str, object, str]] = {
+    "--fully-supervised": ("mode", "localization", "DeCLIP's spelling of --mode localization"),
 }
 
 # Spellings that only make sense in one command: DeCLIP's evaluation writes to ``--result_folder``.

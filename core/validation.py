@@ -6,6 +6,7 @@ the field, the matching command-line flag, what is allowed and what was given.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -55,16 +56,23 @@ def broken(rule: Rule, value: Any) -> bool:
     return not (_typed(rule, value) and rule.test(value))
 
 
-def check_config(cfg: Any, rules: dict[str, Rule], what: str) -> None:
-    """Raise one :class:`DeclipError` listing every field of ``cfg`` that breaks its rule."""
-    problems = []
+def problems(values: Mapping[str, Any], rules: dict[str, Rule], flags: Mapping[str, str] | None = None) -> list[str]:
+    """One line per value of ``values`` that breaks its rule (the field, its flag, what is allowed, what was given)."""
+    found = []
     for name, rule in rules.items():
-        value = getattr(cfg, name)
+        value = values[name]
         if rule.each:
             bad = not isinstance(value, (tuple, list)) or not value or any(broken(rule, v) for v in value)
         else:
             bad = broken(rule, value)
         if bad:
-            problems.append(f"{name} (--{name.replace('_', '-')}) must be {rule.says}, got {value!r}")
-    if problems:
-        raise DeclipError(f"invalid {what} settings: " + "; ".join(problems))
+            flag = (flags or {}).get(name) or f"--{name.replace('_', '-')}"
+            found.append(f"{name} ({flag}) must be {rule.says}, got {value!r}")
+    return found
+
+
+def check_config(cfg: Any, rules: dict[str, Rule], what: str, flags: Mapping[str, str] | None = None) -> None:
+    """Raise one :class:`DeclipError` listing every field of ``cfg`` that breaks its rule."""
+    found = problems({name: getattr(cfg, name) for name in rules}, rules, flags)
+    if found:
+        raise DeclipError(f"invalid {what} settings: " + "; ".join(found))

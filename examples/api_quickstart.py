@@ -21,7 +21,7 @@ from declip.pipeline.grid.demo_data import build_demo_dataset  # noqa: E402
 from declip.pipeline.data.manifest import counts_table, scan_dataset, write_manifest  # noqa: E402
 from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate  # noqa: E402
 from declip.pipeline.extract.extraction import ExtractConfig, run_extraction  # noqa: E402
-from declip.pipeline.train.training import TrainConfig, train  # noqa: E402
+from declip.pipeline.train.training import TrainConfig, TrainOptions, train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,10 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 3. Train a decoder on the cached features only (DeCLIP's recipe; seeded, resumable).
     train_set = args.train_set or generators[0]
+    options = TrainOptions(width=args.width, max_epochs=args.epochs, batch_size=16, device=args.device, progress=False)
     summary = train(TrainConfig(store=store, source=f"{args.backbone}/{args.layer}", dataset=dataset,
-                                train_subsets=(train_set,), out=str(out / "run"), decoder=args.decoder,
-                                width=args.width, max_epochs=args.epochs, batch_size=16, device=args.device,
-                                progress=False))
+                                train_sets=(train_set,), out=str(out / "run"), decoder=args.decoder, options=options))
     print(f"trained {args.decoder} on {train_set}: best validation IoU {summary['best_val']:.2f} "
           f"at epoch {summary['best_epoch']}")
 

@@ -43,7 +43,7 @@ def demo_flow(cfg: dict) -> dict:
     from prefect import tags as prefect_tags
 
     log = run_logger()
-    c = DemoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    c = DemoConfig.from_json(cfg)
     log.info("building the demo dataset in %s (%d fakes per generator)", c.data_dir, c.size)
     root = build_data(c)
     scanned = scan(root, str(c.manifest))

@@ -35,7 +35,7 @@ def _name() -> str:
 @flow(name="extract", flow_run_name=_name, log_prints=False)
 def extract_flow(cfg: dict, backbones: list[dict] | None = None) -> list[dict]:
     """``backbones``: optional list of ``{"backbone": KEY, "layers": SPEC}`` (DeCLIP's fused model needs two)."""
-    base = ExtractConfig(**cfg)
+    base = ExtractConfig.from_json(cfg)
     jobs = backbones or [{"backbone": base.backbone, "layers": base.layers}]
     return [extract_backbone(replace(base, **job)) for job in jobs]
 

@@ -61,7 +61,7 @@ def _cell_options(cell) -> dict:
     """Task-run name and tags of one cell, so the UI's task list reads as the grid does."""
     t = cell.train
     parts = source_parts(t.source)
-    return {"task_run_name": cell_name(t.source, t.decoder, t.train_subsets, t.seed, cell.run_id),
+    return {"task_run_name": cell_name(t.source, t.decoder, t.train_sets, t.seed, cell.run_id),
             "tags": tags(backbones=[b for b, _ in parts], layers=[layer for _, layer in parts],
                          decoders=[t.decoder], datasets=[t.dataset])}
 

@@ -14,7 +14,7 @@ from declip.pipeline.train.training import TrainConfig, train_heads
 def train_task(cfgs: list[TrainConfig]) -> list[dict]:
     """Train one decoder, or several heads from one read of each batch; progress goes to the run's log."""
     log = run_logger()
-    log.info("training %d head(s) on %s: %s", len(cfgs), ",".join(cfgs[0].train_subsets),
+    log.info("training %d head(s) on %s: %s", len(cfgs), ",".join(cfgs[0].train_sets),
              "; ".join(f"{c.decoder} on {c.source}" for c in cfgs))
     results = train_heads(cfgs)
     for r in results:

@@ -11,6 +11,44 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_BACKBONE = "test-vit-tiny@random-0"
 
 
+#: The tiny Dolos tree's dataset name once scanned (``dolos`` layout, ``celebahq`` root).
+TINY_DATASET = "dolos-celebahq"
+
+#: Training options every config builder pins to the values the tests were written against (one pass per epoch, no
+#: collapse stop, full width, the CPU), so a test's numbers do not move when a command's default does.
+PINNED_OPTIONS = dict(width=1.0, device="cpu", min_steps_per_epoch=0, collapse_patience=0, progress=False)
+
+
+def train_config(store, out="", **kw):
+    """A :class:`TrainConfig` on the tiny store: a linear head on the tiny ViT's layer1, trained on ``tint``. ``kw``:
+    any TrainConfig field or training option, flat (as config.json spells them), e.g. ``max_epochs=3``."""
+    from declip.pipeline.train.config import TrainConfig
+
+    base = dict(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset=TINY_DATASET, train_sets=("tint",),
+                out=str(out), decoder="linear", **PINNED_OPTIONS)
+    return TrainConfig.from_json({**base, **kw})
+
+
+def grid_json(store, out, **kw) -> dict:
+    """A grid on the tiny store, as the grid flow takes it (:meth:`GridConfig.to_json`): linear heads on layer0 of the
+    tiny ViT, trained and tested on ``tint``, one epoch. ``kw``: any grid key (training options flat)."""
+    from declip.pipeline.grid.config import GridConfig
+
+    base = dict(store=str(store), dataset=TINY_DATASET, out=str(out), backbones=[TINY_BACKBONE], layers=["layer0"],
+                decoders=["linear"], train_sets=["tint"], test_sets=["tint"], max_epochs=1, batch_size=8,
+                **PINNED_OPTIONS)
+    return GridConfig.from_dict({**base, **kw}).to_json()
+
+
+def extract_config(manifest, store, **kw):
+    """An :class:`ExtractConfig` of the tiny ViT's layer0, 8 images a batch, no progress bar; ``kw`` overrides."""
+    from declip.pipeline.extract.extraction import ExtractConfig
+
+    base = dict(manifest=str(manifest), store=str(store), backbone=TINY_BACKBONE, layers="layer0", batch_size=8,
+                progress=False)
+    return ExtractConfig.from_json({**base, **kw})
+
+
 #: (height, width) of every tiny image and mask: not square, so a swapped (W, H) anywhere shows up.
 TINY_SIZE = (48, 80)
 

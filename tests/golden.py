@@ -101,7 +101,8 @@ def decoder_values() -> dict:
     from declip.decoders import load_decoder
     from declip.pipeline.data.manifest import scan_dataset, write_manifest
     from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
-    from declip.pipeline.train.training import TrainConfig, train
+    from declip.pipeline.train.training import train
+    from tests.fixtures import train_config
     from declip.store.feature_store import FeatureStore
     from declip.store.readers import FeatureSource
 
@@ -114,9 +115,9 @@ def decoder_values() -> dict:
                                      backbone=DECODER_BACKBONE, layers=DECODER_LAYER, batch_size=4, workers=1,
                                      progress=False))
         source = SourceKey.single(DECODER_BACKBONE, DECODER_LAYER)
-        summary = train(TrainConfig(store=str(root / "s.zarr"), source=source, dataset="dolos-golden",
-                                    train_subsets=("box",), out=str(root / "run"), decoder="conv-4", width=0.25,
-                                    batch_size=4, max_epochs=3, lr=1e-2, seed=0, progress=False))
+        summary = train(train_config(root / "s.zarr", root / "run", source=source, dataset="dolos-golden",
+                                     train_sets=("box",), decoder="conv-4", width=0.25, batch_size=4, max_epochs=3,
+                                     lr=1e-2, seed=0))
         decoder, _ = load_decoder(str(root / "run" / "best"))
         state = torch.load(root / "run" / "state.pt", weights_only=True)  # the last epoch: every step counts
         decoder.load_state_dict(state["decoder"])

@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from declip.decoders import Decoder, load_decoder
+from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
 from declip.core.keys import CLEAN_VIEW, SourceKey
 from declip.core.validation import check_config, number, whole
@@ -31,7 +32,11 @@ from declip.store.feature_store import view_dataset_key
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(JsonConfig):
+    """One evaluation of one decoder on test subsets of a cached dataset (written as JSON with :mod:`core.configs`)."""
+
+    WHAT = "evaluation"
+
     store: str
     checkpoint: str  # a decoder directory (our training output, or `declip import-checkpoint --out`)
     dataset: str
@@ -53,22 +58,12 @@ class EvalConfig:
             object.__setattr__(self, "source", SourceKey.parse(self.source))
         check_config(self, {"batch_size": whole(1), "memory_gb": number(at_least=0, optional=True)}, "evaluation")
 
-    def to_json(self) -> dict:
-        """JSON-safe fields, the source as its string (what crosses process and Prefect boundaries)."""
-        raw = {f.name: getattr(self, f.name) for f in fields(self)}
-        return dict(raw, source=None if self.source is None else str(self.source))
-
-    @classmethod
-    def from_json(cls, d: dict) -> "EvalConfig":
-        extra = {"metrics": tuple(d["metrics"])} if d.get("metrics") else {}
-        return cls(**dict(d, test_subsets=tuple(d["test_subsets"]), **extra))
-
     #: Fields that say where results go or how they are computed, never what they are.
     NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")
 
     def identity(self) -> str:
         """Hash of everything that changes the numbers (why: a grid re-evaluates when, and only when, it must)."""
-        keep = {k: v for k, v in json.loads(json.dumps(self.to_json())).items() if k not in self.NOT_RESULTS}
+        keep = {k: v for k, v in self.to_json().items() if k not in self.NOT_RESULTS}
         if keep.get("view") == CLEAN_VIEW:  # evaluations made before views existed keep their identity
             keep.pop("view")
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,6 +23,7 @@ from declip.features.encode import encode_batch
 from declip.features.image_batches import prefetch_batches
 from declip.features.taps import layer_info, parse_layers
 from declip.features.views import View
+from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
 from declip.core.keys import view_dataset_key
 from declip.core.validation import check_config, whole
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractConfig(JsonConfig):
     """One extraction job: a manifest, a backbone and its layers, into one store."""
+
+    WHAT = "extraction"
 
     manifest: str
     store: str

@@ -1,93 +1,145 @@
-"""A grid's configuration: what it varies (sources, decoders, train/test sets, seeds) and fixes, read from TOML or flags.
+"""A grid's configuration: what it varies (sources, decoders, train/test sets, seeds) and fixes, from TOML or flags.
 
-``declip grid --example-config`` prints every key with its meaning and default (``grid.example.toml``, kept in sync
-with :class:`GridConfig` by a test).
+The training options are the same :class:`~declip.pipeline.train.options.TrainOptions` that ``declip train`` uses,
+embedded as ``options`` and written inline: a grid TOML keeps one flat key per option (old grid.toml files load
+unchanged), every option is a ``declip grid`` flag, and ``declip grid --example-config`` prints every key of this
+class with its meaning and default, generated from the fields below.
 """
 from __future__ import annotations
 
-import json
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from declip.core.config_toml import annotated_toml
+from declip.core.configs import JsonConfig, from_json, nested, option, rules_of
 from declip.core.errors import DeclipError
 from declip.core.keys import SourceKey
 from declip.core.validation import check_config, choice, each, number, whole
-from declip.features.views import AUGMENT_KINDS
-from declip.pipeline.train.recipe import RECIPE
-from declip.pipeline.train.training import TRAIN_RULES
+from declip.pipeline.train.options import RUNS_SECTION, VIEWS_SECTION, TrainOptions
 from declip.store.quantize import STORAGE_DTYPES
+
+#: How a grid's cells are run (flows.runtime.task_runner builds them).
+TASK_RUNNERS = ("threads", "dask")
+
+WHERE, VARIES, EVAL, DISK = ("where things are", "what the grid varies: every combination is one trained cell",
+                             "evaluation", "disk: extraction and the feature budget")
 
 
 @dataclass(frozen=True)
-class GridConfig:
+class GridConfig(JsonConfig):
     """Everything a grid varies and fixes; read from TOML (``declip grid --config``) or flags."""
 
-    store: str
-    dataset: str
-    out: str
-    backbones: tuple[str, ...]
-    layers: tuple[str, ...]
-    decoders: tuple[str, ...] = ("linear", "attention", "conv-4")
-    train_sets: tuple[str, ...] = ()
-    test_sets: tuple[str, ...] = ()
-    seeds: tuple[int, ...] = (0,)
-    manifest: str | None = None  # when given, missing layers are extracted first
-    fused: tuple[SourceKey, ...] = ()  # extra sources "VIT/LAYER+RN/LAYER", parsed on construction
-    extra_sources: tuple[SourceKey, ...] = ()  # BACKBONE/LAYER beyond backbones × layers, e.g. "srm@fixed/layer0"
-    width: float = 1.0
-    faithful: bool = False
-    mode: str = "localization"
-    batch_size: int = RECIPE.batch_size
-    max_epochs: int = RECIPE.max_epochs
-    patience: int = RECIPE.patience
-    lr: float = RECIPE.lr
-    extract_batch_size: int = 32
-    device: str = "cpu"
-    task_runner: str = "threads"
-    max_workers: int = 1
-    dask_address: str | None = None
-    metrics: tuple[str, ...] | None = None
-    baselines: bool = True
-    save_maps: int = 0  # predicted-map PNGs kept per evaluation (for the report's overlay panel)
-    min_steps_per_epoch: int = 0  # tiny data: optimizer steps per epoch at least (0 = DeCLIP's one pass)
-    collapse_patience: int = 0  # stop a cell whose validation maps stay collapsed this many epochs (0 = never)
-    eval_splits: tuple[str, ...] = ("valid", "test")  # valid: model selection in the report; test: the numbers
-    storage_dtype: str = "float16"  # how extracted features are stored: float16 | float32 | int8 | float8_e4m3
-    max_store_gb: float | None = None  # disk budget for the grid's features: layers run in groups that fit
-    keep_features: bool = False  # with max_store_gb: keep each group's features instead of evicting them
-    precision: str = "fp32"  # decoder training precision: fp32 | bf16 (autocast)
-    device_memory_gb: float | None = None  # device memory for device-resident training features
-    compile: bool = False  # torch.compile the decoders
-    progress: bool = True  # a bar over the cells
-    test_views: tuple[str, ...] = ()  # every trained cell is also evaluated on these cached views (no retraining)
-    train_views: tuple[str, ...] = ()  # augmentation: training rows sample among these cached views each epoch
-    augment_copies: int = 0  # shorthand: train_views += augment:<augment>+copy:0 ... copy:K-1
-    augment: str = "all"  # DeCLIP's --data_aug kind used by augment_copies (blur | color_jitter | jpeg_compression)
+    WHAT = "grid"
+    #: Keys a grid file must set although the dataclass gives them a default.
+    REQUIRED_KEYS = ("train_sets", "test_sets")
+
+    store: str = option(
+        section=WHERE, metavar="PATH|URL", example="feats.zarr",
+        help="feature store written by `declip extract` (a path or an fsspec URL such as s3://bucket/feats.zarr)")
+    dataset: str = option(
+        section=WHERE, metavar="NAME", example="dolos-celebahq",
+        help="dataset name inside the store, as `declip data scan` and `declip store ls` print it")
+    out: str = option(
+        section=WHERE, metavar="DIR", example="runs/dolos-grid",
+        help="grid folder: runs/<hash>/ per cell, runs/index.csv (readable names), results.parquet/csv, report/")
+    backbones: tuple[str, ...] = option(
+        section=VARIES, metavar="KEYS", example=("ViT-L-14@openai",),
+        help='backbone keys ARCH@WEIGHTS[~RECIPE], e.g. "ViT-L-14@openai", "ViT-L-14@/path/ViT-L-14.pt", '
+             '"ViT-B-32@random-0"')
+    layers: tuple[str, ...] = option(
+        section=VARIES, metavar="LAYERS", example=("layer12", "layer20"),
+        help='layers of each backbone: "layerK" = output of block K (0-based; ViT-L/14 has layer0..layer23)')
+    options: TrainOptions = nested(TrainOptions, help="the training options every cell shares")
+    decoders: tuple[str, ...] = option(
+        ("linear", "attention", "conv-4"), section=VARIES, metavar="DECODERS",
+        help="decoders: linear, attention, conv-4, conv-12, conv-20 (`declip train --help` describes them)")
+    train_sets: tuple[str, ...] = option(
+        (), section=VARIES, metavar="SUBSETS", example=("lama", "ldm"),
+        help="generators (dataset subsets) to train on, one cell per entry")
+    test_sets: tuple[str, ...] = option(
+        (), section=VARIES, metavar="SUBSETS", example=("pluralistic", "lama", "repaint-p2-9k", "ldm"),
+        help="generators to test every trained cell on (in-domain = same as the train set)")
+    seeds: tuple[int, ...] = option(
+        (0,), section=VARIES, metavar="SEEDS", rule=each(whole(0)), help="training seeds, one cell per seed")
+    manifest: str | None = option(
+        None, section=WHERE, metavar="PARQUET", example="dolos.parquet",
+        help="manifest from `declip data scan`; when given, layers missing from the store are extracted first (once "
+             "per backbone, all layers in one pass). Unset: everything must already be in the store")
+    fused: tuple[SourceKey, ...] = option(
+        (), section=VARIES, metavar="SOURCES", example=("ViT-L-14@openai/layer20+RN50@openai/layer3",),
+        help='extra fused sources "VIT/LAYER+RN/LAYER" (DeCLIP\'s ViT+RN50 model)')
+    extra_sources: tuple[SourceKey, ...] = option(
+        (), section=VARIES, metavar="SOURCES", example=("srm@fixed/layer0",),
+        help='further single sources beyond backbones × layers, e.g. the SRM positive control "srm@fixed/layer0"')
+    extract_batch_size: int = option(
+        32, section=DISK, metavar="N", rule=whole(1), help="batch size of the extraction pass when manifest is set")
+    task_runner: str = option(
+        "threads", section=RUNS_SECTION, choices=TASK_RUNNERS, rule=choice(*TASK_RUNNERS),
+        help="threads: a bounded pool in this process; dask: a dask.distributed cluster")
+    max_workers: int = option(
+        1, section=RUNS_SECTION, metavar="N", rule=whole(1),
+        help="cells trained at once (threads), or LocalCluster workers (dask without an address)")
+    dask_address: str | None = option(
+        None, section=RUNS_SECTION, metavar="ADDRESS", example="tcp://scheduler:8786",
+        help="scheduler of an existing dask.distributed cluster; setting it selects task_runner = dask. Unset: "
+             "threads, or a LocalCluster on this machine with task_runner = dask")
+    metrics: tuple[str, ...] | None = option(
+        None, section=EVAL, metavar="METRICS", example=("iou", "f1_fixed", "f1_best", "ap", "image_auc"),
+        help="metric names (`declip evaluate --list-metrics`). Unset: all of them")
+    baselines: bool = option(
+        True, section=EVAL, help="add the feature-free baselines (all-zero, all-fake, mask prior) to the results table")
+    save_maps: int = option(
+        0, section=EVAL, metavar="N", rule=whole(0),
+        help="predicted-map PNGs kept per evaluation, for the report's overlay panel (0 = none: it recomputes them)")
+    eval_splits: tuple[str, ...] = option(
+        ("valid", "test"), section=EVAL, metavar="SPLITS",
+        help='splits every cell is evaluated on (the report chooses on "valid", reports "test")')
+    storage_dtype: str = option(
+        "float16", section=DISK, choices=STORAGE_DTYPES, rule=choice(*STORAGE_DTYPES),
+        help="how the grid's extraction stores features: float16, float32 (exact, 2x the bytes), int8 or float8_e4m3 "
+             "(half the bytes; per-channel scales); part of each layer's identity, never mixed")
+    max_store_gb: float | None = option(
+        None, section=DISK, metavar="GB", rule=number(above=0, optional=True), example=56,
+        help="disk budget (GiB) for the grid's features: layers run in groups that fit, each group's features "
+             "evicted after its cells are trained and evaluated; needs manifest to re-extract. Only layers this "
+             "grid extracted are evicted (recorded in <out>/created_layers.json). Unset: no budget")
+    keep_features: bool = option(
+        False, section=DISK, help="with max_store_gb: keep each group's features instead of evicting them")
+    test_views: tuple[str, ...] = option(
+        (), section=VIEWS_SECTION, metavar="VIEW", flag="--test-view", split=False,
+        example=("jpeg:90", "jpeg:70", "jpeg:50", "resize:0.75", "resize:0.5", "blur:1", "blur:2", "noise:0.05"),
+        help="robustness: every trained cell is also evaluated on each cached view (no retraining); with manifest "
+             "set, a missing view is extracted for the test split first; repeatable")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, TrainOptions):
+            raise TypeError(f"options must be TrainOptions, got {type(self.options).__name__}")
+        check_config(self, rules_of(GridConfig), self.WHAT)
+        for name in ("backbones", "layers", "decoders", "train_sets", "test_sets", "seeds", "eval_splits",
+                     "test_views"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
+        object.__setattr__(self, "extra_sources", tuple(SourceKey.parse(f) for f in self.extra_sources))
+        object.__setattr__(self, "options", self.options.on_device())  # auto device and width resolved once, here
 
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "GridConfig":
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise DeclipError(f"cannot read grid config {path}: {exc}") from exc
+        raw = read_grid_file(path)
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(raw, source=path)
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "grid config") -> "GridConfig":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise DeclipError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        """A grid file's keys (flat; ``[options]`` as a table works too), or :meth:`to_json`'s output."""
+        values = dict(raw)
         if values.get("dask_address"):  # an address only means something to the dask runner
             values["task_runner"] = "dask"
         for key in ("store", "out", "manifest"):  # workers in other processes need absolute paths
             if values.get(key) and "://" not in str(values[key]):
                 values[key] = str(Path(values[key]).expanduser().resolve())
         try:
-            cfg = cls(**values)
+            cfg = from_json(cls, values)
         except TypeError as exc:
             raise DeclipError(f"{source}: {exc}") from exc
         except DeclipError as exc:
@@ -100,29 +152,31 @@ class GridConfig:
         resolved_test_views(cfg), resolved_train_views(cfg)  # a bad view is reported now, not in a cell
         return cfg
 
-    def __post_init__(self) -> None:
-        rules = {k: TRAIN_RULES[k] for k in ("batch_size", "max_epochs", "patience", "lr", "width", "mode",
-                                             "precision", "device_memory_gb")}
-        rules.update(seeds=each(whole(0)), extract_batch_size=whole(1), max_workers=whole(1), save_maps=whole(0),
-                     task_runner=choice("threads", "dask"), storage_dtype=choice(*STORAGE_DTYPES),
-                     max_store_gb=number(above=0, optional=True), augment_copies=whole(0),
-                     augment=choice(*AUGMENT_KINDS))
-        check_config(self, rules, "grid")
-        object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
-        object.__setattr__(self, "extra_sources", tuple(SourceKey.parse(f) for f in self.extra_sources))
-
-    def to_json(self) -> dict:
-        raw = {f.name: getattr(self, f.name) for f in fields(self)}
-        return json.loads(json.dumps(dict(raw, fused=[str(f) for f in self.fused],
-                                          extra_sources=[str(f) for f in self.extra_sources])))
+    @classmethod
+    def from_json(cls, data: dict) -> "GridConfig":
+        return cls.from_dict(data, source="grid config")
 
 
-EXAMPLE_CONFIG = Path(__file__).with_name("grid.example.toml")
+def read_grid_file(path: str) -> dict:
+    """A grid TOML's keys, unchecked (:meth:`GridConfig.from_dict` checks them)."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DeclipError(f"cannot read grid config {path}: {exc}") from exc
+
+
+HEADER = """\
+An annotated ablation grid for `declip grid --config grid.toml` (print it with `declip grid --example-config`).
+Every key of declip.pipeline.grid.config.GridConfig is listed (generated from its fields); keys you delete take the
+default stated in their comment. Command-line flags override the file (e.g. `--layers layer12,layer20`; every key is
+a flag). Paths are relative to where you run declip. Re-running the same file resumes: finished cells are skipped,
+and adding a layer or a test set runs only what is new. Lines starting with "# key =" are suggestions: remove the #.
+"""
 
 
 def example_config() -> str:
-    """The annotated grid TOML (every :class:`GridConfig` key with its meaning and default; kept in sync by a test)."""
-    return EXAMPLE_CONFIG.read_text()
+    """The annotated grid TOML: every :class:`GridConfig` key with its meaning and default, from the fields."""
+    return annotated_toml(GridConfig, HEADER)
 
 
 def resolved_test_views(cfg: GridConfig) -> list[str]:
@@ -134,9 +188,4 @@ def resolved_test_views(cfg: GridConfig) -> list[str]:
 
 def resolved_train_views(cfg: GridConfig) -> tuple[str, ...]:
     """Canonical training views: ``train_views`` then the ``augment_copies`` copies; () = train on clean."""
-    from declip.features.views import augment_copies, parse_views
-
-    views = [v.name for v in parse_views(list(cfg.train_views))]
-    if cfg.augment_copies:
-        views += [v.name for v in augment_copies(cfg.augment, cfg.augment_copies) if v.name not in views]
-    return tuple(views)
+    return cfg.options.training_views()

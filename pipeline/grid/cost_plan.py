@@ -148,8 +148,8 @@ def grid_workload(cfg: GridConfig, epochs: int = DEFAULT_EPOCHS) -> Workload:
                  + reals for t in cfg.test_sets}
     budget = int(cfg.max_store_gb * 2**30) if cfg.max_store_gb is not None else None
     return Workload("this grid", sources(cfg), list(cfg.decoders), train_rows, test_rows, len(samples),
-                    int((samples["split"] == "test").sum()), cfg.storage_dtype, budget, cfg.width, len(cfg.seeds),
-                    min(epochs, cfg.max_epochs))
+                    int((samples["split"] == "test").sum()), cfg.storage_dtype, budget, cfg.options.width,
+                    len(cfg.seeds), min(epochs, cfg.options.max_epochs))
 
 
 def _expand(train_set: str, samples) -> set[str]:
@@ -196,7 +196,7 @@ def calibrate(cfg: GridConfig, batch: int = 4, steps: int = 2) -> Rates:
     from declip.features.backbones import load_backbone
     from declip.features.taps import forward_layers
 
-    device = cfg.device
+    device = cfg.options.device
     arch = sources(cfg)[0].backbone.arch  # the grid's first backbone (of a fused source: the ViT)
     backbone = load_backbone(family_for(arch).offline_key(arch), device)  # random (or fixed) weights: no download
     deepest = layer_shapes(arch).deepest([k.layer for s in sources(cfg) for k in source_layers(s)
@@ -208,8 +208,8 @@ def calibrate(cfg: GridConfig, batch: int = 4, steps: int = 2) -> Rates:
     channels, grid, family, layer = _source_shape(sources(cfg)[0])
     train_rates, eval_rates = [], []
     for name in cfg.decoders:
-        model = build_decoder(name, in_channels=channels, grid=grid, family=family, layer=layer, width=cfg.width,
-                              seed=0).to(device)
+        model = build_decoder(name, in_channels=channels, grid=grid, family=family, layer=layer,
+                              width=cfg.options.width, seed=0).to(device)
         feats = torch.randn(batch * 2, channels, *grid, device=device)
         cls = torch.randn(batch * 2, channels, device=device)
         target = torch.rand(batch * 2, 256, 256, device=device)
@@ -221,7 +221,7 @@ def calibrate(cfg: GridConfig, batch: int = 4, steps: int = 2) -> Rates:
             loss.backward()
             opt.step()
 
-        fwd, train = decoder_flops(name, channels, grid, family, cfg.width)
+        fwd, train = decoder_flops(name, channels, grid, family, cfg.options.width)
         model.train()
         train_rates.append(batch * 2 * train / _timed(step, steps, device))
         model.eval()
@@ -286,7 +286,7 @@ def dry_run(cfg: GridConfig, rates: Rates | None = None, epochs: int = DEFAULT_E
     """The text and the figures of ``declip grid --dry-run``: this grid, then DeCLIP's full ablation."""
     rates = rates or calibrate(cfg)
     own = estimate(grid_workload(cfg, epochs), rates)
-    cells = [f"{c.train.source} {c.train.decoder} train={','.join(c.train.train_subsets)} seed={c.train.seed} "
+    cells = [f"{c.train.source} {c.train.decoder} train={','.join(c.train.train_sets)} seed={c.train.seed} "
              f"-> runs/{c.run_id}" for c in plan_cells(cfg)]
     full = _full_ablation_plan(cfg, rates, epochs)
     text = render(own, cells) + "\n\n" + render(full)

@@ -4,32 +4,39 @@ a random-weight ViT (no weights can be downloaded offline), and the full pipelin
 Random weights carry no usable signal, so the grid also runs the SRM noise-residual positive control
 (``srm@fixed/layer0``, :mod:`features.srm`): it must clearly beat the feature-free baselines, or the pipeline is
 broken. Budgets are set in optimizer steps (``min_steps_per_epoch``), since an epoch of 24 images is one or two
-steps. The settings finish in minutes on 2 CPU cores; ``--backbone ViT-L-14@openai`` (with network access) runs the
-same job with DeCLIP's real backbone.
+steps. The settings finish in minutes on 2 CPU cores (decoders 1/8 wide there, as every command's unset width is on
+the CPU); ``--backbone ViT-L-14@openai`` (with network access) runs the same job with DeCLIP's real backbone, at
+DeCLIP's width on a GPU.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from declip.core.configs import JsonConfig, nested
+from declip.pipeline.train.options import TrainOptions
+
+#: The demo's training options: DeCLIP's recipe scaled to 24 training images per generator and a 10-minute budget.
+DEMO_TRAINING = TrainOptions(
+    max_epochs=8, patience=3, batch_size=8,
+    min_steps_per_epoch=20,  # 24 training images per generator: 20 steps of 8, about 7 passes per epoch
+    collapse_patience=6,  # SRM conv-4 on Telea predicts nothing for 4 epochs before it learns
+)
+
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(JsonConfig):
     out: str = "demo-out"
     backbone: str = "demo-vit-small@random-0"
     size: int = 40  # fake images per generator
     seed: int = 0
     layers: tuple[str, ...] = ("layer4", "layer7")  # layer1 collapsed for every decoder; 2 layers keep it ≤ 10 min
     decoders: tuple[str, ...] = ("linear", "conv-4")
-    width: float = 0.125  # conv channel multiplier: DeCLIP's 512/256/128/64 → 64/32/16/8 on CPU
     controls: tuple[str, ...] = ("srm@fixed/layer0",)  # positive-control sources beside the backbone's layers
-    max_epochs: int = 8
-    patience: int = 3
-    batch_size: int = 8
-    min_steps_per_epoch: int = 20  # 24 training images per generator: 20 steps of 8, about 7 passes per epoch
-    collapse_patience: int = 6  # SRM conv-4 on Telea predicts nothing for 4 epochs before it learns
     max_workers: int = 2
     task_runner: str = "threads"
+    options: TrainOptions = nested(TrainOptions, factory=lambda: DEMO_TRAINING,
+                                   help="the training options of every grid cell (width unset: 0.125 on the CPU)")
 
     @property
     def data_dir(self) -> Path:
@@ -58,8 +65,6 @@ def grid_config(cfg: DemoConfig, dataset: str, generators: list[str], layers: tu
     return GridConfig(
         store=str(cfg.store), dataset=dataset, out=str(Path(cfg.out) / "grid"), backbones=(cfg.backbone,),
         layers=layers, decoders=cfg.decoders, train_sets=tuple(generators), test_sets=tuple(generators),
-        seeds=(cfg.seed,), manifest=str(cfg.manifest), width=cfg.width, max_epochs=cfg.max_epochs,
-        patience=cfg.patience, batch_size=cfg.batch_size, max_workers=cfg.max_workers,
-        task_runner=cfg.task_runner, save_maps=1, extra_sources=cfg.controls,
-        min_steps_per_epoch=cfg.min_steps_per_epoch, collapse_patience=cfg.collapse_patience,
+        seeds=(cfg.seed,), manifest=str(cfg.manifest), max_workers=cfg.max_workers, task_runner=cfg.task_runner,
+        save_maps=1, extra_sources=cfg.controls, options=cfg.options,
     ).to_json()

@@ -28,7 +28,7 @@ def extraction_configs(g: GridConfig, jobs: dict[str, list[str]]) -> list[Extrac
     if not g.manifest:
         return []
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
-                         batch_size=g.extract_batch_size, device=g.device, storage_dtype=g.storage_dtype,
+                         batch_size=g.extract_batch_size, device=g.options.device, storage_dtype=g.storage_dtype,
                          progress=False)
     return [replace(base, backbone=backbone, layers=",".join(sorted(set(layers))), view=view, splits=splits)
             for view, splits in view_splits(g) for backbone, layers in jobs.items()]

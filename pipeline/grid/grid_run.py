@@ -30,7 +30,7 @@ def start_grid(g: GridConfig, log: logging.Logger | logging.LoggerAdapter = LOG)
     """
     Path(g.out).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(g.out) / "grid.json", json.dumps(g.to_json(), indent=2))
-    if g.task_runner == "threads" and g.device == "cpu":
+    if g.task_runner == "threads" and g.options.device == "cpu":
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))

@@ -15,8 +15,8 @@ from declip.core.errors import DeclipError
 from declip.core.keys import SourceKey
 from declip.pipeline.evaluate.evaluation import EVAL_RECORD, EvalConfig
 from declip.pipeline.grid.budget import LayerGroup, layer_nbytes, plan_groups, source_layers
-from declip.pipeline.grid.config import GridConfig, resolved_test_views, resolved_train_views
-from declip.pipeline.train.training import TrainConfig
+from declip.pipeline.grid.config import GridConfig, resolved_test_views
+from declip.pipeline.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -46,25 +46,21 @@ def plan_cells(cfg: GridConfig) -> list[Cell]:
     """Every training cell of the grid and its evaluations (deterministic order)."""
     runs = Path(cfg.out) / "runs"
     cells = []
-    train_views = resolved_train_views(cfg)
+    options = replace(cfg.options, progress=False)  # one bar over the grid's cells, none per cell
     # clean on every evaluation split; each test view on the test split (the split its copy is extracted for; model
     # selection on the valid split stays clean)
     eval_plan = [("clean", split) for split in cfg.eval_splits]
     if "test" in cfg.eval_splits:
         eval_plan += [(view, "test") for view in resolved_test_views(cfg)]
     for source, decoder, train_set, seed in itertools.product(sources(cfg), cfg.decoders, cfg.train_sets, cfg.seeds):
-        train = TrainConfig(store=cfg.store, source=source, dataset=cfg.dataset, train_subsets=(train_set,),
-                            out="", decoder=decoder, width=cfg.width, faithful=cfg.faithful, mode=cfg.mode,
-                            lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                            seed=seed, device=cfg.device, progress=False, min_steps_per_epoch=cfg.min_steps_per_epoch,
-                            collapse_patience=cfg.collapse_patience, precision=cfg.precision,
-                            device_memory_gb=cfg.device_memory_gb, compile=cfg.compile, train_views=train_views)
+        train = TrainConfig(store=cfg.store, source=source, dataset=cfg.dataset, train_sets=(train_set,), out="",
+                            decoder=decoder, seed=seed, options=options)
         out = runs / train.identity()
         train = replace(train, out=str(out))
         evals = tuple(
             EvalConfig(store=cfg.store, checkpoint=str(out / "best"), dataset=cfg.dataset, test_subsets=(test,),
                        out=str(view_eval_dir(out, view, split)), split=split, metrics=cfg.metrics,
-                       device=cfg.device, save_maps=cfg.save_maps > 0 and split == "test" and view == "clean",
+                       device=cfg.options.device, save_maps=cfg.save_maps > 0 and split == "test" and view == "clean",
                        view=view)
             for view, split in eval_plan for test in cfg.test_sets
         )
@@ -107,7 +103,7 @@ def check_subsets(cfg: GridConfig) -> None:
 
     samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
     problems = []
-    for names, split in ((cfg.train_sets, "train"), (cfg.test_sets, "test")):
+    for names, split in ((cfg.train_sets, cfg.options.train_split), (cfg.test_sets, "test")):
         present = set(samples.loc[(samples["split"] == split) & (samples["label"] == 1), "subset"])
         missing = [n for n in names if n != "all" and n not in present]
         if missing:
@@ -140,7 +136,7 @@ def training_groups(cells: list[Cell], parallel: int = 1) -> list[list[Cell]]:
             key: tuple = ("resume", cell.run_id)
         else:
             backbones = tuple(str(part.backbone) for part in t.source.parts)
-            key = ("fresh", backbones, t.source.view, t.train_subsets, t.seed)
+            key = ("fresh", backbones, t.source.view, t.train_sets, t.seed)
         groups.setdefault(key, []).append(cell)
     runs = list(groups.values())
     while len(runs) < parallel and max(map(len, runs), default=0) > 1:

@@ -34,8 +34,8 @@ def collect_results(cfg: GridConfig, cells: list[Cell], code_version: str) -> pd
             if not path.exists():
                 continue
             df = pd.read_parquet(path)
-            df["train_set"] = ",".join(cell.train.train_subsets)
-            df["train_views"] = "+".join(cell.train.train_views) if cell.train.train_views else "clean"
+            df["train_set"] = ",".join(cell.train.train_sets)
+            df["train_views"] = "+".join(cell.train.options.train_views) or "clean"
             df["run_id"] = cell.run_id
             df["seed"] = cell.train.seed
             frames.append(df)

@@ -34,10 +34,10 @@ def index_rows(cells) -> pd.DataFrame:
         t = cell.train
         parts = source_parts(t.source)
         rows.append({
-            "name": cell_name(t.source, t.decoder, t.train_subsets, t.seed, cell.run_id), "run_id": cell.run_id,
+            "name": cell_name(t.source, t.decoder, t.train_sets, t.seed, cell.run_id), "run_id": cell.run_id,
             "status": cell_status(Path(t.out)), "backbone": "+".join(b for b, _ in parts),
             "layer": "+".join(layer for _, layer in parts), "source": t.source, "decoder": t.decoder,
-            "train_set": ",".join(t.train_subsets), "seed": t.seed, "path": f"runs/{cell.run_id}",
+            "train_set": ",".join(t.train_sets), "seed": t.seed, "path": f"runs/{cell.run_id}",
         })
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)
 

@@ -8,22 +8,27 @@ channels_last and compile are layout/scheduling choices and are not.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ContextManager
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 from declip.core.errors import DeclipError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads PRECISIONS to build its flags
+    import torch
+    from torch import nn
 
 PRECISIONS = ("fp32", "bf16")
 
 
 def device_type(device: str) -> str:
+    import torch
+
     return torch.device(device).type
 
 
 def autocast(device: str, precision: str) -> ContextManager:
     """bf16 autocast for the decoder forward (CUDA; also works on CPU for tests); fp32 = no autocast."""
+    import torch
+
     if precision not in PRECISIONS:
         raise DeclipError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
@@ -43,6 +48,8 @@ def prepare_decoder(decoder: nn.Module, channels_last: bool, compile_model: bool
 
     The decoder itself is left uncompiled so its state dict (saved every epoch) keeps its plain keys.
     """
+    import torch
+
     if channels_last:
         decoder.to(memory_format=torch.channels_last)
     if compile_model:
@@ -52,6 +59,8 @@ def prepare_decoder(decoder: nn.Module, channels_last: bool, compile_model: bool
 
 def decoder_input(feats: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
     """Feature batch → float32 on the device (a no-op copy when it already lives there), NHWC when asked."""
+    import torch
+
     x = feats.to(device, non_blocking=True).float()
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
@@ -59,6 +68,8 @@ def decoder_input(feats: torch.Tensor, device: str, channels_last: bool) -> torc
 def device_budget_bytes(device: str, device_memory_gb: float | None) -> int:
     """Bytes of cached features that may live on the device. Default: 60 % of free CUDA memory; 0 (off) on CPU,
     where the in-RAM cache already avoids store reads. An explicit value is used as given, on any device."""
+    import torch
+
     if device_memory_gb is not None:
         return int(device_memory_gb * 2**30)
     if device_type(device) == "cuda" and torch.cuda.is_available():

@@ -1,8 +1,10 @@
-"""DeCLIP's training recipe (declip-method §5.3–5.4) as one frozen record: the single source of every default.
+"""DeCLIP's training recipe (declip-method §5.3–5.4) as one frozen record: the single source of its numbers.
 
-The CLI's argparse defaults, :class:`declip.pipeline.train.training.TrainConfig`, :class:`declip.pipeline.train.schedule.PlateauSchedule`
-and :class:`declip.pipeline.grid.config.GridConfig` all read their defaults from :data:`RECIPE`, so changing a number here
-changes it everywhere and ``tests/test_recipe.py`` checks these numbers against the method description.
+:class:`declip.pipeline.train.options.TrainOptions` (and through it every command's flags, the grid's TOML keys and
+the demo) and :class:`declip.pipeline.train.schedule.PlateauSchedule` read their defaults from
+:data:`DECLIP_TRAINING`, so changing a number here changes it everywhere; ``tests/pipeline/train/test_recipe.py``
+checks these numbers against the method description. (Not to be confused with ``features.preprocess.RECIPES``, the
+registry of image preprocessing recipes.)
 """
 from __future__ import annotations
 
@@ -27,4 +29,4 @@ class DeclipRecipe:
     threshold: float = 0.5  # evaluation binarises the sigmoid map at p > 0.5
 
 
-RECIPE = DeclipRecipe()
+DECLIP_TRAINING = DeclipRecipe()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from declip.pipeline.train.recipe import RECIPE
+from declip.pipeline.train.recipe import DECLIP_TRAINING
 
 
 @dataclass
@@ -25,13 +25,13 @@ class EpochDecision:
 
 @dataclass
 class PlateauSchedule:
-    lr: float = RECIPE.lr
-    patience: int = RECIPE.patience
-    first_delta: float = RECIPE.first_margin
-    later_delta: float = RECIPE.later_margin
-    factor: float = RECIPE.lr_factor
-    min_lr: float = RECIPE.min_lr
-    max_epochs: int = RECIPE.max_epochs
+    lr: float = DECLIP_TRAINING.lr
+    patience: int = DECLIP_TRAINING.patience
+    first_delta: float = DECLIP_TRAINING.first_margin
+    later_delta: float = DECLIP_TRAINING.later_margin
+    factor: float = DECLIP_TRAINING.lr_factor
+    min_lr: float = DECLIP_TRAINING.min_lr
+    max_epochs: int = DECLIP_TRAINING.max_epochs
     # state
     epoch: int = 0
     best: float = 0.0

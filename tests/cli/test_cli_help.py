@@ -102,34 +102,36 @@ def _commented_keys(text: str) -> dict[str, str]:
 
 
 def test_example_grid_config_documents_every_key_with_its_true_default(tmp_path):
+    from declip.core.configs import leaves
     from declip.pipeline.grid.config import GridConfig, example_config
 
     text = example_config()
     comments = _commented_keys(text)
-    fields = {f.name: f for f in dataclasses.fields(GridConfig)}
-    assert set(comments) == set(fields), f"undocumented: {set(fields) - set(comments)}; " \
-                                         f"unknown: {set(comments) - set(fields)}"
-    for name, field in fields.items():
+    keys = {leaf.key: leaf for leaf in leaves(GridConfig)}  # the training options are flat keys, as in old files
+    assert set(comments) == set(keys), f"undocumented: {set(keys) - set(comments)}; " \
+                                       f"unknown: {set(comments) - set(keys)}"
+    for name, leaf in keys.items():
         comment = comments[name]
         assert len(comment) > 20, f"{name}: no explanation"
-        if field.default is dataclasses.MISSING or name in ("train_sets", "test_sets"):  # from_dict demands these
+        no_default = leaf.field.default is dataclasses.MISSING and leaf.field.default_factory is dataclasses.MISSING
+        if no_default or name in ("train_sets", "test_sets"):  # from_dict demands these
             assert "Required" in comment, f"{name} has no default but its comment does not say Required"
             continue
-        m = re.search(r"Default: (.+?)\.?(?: \(|$)", comment)
+        if leaf.default is None:
+            assert "Unset:" in comment or "Default: unset" in comment, f"{name}: says nothing about being unset"
+            continue
+        m = re.search(r"Default: (.+?)\.?$", comment)
         assert m, f"{name}: comment states no default"
-        stated = m.group(1)
-        if stated in ("none", "all"):
-            value = None
-        else:
-            value = tomllib.loads(f"v = {stated}")["v"]
-        real = list(field.default) if isinstance(field.default, tuple) else field.default
-        assert value == real, f"{name}: the example says default {stated}, GridConfig says {field.default!r}"
+        value = tomllib.loads(f"v = {m.group(1)}")["v"]
+        real = list(leaf.default) if isinstance(leaf.default, tuple) else leaf.default
+        assert value == real, f"{name}: the example says default {m.group(1)}, GridConfig says {leaf.default!r}"
     with pytest.raises(Exception, match="train_sets and test_sets"):
         GridConfig.from_dict({k: v for k, v in tomllib.loads(text).items() if k != "train_sets"})
     path = tmp_path / "grid.toml"
     path.write_text(text)
     cfg = GridConfig.from_toml(str(path))
     assert cfg.dataset == "dolos-celebahq" and cfg.layers == ("layer12", "layer20")
+    assert max(len(line) for line in text.splitlines()) <= 120
 
 
 def test_example_config_prints_the_file_through_the_cli():

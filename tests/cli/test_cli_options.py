@@ -29,7 +29,8 @@ def test_canonical_names_are_kebab_case_and_aliases_come_from_the_table():
     for path, parser in walk(build_parser()):
         command = " ".join(path)
         for action in options(parser):
-            long = [o for o in action.option_strings if o.startswith("--")]
+            negated = isinstance(action, argparse.BooleanOptionalAction)  # --x/--no-x: the --no- forms are its own
+            long = [o for o in action.option_strings if o.startswith("--") and not (negated and o.startswith("--no-"))]
             canonical, aliases = long[0], tuple(long[1:])
             assert KEBAB.match(canonical), f"{command}: {canonical} is not kebab-case"
             expected = ALIASES.get(canonical, ()) + COMMAND_ALIASES.get((command, canonical), ())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_BACKBONE, train_config
 
 from tests.fixtures import REPO  # noqa: E402
 
@@ -32,11 +32,9 @@ def test_extract_and_evaluate_views_from_the_command_line(tiny_manifest, tmp_pat
     run, total = (int(x) for x in blocks.split(", ")[1].split("/"))
     assert 0 < run < total
 
-    from declip.pipeline.train.training import TrainConfig, train
+    from declip.pipeline.train.training import train
 
-    train(TrainConfig(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset="dolos-celebahq",
-                      train_subsets=("tint",), out=str(tmp_path / "run"), decoder="linear", batch_size=8,
-                      max_epochs=1, progress=False))
+    train(train_config(store, tmp_path / "run", batch_size=8, max_epochs=1))
     proc = _cli("evaluate", "--store", str(store), "--dataset", "dolos-celebahq", "--ckpt", str(tmp_path / "run/best"),
                 "--test", "tint", "--view", "clean", "--view", "noise:0.1", "--out", str(tmp_path / "ev"), "--no-flow")
     assert proc.returncode == 0, proc.stderr

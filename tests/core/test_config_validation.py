@@ -11,10 +11,11 @@ from declip.core.errors import DeclipError
 from declip.pipeline.evaluate.evaluation import EvalConfig
 from declip.pipeline.extract.extraction import ExtractConfig
 from declip.pipeline.grid.config import GridConfig
-from declip.pipeline.train.training import TrainConfig
+from declip.pipeline.train.config import TrainConfig
+from declip.pipeline.train.options import TrainOptions
 
 from tests.fixtures import REPO  # noqa: E402
-BASE = dict(store="s.zarr", source="B@random-0/layer1", dataset="d", train_subsets=("a",), out="o")
+BASE = dict(store="s.zarr", source="B@random-0/layer1", dataset="d", train_sets=("a",), out="o")
 
 anything = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
                      st.booleans(), st.none())
@@ -29,10 +30,10 @@ def _ok_whole(v, least):
 def test_train_whole_number_fields(field, value):
     least = 1 if field in ("batch_size", "max_epochs") else 0
     if _ok_whole(value, least):
-        assert getattr(TrainConfig(**BASE, **{field: value}), field) == value
+        assert TrainConfig.from_json({**BASE, field: value}).to_json()[field] == value
     else:
         with pytest.raises(DeclipError, match=rf"{field} \(--{field.replace('_', '-')}\) must be a whole number"):
-            TrainConfig(**BASE, **{field: value})
+            TrainConfig.from_json({**BASE, field: value})
 
 
 @settings(max_examples=100, deadline=None)
@@ -41,15 +42,15 @@ def test_learning_rate_is_a_positive_finite_number(value):
     good = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
         and abs(value) != float("inf") and value > 0
     if good:
-        TrainConfig(**BASE, lr=value)
+        TrainConfig.from_json({**BASE, "lr": value})
     else:
         with pytest.raises(DeclipError, match=r"lr \(--lr\) must be a number > 0"):
-            TrainConfig(**BASE, lr=value)
+            TrainConfig.from_json({**BASE, "lr": value})
 
 
 def test_every_bad_field_in_one_message():
     with pytest.raises(DeclipError) as err:
-        TrainConfig(**BASE, max_epochs="three", batch_size=0, mode="both")
+        TrainConfig.from_json({**BASE, "max_epochs": "three", "batch_size": 0, "mode": "both"})
     text = str(err.value)
     assert "max_epochs" in text and "'three'" in text and "batch_size" in text and "mode" in text
     assert text.count("\n") == 0
@@ -61,8 +62,9 @@ def test_eval_extract_and_grid_batch_sizes(value):
     builders = [lambda v: EvalConfig(store="s", checkpoint="c", dataset="d", test_subsets=("a",), out="o",
                                      batch_size=v),
                 lambda v: ExtractConfig(manifest="m", store="s", backbone="b", batch_size=v),
-                lambda v: GridConfig(store="s", dataset="d", out="o", backbones=("b",), layers=("l",),
-                                     train_sets=("a",), test_sets=("a",), batch_size=v)]
+                lambda v: GridConfig.from_dict(dict(store="s", dataset="d", out="o", backbones=("b",), layers=("l",),
+                                                    train_sets=("a",), test_sets=("a",), batch_size=v)),
+                lambda v: TrainOptions(batch_size=v)]
     for build in builders:
         if _ok_whole(value, 1):
             build(value)

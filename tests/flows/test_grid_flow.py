@@ -4,18 +4,10 @@ import os
 import pandas as pd
 import pytest
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import grid_json
 from declip.core.errors import DeclipError
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import plan_cells
-
-
-def _cfg(store, out, **kw):
-    base = dict(store=str(store), dataset="dolos-celebahq", out=str(out), backbones=(TINY_BACKBONE,),
-                layers=("layer0",), decoders=("linear",), train_sets=("tint",), test_sets=("tint",), max_epochs=1,
-                batch_size=8)
-    base.update(kw)
-    return GridConfig(**base).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +19,9 @@ def harness():
 
 
 def test_plan_is_deterministic_and_toml_checked(tmp_path):
-    a = [c.run_id for c in plan_cells(GridConfig.from_dict(_cfg("s", tmp_path)))]
-    assert a == [c.run_id for c in plan_cells(GridConfig.from_dict(_cfg("s", tmp_path)))]
-    assert a != [c.run_id for c in plan_cells(GridConfig.from_dict(_cfg("s", tmp_path, max_epochs=2)))]
+    a = [c.run_id for c in plan_cells(GridConfig.from_dict(grid_json("s", tmp_path)))]
+    assert a == [c.run_id for c in plan_cells(GridConfig.from_dict(grid_json("s", tmp_path)))]
+    assert a != [c.run_id for c in plan_cells(GridConfig.from_dict(grid_json("s", tmp_path, max_epochs=2)))]
     toml = tmp_path / "g.toml"
     toml.write_text('store = "s"\ndataset = "d"\nout = "o"\nbackbones = ["b"]\nlayers = ["layer0"]\n'
                     'train_sets = ["a"]\ntest_sets = ["a"]\nbogus = 1\n')
@@ -42,7 +34,7 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd)
     from declip.flows.grid import run_grid
 
     out = tmp_path / "grid"
-    first = run_grid(_cfg(tiny_store, out))
+    first = run_grid(grid_json(tiny_store, out))
     assert (first["cells"], first["trained"], first["failed"]) == (1, 1, [])
     table = pd.read_parquet(out / "results.parquet")
     iou = table[table["metric"] == "iou"]
@@ -52,12 +44,12 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd)
     ckpt = next(out.glob("runs/*/best/decoder.pt"))
     mtime = ckpt.stat().st_mtime_ns
 
-    again = run_grid(_cfg(tiny_store, out))
+    again = run_grid(grid_json(tiny_store, out))
     assert (again["trained"], again["skipped_cells"], again["evaluated"]) == (0, 1, 0)
     assert ckpt.stat().st_mtime_ns == mtime
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), table)
 
-    grown = run_grid(_cfg(tiny_store, out, layers=("layer0", "layer1"), test_sets=("tint", "bright"),
+    grown = run_grid(grid_json(tiny_store, out, layers=("layer0", "layer1"), test_sets=("tint", "bright"),
                           decoders=("linear", "conv-7")))
     assert grown["trained"] == 1 and grown["skipped_cells"] == 1  # only the new linear cell; conv-7 fails
     assert grown["training_runs"] == 1  # the 3 new cells share the backbone: one multi-head run (then one by one)
@@ -72,7 +64,7 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd)
 
     grown_rows = len(pd.read_parquet(out / "results.parquet"))
 
-    narrow = run_grid(_cfg(tiny_store, out))  # the first, narrower config again: results never shrink
+    narrow = run_grid(grid_json(tiny_store, out))  # the first, narrower config again: results never shrink
     assert narrow["trained"] == 0 and narrow["rows"] == grown_rows
     kept = pd.read_parquet(out / "results.parquet").query("metric == 'iou' and decoder == 'linear'")
     assert set(kept["layer"]) == {"layer0", "layer1"} and set(kept["test_set"]) == {"tint", "bright"}
@@ -80,7 +72,7 @@ def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd)
 
     capfd.readouterr()
 
-    dask = run_grid(_cfg(tiny_store, tmp_path / "dask", task_runner="dask", max_workers=2, baselines=False))
+    dask = run_grid(grid_json(tiny_store, tmp_path / "dask", task_runner="dask", max_workers=2, baselines=False))
     assert dask["trained"] == 1 and dask["failed"] == []
     noise = [line for line in capfd.readouterr().err.splitlines() if "INFO" in line]
     assert noise == [], noise  # dask.distributed's start-up chatter (24 lines per grid) stays out of the terminal
@@ -94,8 +86,8 @@ def test_missing_test_set_is_found_before_any_training(tiny_store, tmp_path):
     from declip.flows.grid import grid_flow
     from declip.pipeline.grid.plan import check_subsets
 
-    check_subsets(GridConfig.from_dict(_cfg(tiny_store, tmp_path / "ok")))  # tint exists in train and test
-    cfg = _cfg(tiny_store, tmp_path / "g", test_sets=("tint", "lama"))
+    check_subsets(GridConfig.from_dict(grid_json(tiny_store, tmp_path / "ok")))  # tint exists in train and test
+    cfg = grid_json(tiny_store, tmp_path / "g", test_sets=("tint", "lama"))
     with pytest.raises(DeclipError, match=r"test sets \['lama'\] have no test rows.*Nothing was trained"):
         grid_flow.fn(cfg)
     assert not (tmp_path / "g" / "runs").exists()

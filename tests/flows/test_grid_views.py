@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import grid_json
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import plan_cells
 
@@ -10,12 +10,8 @@ VIEWS = ["jpeg:30", "jpeg:80", "resize:0.5", "blur:1.5", "noise:0.1"]
 
 
 def _cfg(manifest, store, out, **kw):
-    base = dict(store=str(store), dataset="dolos-celebahq", out=str(out), backbones=(TINY_BACKBONE,),
-                layers=("layer1",), decoders=("linear",), train_sets=("tint",), test_sets=("tint", "bright"),
-                max_epochs=2, batch_size=8, manifest=str(manifest), extract_batch_size=4)
-    base.update(kw)
-    return GridConfig(**base).to_json()
-
+    return grid_json(store, out, layers=["layer1"], test_sets=["tint", "bright"], max_epochs=2,
+                     manifest=str(manifest), extract_batch_size=4, **kw)
 
 @pytest.fixture(scope="module")
 def harness():
@@ -47,7 +43,7 @@ def test_views_change_evaluations_not_cells(tmp_path):
         (v, "test") for v in VIEWS}
     assert len({e.out for e in viewed[0].evals}) == 2 + len(VIEWS)  # eval/, eval-valid/, eval-views/<view>/
     augmented = plan_cells(GridConfig.from_dict(_cfg("m", "s", tmp_path, augment_copies=2)))
-    assert augmented[0].train.train_views == ("augment:all+copy:0", "augment:all+copy:1")
+    assert augmented[0].train.options.train_views == ("augment:all+copy:0", "augment:all+copy:1")
     assert augmented[0].run_id != plain[0].run_id
     from declip.core.errors import DeclipError
 

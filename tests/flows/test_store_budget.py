@@ -3,7 +3,7 @@ resumes, and ends with the same results as an unbudgeted run."""
 import pandas as pd
 import pytest
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_BACKBONE, grid_json
 from declip.core.errors import DeclipError
 from declip.core.keys import LayerKey
 from declip.pipeline.grid.config import GridConfig
@@ -51,12 +51,9 @@ def harness():
 
 
 def _cfg(tmp, name, manifest, **kw):
-    base = dict(store=str(tmp / f"{name}.zarr"), dataset=DATASET, out=str(tmp / name), backbones=(TINY_BACKBONE,),
-                layers=("layer0", "layer1", "layer2"), decoders=("linear",), train_sets=("tint",),
-                test_sets=("tint", "bright"), max_epochs=1, batch_size=8, manifest=str(manifest))
-    base.update(kw)
-    return GridConfig(**base).to_json()
-
+    return grid_json(tmp / f"{name}.zarr", tmp / name, **{"layers": ["layer0", "layer1", "layer2"],
+                                                          "test_sets": ["tint", "bright"], "manifest": str(manifest),
+                                                          **kw})
 
 def _values(out):
     t = pd.read_parquet(out / "results.parquet")

@@ -42,8 +42,20 @@ def anchor_count(root: Path, m: Mutant) -> int:
     return path.read_text().count(m.old) if path.exists() else 0
 
 
+def namespace_dir(root: Path) -> Path:
+    """A folder holding ``declip`` → ``root`` (the repository's folders install as the ``declip`` namespace)."""
+    folder = root.parent / f"{root.name}-namespace"
+    link = folder / "declip"
+    if not link.exists():
+        folder.mkdir(exist_ok=True)
+        link.symlink_to(root, target_is_directory=True)
+    return folder
+
+
 def run_tests(root: Path, tests: list[str], timeout: int, cache: Path | None) -> tuple[str, float, str]:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), TQDM_DISABLE="1")
+    # `import declip` must find this (mutated) copy, not the editable install of the repository it was copied from
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(namespace_dir(root)), env.get("PYTHONPATH", "")) if p)
     env.pop("DECLIP_TEST_CACHE", None)
     if cache is not None:
         env["DECLIP_TEST_CACHE"] = str(cache)

@@ -1,18 +1,20 @@
 """Views in runs: evaluation on a view cached for the test split only, and augmentation from cached copies."""
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_BACKBONE, TINY_DATASET, train_config
 from declip.core.errors import DeclipError
 from declip.pipeline.train import training
 from declip.pipeline.data.augmentation import ViewSampler
 from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
 from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
-from declip.pipeline.train.training import TrainConfig, train
+from declip.pipeline.train.training import train
 
-DATASET = "dolos-celebahq"
+DATASET = TINY_DATASET
 COPIES = ("augment:all+copy:0", "augment:all+copy:1")
 
 
@@ -32,11 +34,7 @@ def store(tiny_manifest, tmp_path_factory):
     return path, stats
 
 
-def _cfg(store, out, **kw):
-    base = dict(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset=DATASET, train_subsets=("tint",),
-                out=str(out), decoder="linear", batch_size=8, max_epochs=4, patience=10, progress=False)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = partial(train_config, batch_size=8, max_epochs=4, patience=10)
 
 
 def _state(path):

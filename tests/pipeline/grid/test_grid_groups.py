@@ -7,17 +7,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_BACKBONE, grid_json
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import plan_cells, training_groups
 
 
 def _grid(store, out, **kw):
-    base = dict(store=str(store), dataset="dolos-celebahq", out=str(out), backbones=(TINY_BACKBONE,),
-                layers=("layer1",), decoders=("linear", "attention", "conv-4"), train_sets=("tint",),
-                test_sets=("tint",), max_epochs=4, patience=1, batch_size=8, width=0.25)
-    base.update(kw)
-    return GridConfig.from_dict(GridConfig(**base).to_json())
+    return GridConfig.from_dict(grid_json(store, out, **{
+        "layers": ["layer1"], "decoders": ["linear", "attention", "conv-4"], "max_epochs": 4, "patience": 1,
+        "width": 0.25, **kw}))
 
 
 def test_groups_share_backbone_train_set_and_seed(tmp_path):
@@ -29,7 +27,7 @@ def test_groups_share_backbone_train_set_and_seed(tmp_path):
     for group in groups:
         assert sorted((c.train.source.layer, c.train.decoder) for c in group) == \
             [(layer, d) for layer in ("layer1", "layer2") for d in ("attention", "conv-4", "linear")]
-        assert len({(str(c.train.source.backbone), c.train.train_subsets, c.train.seed) for c in group}) == 1
+        assert len({(str(c.train.source.backbone), c.train.train_sets, c.train.seed) for c in group}) == 1
     done, resuming = groups[0][0], groups[1][0]
     Path(done.train.out).mkdir(parents=True)
     (Path(done.train.out) / "summary.json").write_text("{}")
@@ -63,7 +61,7 @@ def test_grouped_cells_equal_separate_runs(tiny_store, tmp_path):
     groups = training_groups(plan_cells(grid))
     assert len(groups) == 1 and len(groups[0]) == 4
     # heads that stop at different epochs: the run goes on for the others, which must not change anything
-    cfgs = [replace(c.train, max_epochs=n) for c, n in zip(groups[0], (3, 1, 2, 1))]
+    cfgs = [c.train.with_options(max_epochs=n) for c, n in zip(groups[0], (3, 1, 2, 1))]
     records = train_cells(cfgs)
     assert [r["status"] for r in records] == ["ok"] * 4 and [r["epochs"] for r in records] == [3, 1, 2, 1]
     for cfg, record in zip(cfgs, records):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.fixtures import TINY_BACKBONE, TINY_SIZE
+from tests.fixtures import TINY_BACKBONE, TINY_SIZE, train_config
 from declip.core.errors import DeclipError
 from declip.pipeline.infer.predict import predict
-from declip.pipeline.train.training import TrainConfig, train
+from declip.pipeline.train.training import train
 
 from tests.fixtures import REPO  # noqa: E402
 
@@ -21,9 +21,7 @@ from tests.fixtures import REPO  # noqa: E402
 @pytest.fixture(scope="module")
 def checkpoint(tiny_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    train(TrainConfig(store=str(tiny_store), source=f"{TINY_BACKBONE}/layer1", dataset="dolos-celebahq",
-                      train_subsets=("tint",), out=str(out), decoder="linear", batch_size=8, max_epochs=1,
-                      progress=False))
+    train(train_config(tiny_store, out, batch_size=8, max_epochs=1))
     return out / "best"
 
 

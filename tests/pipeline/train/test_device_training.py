@@ -1,23 +1,21 @@
 """Device-resident training (features copied to the device once) equals streaming; bf16 autocast and channels_last."""
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_BACKBONE, TINY_DATASET, train_config
 from declip.core.errors import DeclipError
 from declip.pipeline.data import resident_features
 from declip.pipeline.data.cached_splits import CachedSplits
 from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
-from declip.pipeline.train.training import TrainConfig, train, train_heads
+from declip.pipeline.train.training import train, train_heads
 
-DATASET = "dolos-celebahq"
+DATASET = TINY_DATASET
 
 
-def _cfg(store, out, **kw):
-    base = dict(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset=DATASET, train_subsets=("tint",),
-                out=str(out), decoder="linear", batch_size=8, max_epochs=2, patience=5, progress=False)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = partial(train_config, batch_size=8, max_epochs=2, patience=5)
 
 
 def _state(path):

@@ -14,7 +14,8 @@ from declip.pipeline.data.manifest import scan_dataset, write_manifest
 from declip.pipeline.evaluate.baselines import baseline_rows
 from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
 from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
-from declip.pipeline.train.training import TrainConfig, train
+from declip.pipeline.train.training import train
+from tests.fixtures import train_config
 
 SIZE = 256
 COUNTS = {"train": 16, "valid": 6, "test": 6}
@@ -60,9 +61,8 @@ def _run(tmp_path, shuffle: bool) -> tuple[float, pd.Series]:
     run_extraction(ExtractConfig(manifest=str(manifest), store=str(store), backbone=srm.KEY, batch_size=8,
                                  progress=False))
     run = tmp_path / "run"
-    train(TrainConfig(store=str(store), source=f"{srm.KEY}/{srm.LAYER}", dataset="dolos-celebahq",
-                      train_subsets=("smooth",), out=str(run), decoder="linear", batch_size=8, max_epochs=5,
-                      patience=3, min_steps_per_epoch=12, progress=False))
+    train(train_config(store, run, source=f"{srm.KEY}/{srm.LAYER}", train_sets=("smooth",), batch_size=8,
+                       max_epochs=5, patience=3, min_steps_per_epoch=12))
     result = evaluate(EvalConfig(store=str(store), checkpoint=str(run / "best"), dataset="dolos-celebahq",
                                  test_subsets=("smooth",), out=str(tmp_path / "eval"), metrics=("iou",)))
     base = baseline_rows(str(store), "dolos-celebahq", ["smooth"], ["smooth"], metrics=["iou"])

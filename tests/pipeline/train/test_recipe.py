@@ -12,9 +12,10 @@ import pytest
 from declip.cli.app import build_parser
 from declip.cli.train import build_configs
 from declip.pipeline.grid.config import GridConfig
-from declip.pipeline.train.recipe import RECIPE
+from declip.pipeline.train.options import TrainOptions
+from declip.pipeline.train.recipe import DECLIP_TRAINING
 from declip.pipeline.train.schedule import PlateauSchedule
-from declip.pipeline.train.training import TrainConfig
+from declip.pipeline.train.config import TrainConfig
 
 SPEC = Path("/work/shared/declip-method.md")
 QUOTED = {
@@ -46,49 +47,67 @@ def test_quotes_are_verbatim_in_the_method_description():
 
 
 def test_recipe_numbers_match_the_method_description():
-    assert RECIPE.lr == _number("optimiser", r"lr \*\*([0-9.e-]+)\*\*")
-    assert RECIPE.betas == tuple(float(x) for x in re.search(r"betas \(([^)]*)\)", QUOTED["optimiser"])
+    assert DECLIP_TRAINING.lr == _number("optimiser", r"lr \*\*([0-9.e-]+)\*\*")
+    assert DECLIP_TRAINING.betas == tuple(float(x) for x in re.search(r"betas \(([^)]*)\)", QUOTED["optimiser"])
                                  .group(1).split(","))
-    assert RECIPE.weight_decay == _number("weight_decay", r"weight_decay \*\*([0-9.]+)\*\*")
-    assert RECIPE.batch_size == _number("batch", r"Batch size \*\*(\d+)\*\*")
-    assert RECIPE.max_epochs == _number("niter", r"= (\d+) epochs")
-    assert RECIPE.patience == _number("patience", r"= (\d+) epochs")
-    assert RECIPE.first_margin == _number("first_margin", r"best \+ ([0-9.]+)\.")
-    assert RECIPE.later_margin == _number("later_margin", r"margin of ([0-9.]+),")
-    assert RECIPE.lr_factor == 1 / _number("factor", r"divide lr by (\d+)")
-    assert RECIPE.min_lr == _number("min_lr", r"below ([0-9.e-]+)\.")
-    assert RECIPE.target_size == _number("targets", r"Resize\(\((\d+),")
+    assert DECLIP_TRAINING.weight_decay == _number("weight_decay", r"weight_decay \*\*([0-9.]+)\*\*")
+    assert DECLIP_TRAINING.batch_size == _number("batch", r"Batch size \*\*(\d+)\*\*")
+    assert DECLIP_TRAINING.max_epochs == _number("niter", r"= (\d+) epochs")
+    assert DECLIP_TRAINING.patience == _number("patience", r"= (\d+) epochs")
+    assert DECLIP_TRAINING.first_margin == _number("first_margin", r"best \+ ([0-9.]+)\.")
+    assert DECLIP_TRAINING.later_margin == _number("later_margin", r"margin of ([0-9.]+),")
+    assert DECLIP_TRAINING.lr_factor == 1 / _number("factor", r"divide lr by (\d+)")
+    assert DECLIP_TRAINING.min_lr == _number("min_lr", r"below ([0-9.e-]+)\.")
+    assert DECLIP_TRAINING.target_size == _number("targets", r"Resize\(\((\d+),")
 
 
 def _defaults(cls) -> dict:
     return {f.name: f.default for f in fields(cls)}
 
 
-def test_train_config_schedule_and_grid_defaults_are_the_recipe():
-    train = _defaults(TrainConfig)
+def test_options_schedule_grid_and_demo_defaults_are_the_recipe():
+    train = _defaults(TrainOptions)
     assert (train["lr"], train["batch_size"], train["max_epochs"], train["patience"], train["min_lr"]) == (
-        RECIPE.lr, RECIPE.batch_size, RECIPE.max_epochs, RECIPE.patience, RECIPE.min_lr)
+        DECLIP_TRAINING.lr, DECLIP_TRAINING.batch_size, DECLIP_TRAINING.max_epochs, DECLIP_TRAINING.patience,
+        DECLIP_TRAINING.min_lr)
     s = PlateauSchedule()
     assert (s.lr, s.patience, s.first_delta, s.later_delta, s.factor, s.min_lr, s.max_epochs) == (
-        RECIPE.lr, RECIPE.patience, RECIPE.first_margin, RECIPE.later_margin, RECIPE.lr_factor, RECIPE.min_lr,
-        RECIPE.max_epochs)
-    grid = _defaults(GridConfig)
-    assert (grid["lr"], grid["batch_size"], grid["max_epochs"], grid["patience"]) == (
-        RECIPE.lr, RECIPE.batch_size, RECIPE.max_epochs, RECIPE.patience)
+        DECLIP_TRAINING.lr, DECLIP_TRAINING.patience, DECLIP_TRAINING.first_margin, DECLIP_TRAINING.later_margin,
+        DECLIP_TRAINING.lr_factor, DECLIP_TRAINING.min_lr, DECLIP_TRAINING.max_epochs)
+    grid = GridConfig.from_dict({"store": "s.zarr", "dataset": "d", "out": "o", "backbones": ["b@random-0"],
+                                 "layers": ["layer1"], "train_sets": ["a"], "test_sets": ["a"]}).options
+    assert (grid.lr, grid.batch_size, grid.max_epochs, grid.patience, grid.min_lr) == (
+        DECLIP_TRAINING.lr, DECLIP_TRAINING.batch_size, DECLIP_TRAINING.max_epochs, DECLIP_TRAINING.patience,
+        DECLIP_TRAINING.min_lr)
+    from declip.pipeline.grid.demo import DEMO_TRAINING
+
+    assert DEMO_TRAINING.lr == DECLIP_TRAINING.lr and DEMO_TRAINING.min_lr == DECLIP_TRAINING.min_lr
+
+
+def _train_cli(*extra: str) -> TrainConfig:
+    args = build_parser().parse_args(["train", "--store", "s.zarr", "--dataset", "d", "--source", "bb@random-0/layer1",
+                                      "--train", "lama", "--out", "o", *extra])
+    (cfg,) = build_configs(args)
+    return cfg
 
 
 def test_cli_defaults_are_the_recipe():
-    args = build_parser().parse_args(["train", "--store", "s.zarr", "--dataset", "d", "--source", "bb@random-0/layer1",
-                                      "--train", "lama", "--out", "o", "--device", "cuda"])
-    (cfg,) = build_configs(args)
-    assert (cfg["lr"], cfg["batch_size"], cfg["max_epochs"], cfg["patience"], cfg["min_lr"]) == (
-        RECIPE.lr, RECIPE.batch_size, RECIPE.max_epochs, RECIPE.patience, RECIPE.min_lr)
-    assert cfg["mode"] == "localization" and cfg["decoder"] == "conv-20" and cfg["width"] == 1.0
+    cfg = _train_cli("--device", "cuda")
+    o = cfg.options
+    assert (o.lr, o.batch_size, o.max_epochs, o.patience, o.min_lr) == (
+        DECLIP_TRAINING.lr, DECLIP_TRAINING.batch_size, DECLIP_TRAINING.max_epochs, DECLIP_TRAINING.patience,
+        DECLIP_TRAINING.min_lr)
+    assert o.mode == "localization" and cfg.decoder == "conv-20" and o.width == 1.0
     # the one stated CPU deviation: decoders are 1/8 wide on the CPU unless --width says otherwise
-    (cpu,) = build_configs(build_parser().parse_args(["train", "--store", "s.zarr", "--dataset", "d", "--source",
-                                                      "bb@random-0/layer1", "--train", "lama", "--out", "o"]))
-    assert cpu["width"] == 0.125 and cpu["lr"] == RECIPE.lr
-    assert cfg["faithful"] is False
+    cpu = _train_cli("--device", "cpu").options
+    assert cpu.width == 0.125 and cpu.lr == DECLIP_TRAINING.lr
+    assert o.faithful is False
+
+
+def test_cli_passes_declip_recipe_flags_through():
+    o = _train_cli("--earlystop_epoch", "7", "--niter", "9", "--batch_size", "16", "--lr", "0.002",
+                   "--min-lr", "1e-5").options
+    assert (o.patience, o.max_epochs, o.batch_size, o.lr, o.min_lr) == (7, 9, 16, 0.002, 1e-5)
 
 
 def test_grid_cells_train_with_the_recipe():
@@ -97,6 +116,7 @@ def test_grid_cells_train_with_the_recipe():
     g = GridConfig.from_dict({"store": "s.zarr", "dataset": "d", "out": "o", "backbones": ["bb@random-0"],
                               "layers": ["layer1"], "decoders": ["linear"], "train_sets": ["a"], "test_sets": ["a"]})
     (cell,) = plan_cells(g)
-    t = cell.train
+    t = cell.train.options
     assert (t.lr, t.batch_size, t.max_epochs, t.patience, t.min_lr) == (
-        RECIPE.lr, RECIPE.batch_size, RECIPE.max_epochs, RECIPE.patience, RECIPE.min_lr)
+        DECLIP_TRAINING.lr, DECLIP_TRAINING.batch_size, DECLIP_TRAINING.max_epochs, DECLIP_TRAINING.patience,
+        DECLIP_TRAINING.min_lr)

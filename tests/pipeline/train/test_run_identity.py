@@ -1,27 +1,39 @@
-"""Run identity: a run's hash changes when, and only when, a field that changes its results changes.
+"""Run identity: a run's hash changes when, and only when, a field that changes its results changes; and runs,
+config.json files and grid cells written before TrainOptions keep their identities byte for byte.
 
-Every field of TrainConfig, EvalConfig and GridConfig is classified here by hand; a new field fails
-``test_every_field_is_classified`` until someone decides whether it changes results.
+Every key of TrainConfig, EvalConfig and GridConfig is classified here by hand; a new field fails
+``test_every_field_is_classified`` until someone decides whether it changes results. The byte-identity oracle is
+``golden/run_identity.json``, written once by the code before TrainOptions (``golden/make_identity_golden.py``).
 """
+import hashlib
 import json
 import os
 from dataclasses import fields, replace
+from pathlib import Path
 
 import pytest
 
+from declip.core.configs import leaves
 from declip.pipeline.evaluate.evaluation import EvalConfig
 from declip.pipeline.grid.config import GridConfig
+from declip.pipeline.grid.demo import DEMO_TRAINING, DemoConfig, grid_config
 from declip.pipeline.grid.plan import eval_finished, plan_cells
-from declip.pipeline.train.training import TrainConfig
+from declip.pipeline.train.config import TrainConfig
 
-TRAIN_BASE = TrainConfig(store="s.zarr", source="bb@random-0/layer1", dataset="d", train_subsets=("lama",), out="o")
-TRAIN_CHANGES = {  # field -> (another value, changes results?)
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "run_identity.json").read_text())
+
+#: A run with every machine-dependent default pinned (device, and the width that follows it).
+TRAIN_FLAT = dict(store="s.zarr", source="bb@random-0/layer1", dataset="d", train_subsets=["lama"], out="o",
+                  width=1.0, device="cpu")
+TRAIN_BASE = TrainConfig.from_json(TRAIN_FLAT)
+TRAIN_CHANGES = {  # key -> (another value, changes results?)
     "store": ("t.zarr", True), "source": ("bb@random-0/layer2", True), "dataset": ("e", True),
-    "train_subsets": (("lama", "ldm"), True), "decoder": ("linear", True), "width": (0.5, True),
+    "train_subsets": (["lama", "ldm"], True), "decoder": ("linear", True), "width": (0.5, True),
     "faithful": (True, True), "mode": ("detection", True), "lr": (1e-4, True), "batch_size": (32, True),
     "max_epochs": (10, True), "patience": (3, True), "min_lr": (1e-7, True), "seed": (1, True),
-    "train_split": ("valid", True), "valid_split": ("test", True), "train_views": (("jpeg:75",), True),
-    "min_steps_per_epoch": (20, True), "collapse_patience": (5, True), "precision": ("bf16", True),
+    "train_split": ("valid", True), "valid_split": ("test", True), "train_views": (["jpeg:75"], True),
+    "min_steps_per_epoch": (0, True), "collapse_patience": (0, True), "precision": ("bf16", True),
+    "augment_copies": (2, True), "augment": ("blur", False),  # the kind matters only with copies (below)
     "channels_last": (True, False), "compile": (True, False), "device_memory_gb": (1.0, False),
     "out": ("elsewhere", False), "device": ("cuda", False), "memory_gb": (2.0, False), "progress": (False, False),
 }
@@ -36,8 +48,8 @@ EVAL_CHANGES = {
     "memory_gb": (2.0, False),
 }
 
-GRID_BASE = dict(store="s.zarr", dataset="d", out="/grid", backbones=["bb@random-0"], layers=["layer1"],
-                 decoders=["linear"], train_sets=["lama"], test_sets=["lama"])
+GRID_BASE = dict(store="/data/s.zarr", dataset="d", out="/grid", backbones=["bb@random-0"], layers=["layer1"],
+                 decoders=["linear"], train_sets=["lama"], test_sets=["lama"], width=1.0, device="cpu")
 TRAINED, EVALUATED, NEITHER = "changes trained cells", "changes evaluations only", "changes no result"
 GRID_CHANGES = {
     "store": ("t.zarr", TRAINED), "dataset": ("e", TRAINED), "backbones": (["bb@random-1"], TRAINED),
@@ -45,12 +57,14 @@ GRID_CHANGES = {
     "seeds": ([1], TRAINED), "fused": (["bb@random-0/layer1+rn@random-0/layer3"], TRAINED),
     "width": (0.5, TRAINED), "faithful": (True, TRAINED), "mode": ("detection", TRAINED),
     "batch_size": (32, TRAINED), "max_epochs": (10, TRAINED), "patience": (3, TRAINED), "lr": (1e-4, TRAINED),
+    "min_lr": (1e-7, TRAINED), "train_split": ("trainB", TRAINED), "valid_split": ("validB", TRAINED),
     "test_sets": (["ldm"], EVALUATED), "metrics": (["iou"], EVALUATED),
-    "extra_sources": (["srm@fixed/layer0"], TRAINED), "min_steps_per_epoch": (20, TRAINED),
-    "collapse_patience": (5, TRAINED), "eval_splits": (["test"], EVALUATED), "progress": (False, NEITHER),
+    "extra_sources": (["srm@fixed/layer0"], TRAINED), "min_steps_per_epoch": (0, TRAINED),
+    "collapse_patience": (0, TRAINED), "eval_splits": (["test"], EVALUATED), "progress": (False, NEITHER),
     # a layer holds one storage dtype (mixing is refused), so it cannot silently change what a cell read
     "storage_dtype": ("int8", NEITHER), "max_store_gb": (10.0, NEITHER), "keep_features": (True, NEITHER),
     "precision": ("bf16", TRAINED), "device_memory_gb": (1.0, NEITHER), "compile": (True, NEITHER),
+    "channels_last": (True, NEITHER), "memory_gb": (2.0, NEITHER),
     "out": ("/elsewhere", NEITHER), "manifest": ("m.parquet", NEITHER), "extract_batch_size": (8, NEITHER),
     "device": ("cuda", NEITHER), "task_runner": ("dask", NEITHER), "max_workers": (3, NEITHER),
     "dask_address": ("tcp://h:8786", NEITHER), "baselines": (False, NEITHER), "save_maps": (2, NEITHER),
@@ -59,22 +73,46 @@ GRID_CHANGES = {
 }
 
 
-@pytest.mark.parametrize("cls,changes", [(TrainConfig, TRAIN_CHANGES), (EvalConfig, EVAL_CHANGES),
-                                         (GridConfig, GRID_CHANGES)])
-def test_every_field_is_classified(cls, changes):
-    assert {f.name for f in fields(cls)} == set(changes)
+@pytest.mark.parametrize("keys,changes", [({leaf.key for leaf in leaves(TrainConfig)}, TRAIN_CHANGES),
+                                          ({f.name for f in fields(EvalConfig)}, EVAL_CHANGES),
+                                          ({leaf.key for leaf in leaves(GridConfig)}, GRID_CHANGES)],
+                         ids=["train", "eval", "grid"])
+def test_every_field_is_classified(keys, changes):
+    assert keys == set(changes)
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN_CHANGES))
 def test_train_identity_changes_exactly_with_results(name):
     value, changes = TRAIN_CHANGES[name]
-    other = replace(TRAIN_BASE, **{name: value})
+    other = TrainConfig.from_json({**TRAIN_FLAT, name: value})
     assert (other.identity() != TRAIN_BASE.identity()) is changes, name
 
 
 def test_train_identity_is_stable_and_not_the_python_hash():
-    again = TrainConfig(**json.loads(json.dumps(TRAIN_BASE.to_json())) | {"train_subsets": ("lama",)})
-    assert again.identity() == TRAIN_BASE.identity() and len(TRAIN_BASE.identity()) == 16
+    again = TrainConfig.from_json(json.loads(json.dumps(TRAIN_BASE.to_json())))
+    assert again == TRAIN_BASE and again.identity() == TRAIN_BASE.identity() and len(TRAIN_BASE.identity()) == 16
+
+
+def test_the_augment_kind_changes_the_identity_only_with_copies():
+    copies = TrainConfig.from_json({**TRAIN_FLAT, "augment_copies": 2})
+    assert TrainConfig.from_json({**TRAIN_FLAT, "augment_copies": 2, "augment": "blur"}).identity() != copies.identity()
+    # the shorthand is folded into train_views: the same run as listing the copies, and it is never stored
+    listed = TrainConfig.from_json({**TRAIN_FLAT, "train_views": ["augment:all+copy:0", "augment:all+copy:1"]})
+    assert copies.identity() == listed.identity() and "augment_copies" not in copies.to_json()
+
+
+def test_an_unset_width_follows_the_device(monkeypatch):
+    import torch
+
+    unset = {k: v for k, v in TRAIN_FLAT.items() if k not in ("width", "device")}
+    assert TrainConfig.from_json({**unset, "device": "cpu"}).options.width == 0.125
+    assert TrainConfig.from_json({**unset, "device": "cuda:1"}).options.width == 1.0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    auto = TrainConfig.from_json(unset)
+    assert (auto.options.device, auto.options.width) == ("cuda", 1.0)
+    assert auto.to_json()["device"] == "cuda"  # recorded resolved, in config.json
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert TrainConfig.from_json(unset).to_json()["device"] == "cpu"
 
 
 @pytest.mark.parametrize("name", sorted(EVAL_CHANGES))
@@ -109,28 +147,71 @@ def test_grid_augment_kind_changes_cells():
     assert runs2 != runs and evals2 != evals
 
 
-def test_clean_view_keeps_identities_made_before_views():
-    """Runs and evaluations written before views existed keep their directory names and eval.json identities."""
-    import hashlib
+def test_neutral_later_options_leave_the_hash_as_before_they_existed():
+    """The hash of a run at the neutral values is the hash of the keys a run had before those options existed."""
+    neutral = TrainConfig.from_json({**TRAIN_FLAT, "min_steps_per_epoch": 0, "collapse_patience": 0})
+    before = ("store", "source", "dataset", "train_subsets", "decoder", "width", "faithful", "mode", "lr",
+              "batch_size", "max_epochs", "patience", "min_lr", "seed", "train_split", "valid_split")
+    keep = {k: v for k, v in neutral.to_json().items() if k in before}
+    assert neutral.identity() == hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+    assert EVAL_BASE.identity() == hashlib.sha256(json.dumps(
+        {k: v for k, v in json.loads(json.dumps(EVAL_BASE.to_json())).items()
+         if k not in ("out", "save_maps", "batch_size", "device", "memory_gb", "view")},
+        sort_keys=True).encode()).hexdigest()[:16]
 
-    from declip.pipeline.train.training import _LATER_OPTIONS
 
-    def without(cfg, names):
-        keep = {k: v for k, v in json.loads(json.dumps(cfg.to_json())).items() if k not in cfg.NOT_RESULTS + names}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+# ---- byte identity with what the code before TrainOptions wrote (golden/run_identity.json) ----------------------
 
-    assert "train_views" in _LATER_OPTIONS
-    assert TRAIN_BASE.identity() == without(TRAIN_BASE, _LATER_OPTIONS + ("precision",))
-    assert EVAL_BASE.identity() == without(EVAL_BASE, ("view",))
+@pytest.mark.parametrize("case", GOLDEN["train"], ids=lambda c: c["identity"])
+def test_stored_configs_read_back_byte_identical(case):
+    """config.json as written before (flat, old key order): read, it writes the same bytes and the same identity."""
+    cfg = TrainConfig.from_json(json.loads(case["config_json"]))
+    assert json.dumps(dict(cfg.to_json(), identity=cfg.identity()), indent=2) == case["config_json"]
+    assert cfg.identity() == case["identity"]
+
+
+@pytest.mark.parametrize("case", GOLDEN["train"], ids=lambda c: c["identity"])
+def test_the_old_flat_arguments_and_the_nested_form_make_the_same_run(case):
+    flat = dict(case["input"])
+    pinned = {"width": 1.0, "device": "cpu", "min_steps_per_epoch": 0, "collapse_patience": 0}  # the old defaults
+    old_style = TrainConfig.from_json({**pinned, **flat})
+    option_keys = {leaf.key for leaf in leaves(TrainConfig) if leaf.path[0] == "options"}
+    nested = {k: v for k, v in {**pinned, **flat}.items() if k not in option_keys}
+    nested["options"] = {k: v for k, v in {**pinned, **flat}.items() if k in option_keys}
+    assert old_style.identity() == TrainConfig.from_json(nested).identity() == case["identity"]
+
+
+@pytest.mark.parametrize("case", GOLDEN["grid"], ids=lambda c: c["runs"][0])
+def test_grid_cells_keep_their_run_ids_and_configs(case):
+    cells = plan_cells(GridConfig.from_dict(case["input"]))
+    assert [c.run_id for c in cells] == case["runs"]
+    assert [json.dumps(dict(c.train.to_json(), identity=c.run_id), indent=2)
+            for c in cells[:len(case["config_json"])]] == case["config_json"]
+    assert [[ev.identity() for ev in c.evals] for c in cells] == case["evals"]
+
+
+def test_demo_cells_keep_their_run_ids_on_the_cpu():
+    demo = DemoConfig(out=GOLDEN["demo"]["out"], options=replace(DEMO_TRAINING, device="cpu"))
+    cells = plan_cells(GridConfig.from_dict(grid_config(demo, "demo-set", ["ns", "telea"], ("layer4", "layer7"))))
+    assert [c.run_id for c in cells] == GOLDEN["demo"]["runs"]
+
+
+@pytest.mark.parametrize("case", GOLDEN["eval"], ids=lambda c: c["identity"])
+def test_evaluation_identities_and_json_unchanged(case):
+    cfg = EvalConfig.from_json(case["input"])
+    assert cfg.identity() == case["identity"] and json.loads(json.dumps(cfg.to_json())) == case["to_json"]
 
 
 def test_grid_cell_trains_what_the_grid_says():
     g = GridConfig.from_dict(dict(GRID_BASE, width=0.5, faithful=True, mode="detection", lr=1e-4, batch_size=32,
-                                  max_epochs=10, patience=3, seeds=[7]))
+                                  max_epochs=10, patience=3, seeds=[7], min_lr=1e-5, train_split="tr",
+                                  valid_split="va", collapse_patience=4, min_steps_per_epoch=5, precision="bf16",
+                                  memory_gb=3.0, channels_last=False, compile=True, device_memory_gb=2.0))
     (cell,) = plan_cells(g)
     t = cell.train
-    assert (t.width, t.faithful, t.mode, t.lr, t.batch_size, t.max_epochs, t.patience, t.seed) == (
-        0.5, True, "detection", 1e-4, 32, 10, 3, 7)
+    assert t.options == replace(g.options, progress=False)  # every option reaches the cell, not a hand copy
+    assert (t.options.width, t.options.faithful, t.options.mode, t.options.lr, t.options.batch_size,
+            t.options.max_epochs, t.options.patience, t.seed) == (0.5, True, "detection", 1e-4, 32, 10, 3, 7)
     assert cell.run_id == t.identity() and os.path.basename(t.out) == t.identity()
 
 

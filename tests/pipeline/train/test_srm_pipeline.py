@@ -9,7 +9,8 @@ from declip.features.backbones import load_backbone, state_checksum
 from declip.features.preprocess import to_tensor
 from declip.core.errors import DeclipError
 from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
-from declip.pipeline.train.training import TrainConfig, train
+from declip.pipeline.train.training import train
+from tests.fixtures import train_config
 from declip.store.feature_store import FeatureStore
 
 
@@ -44,9 +45,8 @@ def test_srm_layer_is_cached_with_its_definition(srm_store):
 
 
 def test_srm_trains_like_a_backbone_layer(srm_store, tmp_path):
-    summary = train(TrainConfig(store=str(srm_store), source=f"{srm.KEY}/{srm.LAYER}", dataset="dolos-celebahq",
-                                train_subsets=("tint",), out=str(tmp_path / "run"), decoder="conv-4", width=0.125,
-                                batch_size=8, max_epochs=2, patience=2, progress=False, min_steps_per_epoch=4))
+    summary = train(train_config(srm_store, tmp_path / "run", source=f"{srm.KEY}/{srm.LAYER}", decoder="conv-4",
+                                 width=0.125, batch_size=8, max_epochs=2, patience=2, min_steps_per_epoch=4))
     assert summary["epochs"] == 2 and (tmp_path / "run" / "best" / "decoder.pt").exists()
 
 

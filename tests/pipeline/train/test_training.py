@@ -3,6 +3,7 @@
 The recipe itself (loss, optimizer, schedule, best epoch, resume, multi-head, streaming, detection) is checked
 against independent oracles in ``test_training_recipe.py``.
 """
+from functools import partial
 import json
 
 import numpy as np
@@ -10,23 +11,18 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.fixtures import TINY_BACKBONE, TINY_SIZE
+from tests.fixtures import TINY_BACKBONE, TINY_SIZE, train_config
 from declip.pipeline.evaluate.baselines import baseline_rows
 from declip.core.errors import DeclipError
-from declip.pipeline.train import training
 from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
-from declip.pipeline.train.training import TrainConfig, train
+from declip.pipeline.train.training import train
 
 
-def _cfg(store, out, **kw):
-    base = dict(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset="dolos-celebahq", train_subsets=("tint",),
-                out=str(out), decoder="linear", batch_size=8, max_epochs=4, patience=2, progress=False)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = partial(train_config, batch_size=8, max_epochs=4, patience=2)
 
 
 def test_training_beats_all_zero_and_mask_prior_baselines(tiny_store, tmp_path):
-    cfg = _cfg(tiny_store, tmp_path / "run", decoder="attention", max_epochs=12, patience=6, train_subsets=("tint",))
+    cfg = _cfg(tiny_store, tmp_path / "run", decoder="attention", max_epochs=12, patience=6, train_sets=("tint",))
     summary = train(cfg)
     assert (tmp_path / "run" / "best" / "decoder.pt").exists() and (tmp_path / "run" / "epochs.csv").exists()
     base = baseline_rows(str(tiny_store), "dolos-celebahq", ["tint"], ["tint"], metrics=["iou"], split="valid")
@@ -56,7 +52,7 @@ def test_other_config_in_same_dir_is_refused(tiny_store, tmp_path):
 
 def test_unknown_subset_is_a_clear_error(tiny_store, tmp_path):
     with pytest.raises(DeclipError, match="no localization rows"):
-        train(_cfg(tiny_store, tmp_path / "x", train_subsets=("nope",)))
+        train(_cfg(tiny_store, tmp_path / "x", train_sets=("nope",)))
 
 
 def test_evaluate_scores_native_masks(tiny_store, tmp_path):
@@ -91,7 +87,9 @@ def test_evaluate_scores_native_masks(tiny_store, tmp_path):
 
 
 def test_kill_while_saving_state_leaves_no_tmp_and_no_repeated_epoch(tiny_store, tmp_path, monkeypatch):
-    real_save = training.atomic_torch_save
+    from declip.pipeline.train import run_dir
+
+    real_save = run_dir.atomic_torch_save
     calls = {"n": 0}
 
     def killed_mid_write(obj, path):
@@ -102,10 +100,10 @@ def test_kill_while_saving_state_leaves_no_tmp_and_no_repeated_epoch(tiny_store,
                 raise KeyboardInterrupt
         return real_save(obj, path)
 
-    monkeypatch.setattr(training, "atomic_torch_save", killed_mid_write)
+    monkeypatch.setattr(run_dir, "atomic_torch_save", killed_mid_write)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_store, tmp_path / "cut", max_epochs=5, patience=10))
-    monkeypatch.setattr(training, "atomic_torch_save", real_save)
+    monkeypatch.setattr(run_dir, "atomic_torch_save", real_save)
     train(_cfg(tiny_store, tmp_path / "cut", max_epochs=5, patience=10))
     assert pd.read_csv(tmp_path / "cut" / "epochs.csv")["epoch"].tolist() == [0, 1, 2, 3, 4]
     assert not [p.name for p in (tmp_path / "cut").rglob("*") if p.name.endswith((".tmp", ".partial"))]

@@ -7,6 +7,7 @@
 * the epoch-end logic driven by scripted validation scores: the optimizer's lr at every step and which epoch's
   weights end up in ``best/``.
 """
+from functools import partial
 import json
 import math
 from dataclasses import replace
@@ -18,21 +19,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_BACKBONE, TINY_DATASET, train_config
 from declip.decoders import build_decoder, load_decoder
 from declip.pipeline.data.manifest import read_manifest
 from declip.pipeline.train import training
-from declip.pipeline.train.training import TrainConfig, train, train_heads
+from declip.pipeline.train.training import train, train_heads
 from declip.store.feature_store import FeatureStore
 
-DS = "dolos-celebahq"
+DS = TINY_DATASET
 
 
-def _cfg(store, out, **kw):
-    base = dict(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset=DS, train_subsets=("tint",),
-                out=str(out), decoder="linear", max_epochs=3, patience=50, progress=False)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = partial(train_config, max_epochs=3, patience=50)
 
 
 def _sigmoid(x: float) -> float:

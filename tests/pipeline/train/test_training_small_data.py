@@ -1,22 +1,19 @@
 """Training on tiny data: budgets in optimizer steps, warnings, collapse stop, honest progress bound."""
+from functools import partial
 import hashlib
 import json
 
 import numpy as np
 import pytest
 
-from tests.fixtures import TINY_BACKBONE
+from tests.fixtures import TINY_BACKBONE, train_config
 from declip.pipeline.train import training
 from declip.pipeline.data.cached_splits import CachedSplits, select_rows
 from declip.pipeline.train.schedule import PlateauSchedule
-from declip.pipeline.train.training import TrainConfig, small_data_warnings, train
+from declip.pipeline.train.training import small_data_warnings, train
 
 
-def _cfg(store, out, **kw):
-    base = dict(store=str(store), source=f"{TINY_BACKBONE}/layer1", dataset="dolos-celebahq", train_subsets=("tint",),
-                out=str(out), decoder="linear", batch_size=8, max_epochs=3, patience=2, progress=False)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = partial(train_config, batch_size=8, max_epochs=3, patience=2)
 
 
 def test_min_steps_per_epoch_repeats_shuffled_passes(tiny_store, tmp_path):
