@@ -40,8 +40,11 @@ class SlurmNode:
     start_line: str
 
 
-def start_slurm(timeout_s: float = 900) -> SlurmNode:
-    """Run ``slurm.sh start`` (installs on first use; idempotent) and describe the node; raises ServiceUnavailable."""
+def start_slurm(timeout_s: float = 540) -> SlurmNode:
+    """Run ``slurm.sh start`` (installs on first use; idempotent) and describe the node; raises ServiceUnavailable.
+
+    ``timeout_s`` stays under pytest-timeout's 600 s so a stuck install fails with this message, not a bare timeout.
+    """
     try:
         proc = subprocess.run(["bash", str(SLURM_SCRIPT), "start"], capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -151,8 +154,8 @@ class MotoServer:
         for _attempt in range(3):  # the free port can be taken between probing and binding it
             self.port = _free_port()
             self.endpoint_url = f"http://127.0.0.1:{self.port}"
-            self._proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                          stdout=self._log, stderr=subprocess.STDOUT)
+            command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+            self._proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
             last_error = self._wait_ready(timeout_s)
             if not last_error:
                 return

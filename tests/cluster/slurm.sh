@@ -14,31 +14,36 @@
 # runs are serialised by a lock file.
 #
 # Pitfalls met on the way, and what this script does about them:
-# - Containers (Docker, gVisor) have no systemd and no writable cgroup tree, so slurmd's default cgroup plugins
-#   fail at start ("cgroup namespace ... not mounted"). We use ProctrackType=proctrack/linuxproc (tracks a job's
-#   processes through their parent pids), TaskPlugin=task/none and JobAcctGatherType=jobacct_gather/none; nothing
-#   needs cgroup.conf. The cost: no memory/CPU enforcement per job, which a test cluster does not need.
+# - Containers (Docker, gVisor) have no systemd and no writable cgroup tree. With the cgroup plugins slurmd still
+#   registers and the node shows idle, but every job dies at launch (slurmd.log: "cgroup namespace 'freezer' not
+#   mounted. aborting ... job_manager: exiting abnormally") and `sbatch --wait` even returns 0 for it, with no
+#   output file: only a job that writes something shows it (tests/cluster/test_slurm_sbatch.py). We use
+#   ProctrackType=proctrack/linuxproc (tracks a job's processes through their parent pids), TaskPlugin=task/none and
+#   JobAcctGatherType=jobacct_gather/none; nothing needs cgroup.conf. The cost: no memory/CPU enforcement per job,
+#   which a test cluster does not need.
 # - Package post-install scripts try to start the services through invoke-rc.d, which fails (or starts them half
 #   configured) without an init system; a temporary /usr/sbin/policy-rc.d that answers 101 ("action forbidden")
 #   keeps apt from starting anything. We remove it again unless it was there before.
 # - Host names: slurmctld only runs where SlurmctldHost names the machine itself, and slurmd looks itself up by
-#   NodeName. Both use `hostname -s`, but the *addresses* are pinned to 127.0.0.1 (SlurmctldHost=name(127.0.0.1),
-#   NodeAddr=127.0.0.1) so a host name without a DNS or /etc/hosts entry (common on fresh CI machines) still works.
+#   NodeName. Both use the short host name, but the *addresses* are pinned to 127.0.0.1
+#   (SlurmctldHost=name(127.0.0.1), NodeAddr=127.0.0.1) so a host name without a DNS or /etc/hosts entry (common on
+#   fresh CI machines) still works.
 #   slurmd is started with -N <name> so it never has to guess.
 # - Node size: the NodeName line comes from `slurmd -C` (the CPUs and RealMemory slurmd itself will measure; a
 #   config that claims more gets the node drained as "Low RealMemory"/"Low socket*core*thread count"). We allocate
 #   by CPU (SelectTypeParameters=CR_CPU), not by core: on a machine with 2 hyperthreads per core CR_Core would
 #   give each 1-CPU job a whole core and halve the number of jobs that run at once. Memory is not a consumable
 #   resource here: with CR_CPU_Memory and no --mem a job would take all of the node's memory and run alone.
-# - munge: munged refuses a key that is not owned by its user or is readable by others, and refuses to run as
-#   root; the key is created with `mungekey` (or dd from /dev/urandom), owned munge:munge, mode 0400, and munged
-#   runs as the munge user via runuser. Its socket directory /run/munge (tmpfs, gone after a reboot) is recreated.
+# - munge: munged refuses a key readable by group or others ("Keyfile is insecure ... perms=0444") and directories
+#   owned by anyone but the user it runs as ("PRNG seed dir is insecure: invalid ownership"); the key is created with
+#   `mungekey` (or dd from /dev/urandom), owned munge:munge, mode 0400, its directories are owned by munge, and munged
+#   runs as munge via runuser. Its socket directory /run/munge (tmpfs, gone after a reboot) is recreated.
 # - /run/slurm and the state/spool directories are recreated at every start (tmpfs in containers) and owned by
 #   SlurmUser (slurm), since slurmctld drops to that user before it writes state.
 # - The lock that serialises runs of this script is an flock on fd 9; the daemons are started with 9>&- because
 #   a daemon that inherits the descriptor (munged keeps it) holds the lock for ever and the next run hangs.
-# - A node that was up before a restart comes back DOWN ("Node unexpectedly rebooted"); ReturnToService=2 lets it
-#   return on registration, and a leftover DOWN/DRAIN state is resumed explicitly.
+# - A node can come back from a restart DOWN or DRAINED (e.g. "Node unexpectedly rebooted", or drained by an earlier
+#   config that claimed too much); ReturnToService=2 lets it return on registration, and wait_idle resumes it.
 set -euo pipefail
 
 VERB="${1:-start}"
@@ -47,7 +52,8 @@ PARTITION=declip
 CONF_DIR=/etc/slurm
 CONF="$CONF_DIR/slurm.conf"
 MARK="# written by declip tests/cluster/slurm.sh"
-NODE="$(hostname -s)"
+NODE="$(uname -n)"
+NODE="${NODE%%.*}"  # the short host name, without needing the hostname package
 LOCK_DIR=/run/lock
 SKIP=77
 WAIT_S="${DECLIP_SLURM_WAIT_S:-180}"
@@ -88,13 +94,14 @@ install_packages() {
   say "installing slurm-wlm and munge with apt-get (once per machine)"
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT  # also when the install is interrupted
   fi
   local out rc=0
   out=$(apt-get update -q 2>&1) || rc=$?
   if [ "$rc" = 0 ]; then
     out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurm-wlm munge 2>&1) || rc=$?
   fi
-  [ "$made_policy" = 1 ] && rm -f "$policy"
+  if [ "$made_policy" = 1 ]; then rm -f "$policy"; trap - EXIT; fi
   if [ "$rc" != 0 ]; then
     skip "apt-get could not install slurm-wlm and munge (no Debian mirror reachable?): $(echo "$out" | tail -n1)"
   fi
@@ -180,10 +187,9 @@ start_munge() {
   chown munge:munge /etc/munge/munge.key
   chmod 400 /etc/munge/munge.key
   rm -f /run/munge/munged.pid
-  # --force: munged also refuses to start when /var/log or /run is group-writable, as it is in some containers.
+  # --force: munged also refuses a group-writable parent of its log file, and Ubuntu's /var/log is root:syslog 0775.
   runuser -u munge -- munged --force 9>&- || die "munged did not start"
-  local i
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     munge -n </dev/null | unmunge >/dev/null 2>&1 && return 0
     sleep 0.2
   done
@@ -196,8 +202,7 @@ start_slurm() {
   if ! pid_alive /run/slurm/slurmctld.pid; then
     slurmctld 9>&- || die "slurmctld did not start"
   fi
-  local i
-  for i in $(seq 1 "$WAIT_S"); do
+  for _ in $(seq 1 "$WAIT_S"); do
     scontrol ping 2>/dev/null | grep 'is UP' >/dev/null && break
     sleep 1
   done
@@ -208,8 +213,8 @@ start_slurm() {
 }
 
 wait_idle() {
-  local i state
-  for i in $(seq 1 "$WAIT_S"); do
+  local state
+  for _ in $(seq 1 "$WAIT_S"); do
     state=$(node_state)
     case "$state" in
       idle|mixed|allocated|completing) return 0 ;;
@@ -224,13 +229,13 @@ wait_idle() {
 }
 
 stop_all() {
-  local f pid i
+  local f pid
   scontrol shutdown >/dev/null 2>&1 || true
   for f in /run/slurm/slurmd.pid /run/slurm/slurmctld.pid /run/munge/munged.pid; do
     pid_alive "$f" || continue
     pid=$(cat "$f")
     kill "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
   done
   return 0
