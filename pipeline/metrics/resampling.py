@@ -41,7 +41,8 @@ class BootstrapOptions:
     method: str = "bca"  # bca (bias-corrected, accelerated: better coverage on skewed IoU), percentile or basic
     confidence: float = 0.95  # two-sided confidence level of every interval
     seed: int = 0  # seed of the resample draws; the same seed on the same images draws the same resamples
-    batch: int = 100  # resamples per statistic call: bounds memory at cells × batch × images
+    batch: int = 100  # resamples per statistic call: bounds memory (cells × batch × images); with several strata
+    # scipy draws stratum after stratum per batch, so the draws depend on it: keep it fixed for comparable results
 
     def __post_init__(self) -> None:
         check_config(self, {"n_resamples": whole(1), "method": choice(*METHODS), "confidence": _OPEN_UNIT,
