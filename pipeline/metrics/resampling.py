@@ -116,18 +116,33 @@ def weighted_means(values: np.ndarray, skip_nan: bool | np.ndarray = True) -> Co
     poisoned = ~np.broadcast_to(np.asarray(skip_nan, bool), (len(values),)) & ~defined.all(axis=1)
     filled = np.where(defined, values, 0.0)
     weight = defined.astype(np.float64)
-    complete = bool(defined.all())
+    sums, defined_n = filled.sum(axis=1, keepdims=True), weight.sum(axis=1, keepdims=True)
 
     def statistic(counts: list[np.ndarray]) -> np.ndarray:
         w = counts[-1]  # images are the last stratum (after seeds, see with_seed_level)
-        total = filled @ w.T
-        n = np.broadcast_to(w.sum(axis=1), total.shape) if complete else weight @ w.T
+        loo, left_out = leave_one_out_rows(w)
+        rest = np.setdiff1d(np.arange(len(w)), loo, assume_unique=True)
+        total = np.empty((len(values), len(w)))
+        n = np.empty_like(total)
+        total[:, loo], n[:, loo] = sums - filled[:, left_out], defined_n - weight[:, left_out]
+        total[:, rest], n[:, rest] = filled @ w[rest].T, weight @ w[rest].T
         with np.errstate(invalid="ignore", divide="ignore"):
             out = total / n
         out[poisoned] = np.nan
         return out
 
     return statistic
+
+
+def leave_one_out_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, left-out item) of the count rows that weigh every item once but one.
+
+    BCa's jackknife asks for n of these per interval (more than the resamples); statistics answer them in closed
+    form instead of as general weights. A bootstrap draw of this shape gets the same value either way.
+    """
+    n = weights.shape[1]
+    rows = np.flatnonzero((weights.sum(axis=1) == n - 1) & (weights.max(axis=1) == 1))
+    return rows, np.argmin(weights[rows], axis=1)
 
 
 def with_seed_level(per_seed: Callable[[list[np.ndarray]], np.ndarray], n_seeds: int) -> CountStatistic:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from declip.pipeline.metrics.image import THRESHOLD as IMAGE_THRESHOLD
+from declip.pipeline.metrics.resampling import leave_one_out_rows
 
 IMAGE_METRICS = ("image_auc", "image_ap", "image_acc", "image_bacc")
 POOLED_COUNT_METRICS = ("pooled_iou", "pooled_f1")
@@ -51,46 +52,98 @@ def auc_from_curve(tps: np.ndarray, fps: np.ndarray) -> np.ndarray:
     return np.where(ok, np.trapezoid(tpr, fpr, axis=1), np.nan)
 
 
+class ImageScores:
+    """One evaluation's image scores and labels, sorted once for every resample of its image metrics.
+
+    A resample only re-weights the sorted images. Leave-one-out weights (every image once but one, what BCa's
+    jackknife asks for, n of them per interval) take a closed form instead: O(n) for all n of them.
+    """
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        self.scores = np.asarray(scores, dtype=np.float64)
+        self.fake = np.asarray(labels, dtype=bool)
+        self.order = np.argsort(-self.scores, kind="stable")
+        s = self.scores[self.order]
+        self.fake_sorted = self.fake[self.order]
+        self.ends = np.flatnonzero(np.append(s[1:] != s[:-1], True))  # last position of each tie group
+        self.group = np.empty(len(s), np.int64)  # each image's tie group, in original order
+        self.group[self.order] = np.cumsum(np.r_[0, (s[1:] != s[:-1]).astype(np.int64)])
+        self.correct = ((self.scores > IMAGE_THRESHOLD) == self.fake).astype(np.float64)
+        self._loo: dict[str, np.ndarray] = {}
+
+    def curve(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative (B, G) fake / real weight with ``score >= t`` at each distinct score t, descending."""
+        w = weights[:, self.order]
+        total = np.cumsum(w, axis=1)[:, self.ends]
+        tps = np.cumsum(w * self.fake_sorted, axis=1)[:, self.ends]
+        return tps, total - tps
+
+    def leave_one_out(self, name: str) -> np.ndarray:
+        """AUC or AP of the unit-weight set without image i, for every i: (n,) (computed once per metric)."""
+        if name not in self._loo:
+            self._loo[name] = self._leave_one_out(name)
+        return self._loo[name]
+
+    def _leave_one_out(self, name: str) -> np.ndarray:
+        f_g = np.bincount(self.group[self.fake], minlength=len(self.ends)).astype(np.float64)
+        r_g = np.bincount(self.group[~self.fake], minlength=len(self.ends)).astype(np.float64)
+        tp, fp = np.cumsum(f_g), np.cumsum(r_g)
+        p, n, g = tp[-1], fp[-1], self.group
+        if name == "image_auc":
+            # fake i beats the reals below it and half of its ties; real j loses to the fakes above and half its ties
+            beats = (n - fp)[g] + 0.5 * r_g[g]
+            loses = (tp - f_g)[g] + 0.5 * f_g[g]
+            u = float(np.sum(beats[self.fake]))
+            return np.where(self.fake, _divide(u - beats, (p - 1) * n), _divide(u - loses, p * (n - 1)))
+        if name != "image_ap":
+            raise ValueError(f"no leave-one-out rule for {name!r}")
+        term = f_g * _divide(tp, tp + fp)  # each group's share of AP * P
+        before = np.cumsum(term) - term  # groups above the removed image are unchanged
+        fake_after = np.nan_to_num(f_g * _divide(tp - 1, tp - 1 + fp))  # every group below loses one TP
+        real_after = np.nan_to_num(f_g * _divide(tp, tp + fp - 1))  # ... or one FP
+        fake_tail = np.cumsum(fake_after[::-1])[::-1] - fake_after  # groups strictly below
+        real_tail = np.cumsum(real_after[::-1])[::-1]  # the removed real's group and below
+        fake_own = np.nan_to_num((f_g - 1) * _divide(tp - 1, tp - 1 + fp))
+        without_fake = _divide((before + fake_own + fake_tail)[g], np.full(len(g), p - 1))
+        without_real = (before + real_tail)[g] / p
+        return np.where(p - self.fake > 0, np.where(self.fake, without_fake, without_real), np.nan)
+
+
 def weighted_curve(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative (B, G) fake / real weight with ``score >= t`` at each distinct score t, descending.
-
-    The images are sorted once; every resample only re-weights them (one cumulative sum per class).
-    """
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    s = np.asarray(scores)[order]
-    y = np.asarray(labels, dtype=bool)[order]
-    w = weights[:, order]
-    ends = np.flatnonzero(np.append(s[1:] != s[:-1], True))
-    tps = np.cumsum(w * y, axis=1)[:, ends]
-    fps = np.cumsum(w * ~y, axis=1)[:, ends]
-    return tps, fps
+    """Cumulative (B, G) fake / real weight with ``score >= t`` at each distinct score t, descending."""
+    return ImageScores(scores, labels).curve(weights)
 
 
-def image_metrics(names: tuple[str, ...], scores: np.ndarray, labels: np.ndarray,
-                  weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Image-level metrics (fake = positive, ``score > 0.5`` predicts fake) per resample, {name: (B,)}.
-
-    AUC and AP share one weighted curve.
-    """
+def image_metrics(names: tuple[str, ...], images: ImageScores, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Image-level metrics (fake = positive, ``score > 0.5`` predicts fake) per resample, {name: (B,)}."""
     unknown = set(names) - set(IMAGE_METRICS)
     if unknown:
         raise ValueError(f"unknown image metric(s) {sorted(unknown)}; choose from {IMAGE_METRICS}")
-    labels = np.asarray(labels, dtype=bool)
     out = {}
-    if {"image_auc", "image_ap"} & set(names):
-        tps, fps = weighted_curve(scores, labels, weights)
-        out.update(image_auc=auc_from_curve(tps, fps), image_ap=ap_from_curve(tps, fps))
-    correct = ((np.asarray(scores) > IMAGE_THRESHOLD) == labels).astype(np.float64)
-    out["image_acc"] = _divide(weights @ correct, weights.sum(axis=1))
-    fake_recall = _divide(weights @ (correct * labels), weights @ labels.astype(np.float64))
-    real_recall = _divide(weights @ (correct * ~labels), weights @ (~labels).astype(np.float64))
-    out["image_bacc"] = (fake_recall + real_recall) / 2
+    curves = [m for m in ("image_auc", "image_ap") if m in names]
+    if curves:
+        loo, left_out = leave_one_out_rows(weights)
+        rest = np.setdiff1d(np.arange(len(weights)), loo)
+        tps, fps = images.curve(weights[rest]) if rest.size else (None, None)
+        for name in curves:
+            values = np.empty(len(weights))
+            values[loo] = images.leave_one_out(name)[left_out]
+            if rest.size:
+                values[rest] = (auc_from_curve if name == "image_auc" else ap_from_curve)(tps, fps)
+            out[name] = values
+    fake, correct = images.fake.astype(np.float64), images.correct
+    if "image_acc" in names:
+        out["image_acc"] = _divide(weights @ correct, weights.sum(axis=1))
+    if "image_bacc" in names:
+        fake_recall = _divide(weights @ (correct * fake), weights @ fake)
+        real_recall = _divide(weights @ (correct * (1 - fake)), weights @ (1 - fake))
+        out["image_bacc"] = (fake_recall + real_recall) / 2
     return {name: out[name] for name in names}
 
 
 def image_metric(name: str, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """One image-level metric per resample: (B,) (see :func:`image_metrics`)."""
-    return image_metrics((name,), scores, labels, weights)[name]
+    return image_metrics((name,), ImageScores(scores, labels), weights)[name]
 
 
 def pooled_count_metric(name: str, counts: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -24,7 +24,8 @@ import pandas as pd
 from declip.pipeline.metrics.registry import REGISTRY
 from declip.pipeline.metrics.resampling import (BootstrapOptions, CountStatistic, Intervals, bootstrap_counts,
                                                 per_seed_means, with_seed_level)
-from declip.pipeline.metrics.weighted import IMAGE_METRICS, POOLED_COUNT_METRICS, image_metrics, pooled_count_metric
+from declip.pipeline.metrics.weighted import (IMAGE_METRICS, POOLED_COUNT_METRICS, ImageScores, image_metrics,
+                                              pooled_count_metric)
 
 COUNT_COLUMNS = ("tp", "fp", "fn")
 
@@ -131,12 +132,12 @@ def _image_cells(cells: Sequence[Cell], images: ImageSet) -> tuple[PerSeed, list
     for c in cells:
         for f in c.seeds:
             asked[id(f)].add(c.metric)
-    scores = {key: align.column(f, "image_score") for key, f in tables.items()}
+    scores = {key: ImageScores(align.column(f, "image_score"), images.fake) for key, f in tables.items()}
 
     def per_seed(counts: list[np.ndarray]) -> np.ndarray:
         weights = np.zeros((counts[0].shape[0], len(images.image_ids)))
         weights[:, real_at], weights[:, fake_at] = counts
-        got = {key: image_metrics(tuple(sorted(asked[key])), scores[key], images.fake, weights) for key in tables}
+        got = {key: image_metrics(tuple(sorted(asked[key])), scores[key], weights) for key in tables}
         return np.stack([[got[id(f)][c.metric] for f in c.seeds] for c in cells])
 
     return per_seed, [len(real_at), len(fake_at)]

@@ -259,3 +259,7 @@ MUTANTS: list[Mutant] = [
       '            if k in indices:\n                result[f"layer{k}"] = (x, None)\n            x = getattr(v, f"layer{k}")(x)\n',
       TAP_TESTS, fresh=True),
 ]
+
+from interval_mutants import INTERVAL_MUTANTS  # noqa: E402  (issue 20's statistics, kept in their own file)
+
+MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, balanced_accuracy_score, roc_auc_score
 
-from declip.pipeline.metrics.weighted import (image_metric, image_metrics, pixel_histograms, pooled_count_metric,
-                                              pooled_curve_metric)
+from declip.pipeline.metrics.weighted import (ImageScores, image_metric, image_metrics, pixel_histograms,
+                                              pooled_count_metric, pooled_curve_metric)
 
 
 def detection_case(seed, n=60, ties=False):
@@ -36,10 +36,28 @@ def test_image_metrics_under_weights_equal_sklearn_with_sample_weight(name, ties
     assert got[0] == pytest.approx(SKLEARN[name](labels[rep], scores[rep], sample_weight=None), abs=1e-12)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", ["image_auc", "image_ap"])
+def test_leave_one_out_rows_equal_sklearn_without_that_image(name, ties):
+    scores, labels, _ = detection_case(5, n=30, ties=ties)
+    loo = 1.0 - np.eye(len(scores))  # what BCa's jackknife asks for: each image left out once
+    got = image_metric(name, scores, labels, loo)
+    for i in range(len(scores)):
+        keep = np.arange(len(scores)) != i
+        assert got[i] == pytest.approx(SKLEARN[name](labels[keep], scores[keep], sample_weight=None), abs=1e-12)
+
+
+def test_leave_one_out_of_the_only_fake_is_undefined():
+    scores, labels = np.array([0.9, 0.2, 0.4, 0.1]), np.array([True, False, False, False])
+    got = image_metric("image_ap", scores, labels, 1.0 - np.eye(4))
+    assert np.isnan(got[0]) and got[1] == 1.0
+
+
 def test_image_metrics_need_both_classes_and_name_unknown_metrics():
     scores, labels, _ = detection_case(4)
     only_fakes = labels.astype(float)[None]
-    assert np.isnan(image_metrics(("image_auc", "image_ap", "image_bacc"), scores, labels, only_fakes)["image_auc"])
+    got = image_metrics(("image_auc", "image_ap", "image_bacc"), ImageScores(scores, labels), only_fakes)
+    assert np.isnan(got["image_auc"]) and np.isnan(got["image_bacc"])
     with pytest.raises(ValueError, match="image_f1"):
         image_metric("image_f1", scores, labels, only_fakes)
 
