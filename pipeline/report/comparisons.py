@@ -170,6 +170,14 @@ def tied_with_best(values: Mapping[str, np.ndarray], best: str, options: Bootstr
     return pd.DataFrame(rows)
 
 
+def align_models(frames: Mapping[str, Sequence[pd.DataFrame]], metric: str) -> dict[str, np.ndarray]:
+    """Per-image values of ``metric`` of several models (each a list of per-image tables, one per seed) on the
+    same test set, aligned on the sorted fake image ids: the input of :func:`tied_with_best`, {name: (S, n)}."""
+    images = ImageSet.of([f for seeds in frames.values() for f in seeds])
+    align = Aligner(images.image_ids[images.fake])
+    return {name: align.matrix(seeds, metric) for name, seeds in frames.items()}
+
+
 def compare_tables(frames_a: Sequence[pd.DataFrame], frames_b: Sequence[pd.DataFrame], metric: str,
                    options: BootstrapOptions = BootstrapOptions(), test: str = "wilcoxon") -> Comparisons:
     """A − B from per-image tables (one per seed of each model) of the same test set: ``declip compare``.
@@ -179,6 +187,5 @@ def compare_tables(frames_a: Sequence[pd.DataFrame], frames_b: Sequence[pd.DataF
     if metric in REGISTRY and REGISTRY[metric].level != "image-pixel":
         raise ValueError(f"{metric!r} is a {REGISTRY[metric].level} metric: paired per-image comparisons need a "
                          "per-image metric (e.g. iou); its per-model intervals are in the results table")
-    images = ImageSet.of([*frames_a, *frames_b])
-    align = Aligner(images.image_ids[images.fake])
-    return paired_comparison(align.matrix(frames_a, metric), align.matrix(frames_b, metric), options, test)
+    aligned = align_models({"a": frames_a, "b": frames_b}, metric)
+    return paired_comparison(aligned["a"], aligned["b"], options, test)

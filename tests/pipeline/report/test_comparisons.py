@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from declip.pipeline.metrics.resampling import BootstrapOptions
-from declip.pipeline.report.comparisons import compare_tables, paired_comparison
+from declip.pipeline.report.comparisons import align_models, compare_tables, paired_comparison, tied_with_best
 
 OPTS = BootstrapOptions(n_resamples=300, seed=4)
 
@@ -61,3 +61,13 @@ def test_dataset_level_metrics_and_unknown_tests_are_refused():
         compare_tables([table(1)], [table(2)], "image_auc", OPTS)
     with pytest.raises(ValueError, match="unknown test 'ttest'"):
         paired_comparison(fakes(table(1)), fakes(table(2)), OPTS, test="ttest")
+
+
+def test_tied_with_best_from_per_image_tables_of_several_models():
+    frames = {"best": [table(1, 5.0), table(2, 5.0)], "close": [table(3, 4.8)], "far": [table(4, -10.0)]}
+    values = align_models(frames, "iou")
+    assert values["best"].shape == (2, 60) and values["close"].shape == (1, 60)
+    np.testing.assert_allclose(values["far"][0], fakes(frames["far"][0]))
+    out = tied_with_best(values, "best", OPTS).set_index("model")
+    assert out.loc["close", "status"] == "tied with best" and out.loc["far", "status"] == "below best"
+    assert out.loc["far", "p_holm"] == pytest.approx(min(1.0, 2 * out.loc["far", "p_value"]))
