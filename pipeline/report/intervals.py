@@ -12,9 +12,10 @@ from per-image histograms). On a results table and its per-image tables, two vie
   deviation of the value across seeds and a two-level interval (seeds, then images) that covers both sources of
   variance; with one seed it is the image interval.
 
-Every row of one image set (dataset, test set, split, view) is bootstrapped from the same draws, so differences
-between rows are paired; the draws depend only on the seed and the sorted image ids, so older results without
-intervals get the same numbers when computed on demand. A row whose per-image table is missing, lacks the columns a
+Every row of one image set (dataset, test set, split, view) and metric level is bootstrapped from the same draws,
+so differences between rows are paired; the draws depend only on the options (seed, batch) and the image set (ids
+sorted), so older results without intervals get the same numbers when computed on demand, and a later
+``declip compare`` on the same images uses the same draws. A row whose per-image table is missing, lacks the columns a
 metric needs, or disagrees with the row's value (a stale file) gets no interval and a ``ci_note`` saying why.
 """
 from __future__ import annotations
