@@ -339,3 +339,7 @@ MUTANTS: list[Mutant] = [
     M("Q3", "dtypes", "bytes per sample leave out the scales", "store/quantize.py",
       "scales = channels * 4 if is_quantized(name) else 0", "scales = 0", DTYPE_TESTS),
 ]
+
+from interval_mutants import INTERVAL_MUTANTS  # noqa: E402  (issue 20's statistics, kept in their own file)
+
+MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS]
