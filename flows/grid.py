@@ -131,7 +131,7 @@ def grid_flow(cfg: dict) -> dict:
                 check_subsets(g)
                 write_index(g.out, cells)
                 checked = True
-            outcome.add_cells(*_run_cells(group_cells, g.max_workers, g.progress))
+            outcome.add_cells(*_run_cells(group_cells, g.max_workers, g.options.progress))
         if budgeted and not g.keep_features:
             outcome.evicted += evict_features(g, group.evict_after)
     if g.baselines:

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from tests.fixtures import TINY_BACKBONE, TINY_SIZE
+from tests.fixtures import TINY_BACKBONE, TINY_SIZE, train_config
 from declip.decoders import load_decoder
 from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
 from declip.pipeline.infer.predict import predict
 from declip.pipeline.report.overlays import recompute_maps
 from declip.pipeline.report.report import write_report
-from declip.pipeline.train.training import TrainConfig, train
+from declip.pipeline.train.training import train
 from declip.store.feature_store import FeatureStore
 from declip.store.readers import FeatureSource
 
@@ -30,9 +30,8 @@ SOURCE = f"{TINY_BACKBONE}/layer1"
 def grid_dir(tiny_store, tmp_path_factory):
     """A grid folder holding one trained cell (``runs/cell/best``) and a grid.json naming the store."""
     grid = tmp_path_factory.mktemp("maps-grid")
-    train(TrainConfig(store=str(tiny_store), source=SOURCE, dataset=DATASET, train_subsets=("tint",),
-                      out=str(grid / "runs" / "cell"), decoder="linear", batch_size=8, max_epochs=2,
-                      progress=False))
+    train(train_config(tiny_store, grid / "runs" / "cell", source=SOURCE, dataset=DATASET, train_sets=("tint",),
+                       decoder="linear", batch_size=8, max_epochs=2, progress=False))
     (grid / "grid.json").write_text(json.dumps({"store": str(tiny_store), "dataset": DATASET, "save_maps": 0}))
     return grid
 
