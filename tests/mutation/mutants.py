@@ -7,6 +7,7 @@ result (it is then left out of the kill ratio). The first ten are the changes of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -25,25 +26,29 @@ class Mutant:
 RECIPE_TESTS = ("tests/pipeline/train/test_recipe.py", "tests/pipeline/train/test_training_recipe.py")
 TRAIN_TESTS = ("tests/pipeline/train/test_training_recipe.py",)
 IDENTITY_TESTS = ("tests/pipeline/train/test_run_identity.py",)
-SCHEDULE_TESTS = ("tests/pipeline/train/test_schedule.py", "tests/pipeline/train/test_training_recipe.py::test_epoch_end_lr_and_best_checkpoint_"
+SCHEDULE_TESTS = ("tests/pipeline/train/test_schedule.py",
+                  "tests/pipeline/train/test_training_recipe.py::test_epoch_end_lr_and_best_checkpoint_"
                   "follow_scripted_validation")
 METRIC_TESTS = ("tests/pipeline/metrics/test_metrics.py", "tests/pipeline/metrics/test_resize.py")
 EVAL_TESTS = ("tests/pipeline/train/test_training.py::test_evaluate_scores_native_masks",
-              "tests/pipeline/train/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap")
-PREDICT_TESTS = ("tests/pipeline/infer/test_predict_cli.py::test_predict_folder_with_broken_file_matches_cached_features",)
+              "tests/pipeline/train/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_"
+              "sklearn_ap")
+PREDICT_TESTS = ("tests/pipeline/infer/test_predict_cli.py::"
+                 "test_predict_folder_with_broken_file_matches_cached_features",)
 STORE_TESTS = ("tests/store/test_store.py", "tests/store/test_store_failures.py", "tests/store/test_store_identity.py")
 MASK_TESTS = ("tests/pipeline/data/test_masks.py", "tests/store/test_store_failures.py",
               "tests/pipeline/extract/test_extraction.py::test_masks_cached_with_declip_polarity",
               "tests/pipeline/train/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
 DECODER_TESTS = ("tests/decoders/test_decoders.py",)
-TAP_TESTS = ("tests/features/test_taps.py", "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
+TAP_TESTS = ("tests/features/test_taps.py",
+             "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
 
 M = Mutant
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
     M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/data/cached_splits.py",
-      "torch.from_numpy(self.masks(rows).astype(np.float32) / 255.0)",
-      "torch.from_numpy((self.masks(rows) > 127).astype(np.float32))", TRAIN_TESTS),
+      "masks = torch.from_numpy(self.masks(rows)).float() / 255.0",
+      "masks = (torch.from_numpy(self.masks(rows)) > 127).float()", TRAIN_TESTS),
     M("T1b", "training", "BCE targets thresholded inside the loss", "pipeline/train/training.py",
       "F.binary_cross_entropy_with_logits(logits[:, 0], masks)",
       "F.binary_cross_entropy_with_logits(logits[:, 0], (masks > 0.5).float())", TRAIN_TESTS),
@@ -70,8 +75,10 @@ MUTANTS: list[Mutant] = [
       'NOT_RESULTS = ("out", "progress", "memory_gb", "device", "channels_last", "compile", "device_memory_gb", '
       '"faithful", "width")', IDENTITY_TESTS),
     M("T9", "masks", "native-mask done flag set before the masks are written", "store/feature_store.py",
-      '        offsets = group["native_offsets"]\n',
-      '        group["mask_done"][block] = True\n        offsets = group["native_offsets"]\n', MASK_TESTS),
+      '        offsets = group["native_offsets"][start:start + len(soft) + 1]\n',
+      '        group["mask_done"][block] = True\n'
+      '        offsets = group["native_offsets"][start:start + len(soft) + 1]\n',
+      MASK_TESTS),
     # ---- recipe and grid
     M("R1", "recipe", "lr 1e-3 -> 1e-4", "pipeline/train/recipe.py", "    lr: float = 1e-3", "    lr: float = 1e-4",
       RECIPE_TESTS),
@@ -121,7 +128,8 @@ MUTANTS: list[Mutant] = [
       "if not stop and self.epoch >= self.max_epochs:", "if False:", SCHEDULE_TESTS),
     # ---- training loop
     M("L1", "training", "data order identical every epoch", "pipeline/train/training.py",
-      "seed=cfg.seed * 100_003 + epoch", "seed=cfg.seed", TRAIN_TESTS),
+      "seed = cfg.seed * 100_003 + epoch + rep * 1_000_003", "seed = cfg.seed * 100_003 + rep * 1_000_003",
+      TRAIN_TESTS),
     M("L2", "training", "localization trains on reals too", "pipeline/data/cached_splits.py",
       'keep = is_fake & (samples["kind"] == "partial") & (samples["mask_path"] != "")',
       'keep = is_fake | (samples["label"] == 0)', TRAIN_TESTS),
@@ -162,7 +170,10 @@ MUTANTS: list[Mutant] = [
     M("P6", "metrics", "AUC axes swapped", "pipeline/metrics/pixel.py", "np.trapezoid(tpr, fpr)",
       "np.trapezoid(fpr, tpr)", METRIC_TESTS),
     M("P7", "metrics", "F1_best without the max with F1_fixed", "pipeline/metrics/pixel.py",
-      "return float(max(np.max(f1_from_counts(tps, fps, fns)), f1_fixed(case)))",
+      "return float(max(np.max(f1_declip_from_counts(tps, fps, fns)), f1_fixed(case)))",
+      "return float(np.max(f1_declip_from_counts(tps, fps, fns)))", METRIC_TESTS),
+    M("P7b", "metrics", "TruFor F1_best without the max with F1_fixed_trufor", "pipeline/metrics/pixel.py",
+      "return float(max(np.max(f1_from_counts(tps, fps, fns)), f1_fixed_trufor(case)))",
       "return float(np.max(f1_from_counts(tps, fps, fns)))", METRIC_TESTS),
     M("P8", "metrics", "F1_best thresholds p >= t", "pipeline/metrics/pixel.py",
       "        tps = np.concatenate(([0], tps_ge[:-1]))\n        fps = np.concatenate(([0], fps_ge[:-1]))\n",
@@ -211,7 +222,8 @@ MUTANTS: list[Mutant] = [
     M("D4", "store", "dataset checksum ignores file contents", "store/feature_store.py",
       'samples[["image_path", "mask_path", "sha256"]]', 'samples[["image_path", "mask_path"]]', STORE_TESTS),
     M("D5", "store", "class-token rows read from the wrong offset", "store/readers.py",
-      "cls = self.arrays.cls[lo:hi][np.asarray(rows) - lo]", "cls = self.arrays.cls[lo:hi][: len(rows)]",
+      "self._small(self.arrays.cls, rows))",
+      "self._small(self.arrays.cls, rows.min() + np.arange(len(rows))) if len(rows) else None)",
       STORE_TESTS + ("tests/pipeline/train/test_training_recipe.py::test_one_run_reproduces_the_reference_recipe",)),
     M("D6", "store", "fused channels in the wrong order", "features/fusion.py",
       "torch.cat([vit.float(), resnet.float()], dim=1)", "torch.cat([resnet.float(), vit.float()], dim=1)",
@@ -259,3 +271,15 @@ MUTANTS: list[Mutant] = [
       '            if k in indices:\n                result[f"layer{k}"] = (x, None)\n            x = getattr(v, f"layer{k}")(x)\n',
       TAP_TESTS, fresh=True),
 ]
+
+
+def anchor_count(root: Path, m: Mutant) -> int:
+    """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""
+    path = root / m.file
+    return path.read_text().count(m.old) if path.exists() else 0
+
+
+def anchor_state(root: Path, m: Mutant) -> str:
+    """``ok`` when the anchor occurs exactly once (the mutant can be applied), else why it cannot."""
+    n = anchor_count(root, m)
+    return "ok" if n == 1 else ("anchor-missing" if n == 0 else f"anchor-ambiguous({n})")
