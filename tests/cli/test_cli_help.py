@@ -13,7 +13,7 @@ import pytest
 
 from declip.cli.app import build_parser, main
 from declip.cli.examples import EXAMPLES
-from tests.cli.test_cli_options import options, walk
+from tests.cli.cli_parsers import options, walk
 
 from tests.fixtures import REPO  # noqa: E402
 COMMANDS = [(path, parser) for path, parser in walk(build_parser())]

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from declip.store.feature_store import FeatureStore
-from tests.store.test_store import BB_A, DS, block_data, make_meta, make_samples, new_store
+from tests.store.store_fixtures import BB_A, DS, block_data, make_meta, make_samples, new_store
 
 FEATURE_ARRAYS = ("feats", "cls", "valid", "done")
 MASK_ARRAYS = ("soft_masks", "native_bits", "mask_done")

@@ -5,7 +5,7 @@ import pytest
 
 from declip.core.errors import DeclipError
 from declip.store.feature_store import FeatureStore
-from tests.store.test_store import BB_A, DS, full_layer, make_samples, new_store
+from tests.store.store_fixtures import BB_A, DS, full_layer, make_samples, new_store
 
 # Every one of these, changed, must be refused: other weights, another preprocessing recipe, another layer meaning,
 # another geometry or dtype, or other rows all give features that must never mix with the cached ones.
