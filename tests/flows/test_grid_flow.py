@@ -18,14 +18,6 @@ def _cfg(store, out, **kw):
     return GridConfig(**base).to_json()
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def test_plan_is_deterministic_and_toml_checked(tmp_path):
     a = [c.run_id for c in plan_cells(GridConfig.from_dict(_cfg("s", tmp_path)))]
     assert a == [c.run_id for c in plan_cells(GridConfig.from_dict(_cfg("s", tmp_path)))]
@@ -38,7 +30,7 @@ def test_plan_is_deterministic_and_toml_checked(tmp_path):
 
 
 @pytest.mark.flow
-def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd):
+def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, prefect_harness, capfd):
     from declip.flows.grid import run_grid
 
     out = tmp_path / "grid"
