@@ -1,8 +1,8 @@
 """No mutant of tests/mutation is retired silently: every anchor is found exactly once and every test it names exists.
 
 A mutant whose anchor text no longer occurs (the code moved on) is skipped by the mutation check; one whose test
-selection names a file or test that is gone would be counted as killed by pytest's usage error. Both fail here,
-naming the mutant, so whoever moves the code re-points the mutant in the same change.
+selection names a file or test that is gone, or only tests the check deselects (it runs ``-m "not flow"``), runs
+nothing. These fail here, naming the mutant, so whoever moves the code re-points the mutant in the same change.
 """
 from __future__ import annotations
 
@@ -18,11 +18,16 @@ from tests.mutation.mutants import MUTANTS, Mutant, anchor_state
 IDS = [m.id for m in MUTANTS]
 
 
-def _test_names(path: Path) -> set[str]:
-    """The test functions a test file defines (module level and in classes), read without importing it."""
-    tree = ast.parse(path.read_text())
-    return {node.name for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")}
+def _tests_and_flow_marks(path: Path) -> tuple[dict[str, bool], bool]:
+    """({test function: marked flow}, the module's ``pytestmark`` says flow), read without importing the file."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    module_flow = any(isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets)
+                      and "flow" in ast.get_source_segment(source, node.value) for node in tree.body)
+    tests = {node.name: any("mark.flow" in ast.get_source_segment(source, d) for d in node.decorator_list)
+             for node in ast.walk(tree)
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")}
+    return tests, module_flow
 
 
 def test_mutant_ids_are_unique():
@@ -38,12 +43,18 @@ def test_anchor_is_found_exactly_once(mutant: Mutant):
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=IDS)
-def test_every_named_test_exists(mutant: Mutant):
+def test_every_named_test_exists_and_runs_without_flows(mutant: Mutant):
     for selection in mutant.tests:
         file, _, name = selection.partition("::")
         assert (REPO / file).is_file(), f"{mutant.id}: {file} does not exist"
+        tests, module_flow = _tests_and_flow_marks(REPO / file)
+        assert not module_flow, f"{mutant.id}: every test of {file} is marked flow, which the mutation check skips"
         if name:
-            assert name.split("[")[0] in _test_names(REPO / file), f"{mutant.id}: {selection} does not exist"
+            name = name.split("[")[0]
+            assert name in tests, f"{mutant.id}: {selection} does not exist"
+            assert not tests[name], f"{mutant.id}: {selection} is marked flow, which the mutation check skips"
+        else:
+            assert not all(tests.values()), f"{mutant.id}: every test of {file} is marked flow"
 
 
 def test_anchor_state_tells_missing_from_ambiguous(tmp_path):

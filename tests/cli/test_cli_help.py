@@ -132,6 +132,7 @@ def test_example_grid_config_documents_every_key_with_its_true_default(tmp_path)
     assert cfg.dataset == "dolos-celebahq" and cfg.layers == ("layer12", "layer20")
 
 
+@pytest.mark.slow
 def test_example_config_prints_the_file_through_the_cli():
     from declip.pipeline.grid.config import example_config
 

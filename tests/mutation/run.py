@@ -90,6 +90,8 @@ def run_tests(root: Path, tests: list[str], timeout: int, cache: Path | None) ->
         return "passed", seconds, summary
     if proc.returncode == 1:
         return "failed", seconds, summary
+    if proc.returncode == 5:  # the selection ran nothing (all deselected by "not flow", or gone): not a kill
+        return "no-tests", seconds, summary
     return f"error(rc={proc.returncode})", seconds, summary
 
 
@@ -108,6 +110,8 @@ def run_mutant(root: Path, m: Mutant, timeout: int, cache: Path) -> dict:
         path.write_text(original)
     if status == "timeout":  # slow is not caught: counted as not killed, and listed
         verdict = "TIMEOUT"
+    elif status == "no-tests":
+        verdict = "NO-TESTS"
     else:
         verdict = "killed" if status != "passed" else ("equivalent" if m.equivalent else "SURVIVED")
     return dict(base, status=status, verdict=verdict, seconds=round(seconds, 1), summary=summary)

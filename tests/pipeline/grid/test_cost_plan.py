@@ -60,6 +60,7 @@ def test_time_estimate_is_flops_over_rate(tiny_store, tmp_path):
     assert doubled["seconds"]["total"] == pytest.approx(plan["seconds"]["total"] / 2)
 
 
+@pytest.mark.slow  # plans all 560 cells: ~15 s of FLOP counting on 2 cores
 def test_full_ablation_needs_groups_and_int8_on_a_64_gib_disk():
     fp16 = estimate(declip_full_ablation("float16", None), RATES)
     assert fp16["cells"] == 28 * 5 * 4 and fp16["evaluations"] == 28 * 5 * 4 * 4
@@ -70,6 +71,7 @@ def test_full_ablation_needs_groups_and_int8_on_a_64_gib_disk():
     assert len(budgeted["groups"]) <= budgeted["encode_passes"] <= len(budgeted["groups"]) + 1
 
 
+@pytest.mark.slow
 def test_cli_dry_run_prints_the_plan_and_runs_nothing(tiny_store, tiny_manifest, tmp_path):
     rates = tmp_path / "rates.json"
     rates.write_text(json.dumps({"encode_flops_per_s": 1e12, "train_flops_per_s": 5e11, "eval_flops_per_s": 1e12}))
