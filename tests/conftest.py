@@ -2,8 +2,8 @@
 
 The fast lane (``make test-fast``: ``-m "not slow and not flow"``) leaves out every test that starts another process
 or a Prefect flow. A guard keeps the markers honest: a test without ``slow`` or ``flow`` that starts a subprocess
-(``git`` excepted: library code asks it for the commit) or a Dask cluster, or without ``flow`` that runs a Prefect
-flow, fails and says which marker it needs.
+(``git`` and ``file`` excepted: library code runs them), a multiprocessing worker or a Dask cluster, or without
+``flow`` that runs a Prefect flow, fails and says which marker it needs.
 """
 from __future__ import annotations
 
@@ -79,6 +79,7 @@ def _guarded(cls: type, method: str, what: str, markers: tuple[str, ...]) -> Non
 _WRAPPED = {
     "prefect.flows": ("Flow", "__call__", "runs a Prefect flow", ("flow",)),
     "distributed.deploy.spec": ("SpecCluster", "__init__", "starts a Dask cluster", ("slow", "flow")),
+    "multiprocessing.process": ("BaseProcess", "start", "starts a worker process", ("slow", "flow")),
 }
 
 

@@ -16,6 +16,16 @@ def test_an_unmarked_test_cannot_start_a_subprocess(fast_lane_guard):
     fast_lane_guard["violations"].clear()  # provoked on purpose
 
 
+def test_an_unmarked_test_cannot_start_a_worker_process(fast_lane_guard):
+    import multiprocessing
+
+    worker = multiprocessing.get_context("spawn").Process(target=print)
+    with pytest.raises(RuntimeError, match=r"pytest.mark.slow"):
+        worker.start()
+    assert worker.pid is None and len(fast_lane_guard["violations"]) == 1
+    fast_lane_guard["violations"].clear()
+
+
 def test_git_is_allowed_unmarked(fast_lane_guard):
     subprocess.run(["git", "--version"], check=True, capture_output=True)
     assert fast_lane_guard["violations"] == []

@@ -396,6 +396,7 @@ def _process_writer(path: str, parity: int, barrier) -> None:
     write_blocks(store, arrays, [b for b in range(arrays.done.shape[0]) if b % 2 == parity])
 
 
+@pytest.mark.slow  # two spawned writer processes
 def test_two_processes_owning_different_blocks_lose_nothing(tmp_path):
     store, samples = new_store(tmp_path / "s.zarr", n=31, block_rows=2)
     store.open_layer(BB_A, "layer1", DS, make_meta(samples, block_rows=2))
