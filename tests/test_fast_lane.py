@@ -26,9 +26,23 @@ def test_an_unmarked_test_cannot_start_a_worker_process(fast_lane_guard):
     fast_lane_guard["violations"].clear()
 
 
-def test_git_is_allowed_unmarked(fast_lane_guard):
-    subprocess.run(["git", "--version"], check=True, capture_output=True)
+def test_libraries_may_ask_small_tools_for_metadata(fast_lane_guard):
+    from declip.core.versions import code_version
+
+    code_version.cache_clear()
+    assert code_version()  # runs git from library code: allowed
     assert fast_lane_guard["violations"] == []
+    with pytest.raises(RuntimeError, match=r"pytest.mark.slow"):
+        subprocess.run(["git", "--version"], capture_output=True)  # the same tool, started by the test itself
+    fast_lane_guard["violations"].clear()
+
+
+def test_a_python_interpreter_is_refused_whoever_starts_it(fast_lane_guard):
+    library = compile("import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'pass'])", "/opt/lib/spawn.py",
+                      "exec")
+    with pytest.raises(RuntimeError, match=r"pytest.mark.slow"):
+        exec(library, {})
+    fast_lane_guard["violations"].clear()
 
 
 def test_an_unmarked_test_cannot_run_a_prefect_flow(fast_lane_guard):
