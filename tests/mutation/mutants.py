@@ -35,7 +35,8 @@ EVAL_TESTS = ("tests/pipeline/train/test_training.py::test_evaluate_scores_nativ
               "sklearn_ap")
 PREDICT_TESTS = ("tests/pipeline/infer/test_predict_cli.py::"
                  "test_predict_folder_with_broken_file_matches_cached_features",)
-STORE_TESTS = ("tests/store/test_store.py", "tests/store/test_store_failures.py", "tests/store/test_store_identity.py")
+STORE_TESTS = ("tests/store/test_store.py", "tests/store/test_store_failures.py", "tests/store/test_store_identity.py",
+               "tests/store/test_readers.py", "tests/store/test_fastpath.py", "tests/store/test_hdf5.py")
 MASK_TESTS = ("tests/pipeline/data/test_masks.py", "tests/store/test_store_failures.py",
               "tests/pipeline/extract/test_extraction.py::test_masks_cached_with_declip_polarity",
               "tests/pipeline/train/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
