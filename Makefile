@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the main job on the embedded demo data) and `make test`.
+# Two entry points: `make demo` (the main job on the embedded demo data) and `make test` (the full suite, CI's
+# command); `make test-fast` is the inner loop (no subprocess, no Prefect flow, no Dask cluster: markers slow, flow).
 # Each creates or reuses .venv and installs the project into it.
 PY ?= python3.11
 VENV ?= .venv
@@ -13,7 +14,7 @@ export PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL ?= WARNING
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +29,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(TEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not flow" $(TEST_ARGS)
 
 bench: $(STAMP)
 	for f in bench/p*.py; do $(BIN)/python $$f || exit 1; done

@@ -1,4 +1,9 @@
-"""Shared test settings: offline, quiet, deterministic; tiny random-weight models only."""
+"""Shared test settings: offline, quiet, deterministic; tiny random-weight models only.
+
+The fast lane (``make test-fast``: ``-m "not slow and not flow"``) leaves out every test that starts another process
+or a Prefect flow; tests/fast_lane_guard.py, installed here around every test, fails a test whose markers say
+otherwise.
+"""
 from __future__ import annotations
 
 import os
@@ -15,15 +20,37 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.fast_lane_guard import GUARD, install  # noqa: E402
 from tests.fixtures import TINY_BACKBONE, write_tiny_dolos  # noqa: E402
 
 torch.set_num_threads(2)
+install()
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "call":
+        item.fast_lane_call_failed = outcome.get_result().failed
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_guard(request):
+    """Guards the test (fixtures of its own scope included); a refusal the test swallowed still fails it."""
+    markers = {m.name for m in request.node.iter_markers()} & {"slow", "flow"}
+    GUARD["markers"], GUARD["violations"] = markers, []
+    try:
+        yield
+    finally:
+        violations, GUARD["markers"] = GUARD["violations"], None
+    if violations and not getattr(request.node, "fast_lane_call_failed", False):
+        pytest.fail(violations[0], pytrace=False)
 
 
 #: The mutation check (tests/mutation/run.py) sets this to build the tiny fixtures once with unmutated code and reuse
@@ -74,3 +101,9 @@ def tiny_store(tiny_manifest, tmp_path_factory):
                                      backbone=TINY_BACKBONE, layers="all", batch_size=8, progress=False))
 
     return _cached("store", tmp_path_factory, build) / "declip.features.zarr"
+
+
+@pytest.fixture
+def fast_lane_guard():
+    """The guard's state, for tests of the guard itself (they clear the refusals they provoke on purpose)."""
+    return GUARD

@@ -13,7 +13,7 @@ import pytest
 
 from declip.cli.app import build_parser, main
 from declip.cli.examples import EXAMPLES
-from tests.cli.test_cli_options import options, walk
+from tests.cli.cli_parsers import options, walk
 
 from tests.fixtures import REPO  # noqa: E402
 COMMANDS = [(path, parser) for path, parser in walk(build_parser())]
@@ -134,6 +134,7 @@ def test_example_grid_config_documents_every_key_with_its_true_default(tmp_path)
     assert max(len(line) for line in text.splitlines()) <= 120
 
 
+@pytest.mark.slow
 def test_example_config_prints_the_file_through_the_cli():
     from declip.pipeline.grid.config import example_config
 

@@ -6,20 +6,7 @@ import pytest
 
 from declip.cli.app import build_parser
 from declip.cli.option_names import ALIASES, COMMAND_ALIASES, split_values
-
-
-def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """Every (command path, parser) pair of the tree, the root included."""
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from walk(sub, path + (name,))
-
-
-def options(parser: argparse.ArgumentParser):
-    return [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
-
+from tests.cli.cli_parsers import options, walk
 
 KEBAB = re.compile(r"^(-[a-z]|--[a-z0-9]+(-[a-z0-9]+)*)$")
 

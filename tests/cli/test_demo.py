@@ -8,9 +8,9 @@ import pytest
 
 from tests.fixtures import REPO  # noqa: E402
 
+pytestmark = [pytest.mark.slow, pytest.mark.flow]  # the whole demo in a CLI subprocess, its flows included
 
-@pytest.mark.slow
-@pytest.mark.flow
+
 def test_demo_command_end_to_end(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "declip.cli", "demo", "--out", str(out), "--size", "6", "--max-epochs", "1",

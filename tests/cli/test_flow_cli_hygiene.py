@@ -10,8 +10,9 @@ import pytest
 
 from tests.fixtures import TINY_BACKBONE
 
-pytestmark = pytest.mark.slow
 from tests.fixtures import REPO  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.flow]  # CLI subprocesses that run Prefect flows
 
 
 def _env(tmp_path):

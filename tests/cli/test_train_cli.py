@@ -10,8 +10,9 @@ from tests.fixtures import TINY_BACKBONE
 
 from tests.fixtures import REPO  # noqa: E402
 
+pytestmark = [pytest.mark.slow, pytest.mark.flow]  # CLI subprocesses that run Prefect flows
 
-@pytest.mark.flow
+
 def test_train_then_evaluate_cli(tiny_store, tmp_path):
     run = tmp_path / "run"
     train = subprocess.run(

@@ -4,10 +4,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.fixtures import TINY_BACKBONE, train_config
 
 from tests.fixtures import REPO  # noqa: E402
+
+pytestmark = pytest.mark.slow  # CLI subprocesses (extraction with --no-flow)
 
 
 def _cli(*args):

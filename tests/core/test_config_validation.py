@@ -81,6 +81,7 @@ def test_grid_toml_names_the_file(tmp_path):
         GridConfig.from_toml(str(toml))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag,value", [("--max-epochs", "0"), ("--max-epochs", "-3"), ("--batch-size", "-1")])
 def test_cli_refuses_bad_numbers_before_training(flag, value, tmp_path):
     out = subprocess.run([sys.executable, "-m", "declip.cli", "train", "--store", str(tmp_path / "none.zarr"),

@@ -200,6 +200,19 @@ def test_attention_block_keys():
     assert make("attention", meta=True).att1.attn.num_heads == 16
 
 
+
+def test_attention_blocks_use_clips_quickgelu():
+    """DeCLIP's attention blocks are OpenAI CLIP's, whose MLP activation is QuickGELU, x·σ(1.702x) (open_clip's)."""
+    from open_clip.transformer import QuickGELU
+
+    activations = [m for name, m in make("attention", "tiny").named_modules() if name.endswith("mlp.gelu")]
+    assert len(activations) == 2
+    x = torch.linspace(-6, 6, 241)
+    for act in activations:
+        torch.testing.assert_close(act(x), QuickGELU()(x))
+    assert float(activations[0](torch.tensor(1.0))) == pytest.approx(1 / (1 + 2.718281828459045 ** -1.702))
+
+
 def test_linear_keys():
     assert [(k, tuple(v.shape)) for k, v in make("linear", meta=True).state_dict().items()] == [
         ("fc.0.weight", (1, 1024)), ("fc.0.bias", (1,))]

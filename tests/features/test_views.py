@@ -78,6 +78,7 @@ def test_views_are_seeded_per_image_and_per_copy():
     assert len(outs) == 3
 
 
+@pytest.mark.slow
 def test_views_are_deterministic_across_processes():
     code = ("import hashlib, numpy as np; from PIL import Image; from features.views import View; "
             "im = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)); "

@@ -10,12 +10,6 @@ from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import plan_cells
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_plan_is_deterministic_and_toml_checked(tmp_path):
@@ -30,7 +24,7 @@ def test_plan_is_deterministic_and_toml_checked(tmp_path):
 
 
 @pytest.mark.flow
-def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, harness, capfd):
+def test_grid_resume_axis_failure_and_dask(tiny_store, tmp_path, prefect_harness, capfd):
     from declip.flows.grid import run_grid
 
     out = tmp_path / "grid"

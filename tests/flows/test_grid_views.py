@@ -13,14 +13,6 @@ def _cfg(manifest, store, out, **kw):
     return grid_json(store, out, layers=["layer1"], test_sets=["tint", "bright"], max_epochs=2,
                      manifest=str(manifest), extract_batch_size=4, **kw)
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def test_results_merge_keeps_view_rows_apart():
     """Results merged by run id keep a cell's clean and perturbed rows of one test set and metric apart."""
     from declip.pipeline.grid.results import merge_results
@@ -52,7 +44,7 @@ def test_views_change_evaluations_not_cells(tmp_path):
 
 
 @pytest.mark.flow
-def test_one_grid_command_adds_views_then_augments(tiny_manifest, tmp_path, harness):
+def test_one_grid_command_adds_views_then_augments(tiny_manifest, tmp_path, prefect_harness):
     from declip.flows.grid import run_grid
     from declip.pipeline.report.report import write_report
 

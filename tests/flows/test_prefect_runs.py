@@ -25,8 +25,9 @@ async def _run_and_logs(name: str):
 
 
 @pytest.mark.flow
-def test_train_cli_run_is_named_tagged_and_logs_to_prefect(tiny_store, tmp_path):
+def test_train_cli_run_is_named_tagged_and_logs_to_prefect(tiny_store, tmp_path, prefect_harness):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_LEVEL"}  # the CLI's own defaults
+    env["PREFECT_API_URL"] = prefect_harness  # the run goes where this process reads it back
     run = tmp_path / "seed7"
     proc = subprocess.run(
         [sys.executable, "-m", "declip.cli", "train", "--store", str(tiny_store), "--dataset", "dolos-celebahq",

@@ -42,14 +42,6 @@ def test_budget_needs_a_manifest(tmp_path):
                                   layers=["layer0"], train_sets=["a"], test_sets=["a"], max_store_gb=1.0))
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def _cfg(tmp, name, manifest, **kw):
     return grid_json(tmp / f"{name}.zarr", tmp / name, **{"layers": ["layer0", "layer1", "layer2"],
                                                           "test_sets": ["tint", "bright"], "manifest": str(manifest),
@@ -62,7 +54,8 @@ def _values(out):
 
 
 @pytest.mark.flow
-def test_budgeted_grid_evicts_resumes_and_matches_unbudgeted(tiny_manifest, tmp_path, harness, monkeypatch):
+def test_budgeted_grid_evicts_resumes_and_matches_unbudgeted(tiny_manifest, tmp_path, prefect_harness,
+                                                             monkeypatch):
     import declip.flows.grid as grid_flow_module
     from declip.flows.grid import run_grid
 
@@ -103,7 +96,8 @@ def test_budgeted_grid_evicts_resumes_and_matches_unbudgeted(tiny_manifest, tmp_
 
 
 @pytest.mark.flow
-def test_budgeted_grid_never_evicts_a_layer_that_was_in_the_store_before(tiny_manifest, tmp_path, harness):
+def test_budgeted_grid_never_evicts_a_layer_that_was_in_the_store_before(tiny_manifest, tmp_path,
+                                                                         prefect_harness):
     from declip.flows.grid import run_grid
     from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
 

@@ -7,6 +7,7 @@ result (it is then left out of the kill ratio). The first ten are the changes of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,18 @@ RECIPE_TESTS = ("tests/pipeline/train/test_recipe.py", "tests/pipeline/train/tes
 TRAIN_TESTS = ("tests/pipeline/train/test_training_recipe.py",)
 IDENTITY_TESTS = ("tests/pipeline/train/test_run_identity.py",)
 OPTION_TESTS = ("tests/core/test_configs.py", "tests/cli/test_config_flags.py", "tests/pipeline/train/test_options.py")
-SCHEDULE_TESTS = ("tests/pipeline/train/test_schedule.py", "tests/pipeline/train/test_training_recipe.py::test_epoch_end_lr_and_best_checkpoint_"
+SCHEDULE_TESTS = ("tests/pipeline/train/test_schedule.py",
+                  "tests/pipeline/train/test_training_recipe.py::test_epoch_end_lr_and_best_checkpoint_"
                   "follow_scripted_validation")
 METRIC_TESTS = ("tests/pipeline/metrics/test_metrics.py", "tests/pipeline/metrics/test_resize.py")
 EVAL_TESTS = ("tests/pipeline/train/test_training.py::test_evaluate_scores_native_masks",
-              "tests/pipeline/train/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap")
+              "tests/pipeline/train/test_training_recipe.py::test_detection_trains_on_reals_and_fakes_and_selects_on_"
+              "sklearn_ap")
+PREDICT_TESTS = ("tests/pipeline/infer/test_predict_cli.py::"
+                 "test_predict_folder_with_broken_file_matches_cached_features",)
+STORE_TESTS = ("tests/store/test_store.py", "tests/store/test_store_failures.py", "tests/store/test_store_identity.py",
+               "tests/store/test_readers.py", "tests/store/test_fastpath.py", "tests/store/test_hdf5.py")
 MAPS_TESTS = ("tests/pipeline/evaluate/test_maps.py",)
-PREDICT_TESTS = ("tests/pipeline/infer/test_predict_cli.py::test_predict_folder_with_broken_file_matches_cached_features",)
-STORE_TESTS = ("tests/store/test_store.py", "tests/store/test_store_failures.py", "tests/store/test_store_identity.py")
 MASK_TESTS = ("tests/pipeline/data/test_masks.py", "tests/store/test_store_failures.py",
               "tests/pipeline/extract/test_extraction.py::test_masks_cached_with_declip_polarity",
               "tests/pipeline/train/test_training_recipe.py::test_training_sees_only_fakes_and_their_soft_masks")
@@ -41,7 +46,8 @@ DECODER_TESTS = ("tests/decoders/test_decoders.py",)
 SHAPE_TESTS = ("tests/test_contracts.py::test_layer_shapes_from_the_config_equal_the_built_model",)
 PLAN_TESTS = ("tests/pipeline/grid/test_cost_plan.py",)
 FLOP_TESTS = ("tests/pipeline/grid/test_model_flops.py",)
-TAP_TESTS = ("tests/features/test_taps.py", "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
+TAP_TESTS = ("tests/features/test_taps.py",
+             "tests/pipeline/extract/test_extraction.py::test_cached_features_equal_hooked_forward")
 
 M = Mutant
 VIEW_TESTS = ("tests/features/test_views.py", "tests/test_contracts.py::test_view_operation_keeps_its_contract")
@@ -49,8 +55,12 @@ DTYPE_TESTS = ("tests/store/test_storage_dtype.py", "tests/test_contracts.py::te
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
     M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/data/cached_splits.py",
-      "torch.from_numpy(self.masks(rows).astype(np.float32) / 255.0)",
-      "torch.from_numpy((self.masks(rows) > 127).astype(np.float32))", TRAIN_TESTS),
+      "masks = torch.from_numpy(self.masks(rows)).float() / 255.0",
+      "masks = (torch.from_numpy(self.masks(rows)) > 127).float()", TRAIN_TESTS),
+    M("T1c", "training", "BCE targets thresholded (hard) on the device-resident path",
+      "pipeline/data/resident_features.py",
+      "return self.masks.index_select(0, idx).float() / 255.0",
+      "return (self.masks.index_select(0, idx) > 127).float()", ("tests/pipeline/train/test_device_training.py",)),
     M("T1b", "training", "BCE targets thresholded inside the loss", "pipeline/train/training.py",
       "F.binary_cross_entropy_with_logits(logits[:, 0], masks)",
       "F.binary_cross_entropy_with_logits(logits[:, 0], (masks > 0.5).float())", TRAIN_TESTS),
@@ -78,9 +88,11 @@ MUTANTS: list[Mutant] = [
       "pipeline/train/options.py",
       "        None, identity=RESULT, rule=number(above=0, optional=True),",
       "        None, identity=NOT_RESULT, rule=number(above=0, optional=True),", IDENTITY_TESTS),
-    M("T9", "masks", "native-mask done flag set before the masks are written", "store/feature_store.py",
-      '        offsets = group["native_offsets"]\n',
-      '        group["mask_done"][block] = True\n        offsets = group["native_offsets"]\n', MASK_TESTS),
+    M("T9", "masks", "native-mask done flag set before the masks are written", "store/datasets.py",
+      '        offsets = group["native_offsets"][start:start + len(soft) + 1]\n',
+      '        group["mask_done"][block] = True\n'
+      '        offsets = group["native_offsets"][start:start + len(soft) + 1]\n',
+      MASK_TESTS),
     # ---- recipe and grid
     M("R1", "recipe", "lr 1e-3 -> 1e-4", "pipeline/train/recipe.py", "    lr: float = 1e-3", "    lr: float = 1e-4",
       RECIPE_TESTS),
@@ -162,7 +174,8 @@ MUTANTS: list[Mutant] = [
       "if not stop and self.epoch >= self.max_epochs:", "if False:", SCHEDULE_TESTS),
     # ---- training loop
     M("L1", "training", "data order identical every epoch", "pipeline/train/training.py",
-      "seed=cfg.seed * 100_003 + epoch", "seed=cfg.seed", TRAIN_TESTS),
+      "seed = cfg.seed * 100_003 + epoch + rep * 1_000_003", "seed = cfg.seed * 100_003 + rep * 1_000_003",
+      TRAIN_TESTS),
     M("L2", "training", "localization trains on reals too", "pipeline/data/cached_splits.py",
       'keep = is_fake & (samples["kind"] == "partial") & (samples["mask_path"] != "")',
       'keep = is_fake | (samples["label"] == 0)', TRAIN_TESTS),
@@ -208,7 +221,10 @@ MUTANTS: list[Mutant] = [
     M("P6", "metrics", "AUC axes swapped", "pipeline/metrics/pixel.py", "np.trapezoid(tpr, fpr)",
       "np.trapezoid(fpr, tpr)", METRIC_TESTS),
     M("P7", "metrics", "F1_best without the max with F1_fixed", "pipeline/metrics/pixel.py",
-      "return float(max(np.max(f1_from_counts(tps, fps, fns)), f1_fixed(case)))",
+      "return float(max(np.max(f1_declip_from_counts(tps, fps, fns)), f1_fixed(case)))",
+      "return float(np.max(f1_declip_from_counts(tps, fps, fns)))", METRIC_TESTS),
+    M("P7b", "metrics", "TruFor F1_best without the max with F1_fixed_trufor", "pipeline/metrics/pixel.py",
+      "return float(max(np.max(f1_from_counts(tps, fps, fns)), f1_fixed_trufor(case)))",
       "return float(np.max(f1_from_counts(tps, fps, fns)))", METRIC_TESTS),
     M("P8", "metrics", "F1_best thresholds p >= t", "pipeline/metrics/pixel.py",
       "        tps = np.concatenate(([0], tps_ge[:-1]))\n        fps = np.concatenate(([0], fps_ge[:-1]))\n",
@@ -257,7 +273,8 @@ MUTANTS: list[Mutant] = [
     M("D4", "store", "dataset checksum ignores file contents", "store/checksums.py",
       'samples[["image_path", "mask_path", "sha256"]]', 'samples[["image_path", "mask_path"]]', STORE_TESTS),
     M("D5", "store", "class-token rows read from the wrong offset", "store/readers.py",
-      "cls = self.arrays.cls[lo:hi][np.asarray(rows) - lo]", "cls = self.arrays.cls[lo:hi][: len(rows)]",
+      "self._small(self.arrays.cls, rows))",
+      "self._small(self.arrays.cls, rows.min() + np.arange(len(rows))) if len(rows) else None)",
       STORE_TESTS + ("tests/pipeline/train/test_training_recipe.py::test_one_run_reproduces_the_reference_recipe",)),
     M("D6", "store", "fused channels in the wrong order", "features/fusion.py",
       "torch.cat([vit.float(), resnet.float()], dim=1)", "torch.cat([resnet.float(), vit.float()], dim=1)",
@@ -340,6 +357,20 @@ MUTANTS: list[Mutant] = [
       "scales = channels * 4 if is_quantized(name) else 0", "scales = 0", DTYPE_TESTS),
 ]
 
-from interval_mutants import INTERVAL_MUTANTS  # noqa: E402  (issue 20's statistics, kept in their own file)
+try:  # imported as tests.mutation.mutants (the suite) or as mutants (run.py puts this folder on sys.path)
+    from tests.mutation.interval_mutants import INTERVAL_MUTANTS  # noqa: E402  (issue 20's statistics)
+except ImportError:
+    from interval_mutants import INTERVAL_MUTANTS  # noqa: E402
 
 MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS]
+
+def anchor_count(root: Path, m: Mutant) -> int:
+    """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""
+    path = root / m.file
+    return path.read_text().count(m.old) if path.exists() else 0
+
+
+def anchor_state(root: Path, m: Mutant) -> str:
+    """``ok`` when the anchor occurs exactly once (the mutant can be applied), else why it cannot."""
+    n = anchor_count(root, m)
+    return "ok" if n == 1 else ("anchor-missing" if n == 0 else f"anchor-ambiguous({n})")

@@ -3,7 +3,12 @@
 Each mutant (``tests/mutation/mutants.py``) is a literal (file, old text, new text) replacement plus the fast test
 selection that should catch it. The repository is copied once into a temporary directory; each mutant is applied
 there, its tests run with a per-mutant timeout, and the file is restored. A mutant whose anchor text is not found
-exactly once (the code moved on) is reported as ``anchor-missing``, not run, and never crashes the check.
+exactly once (the code moved on) is reported as ``anchor-missing``, not run, and never crashes the check; ``--list``
+then exits 1, and ``tests/test_mutation_list.py`` fails, so no mutant is retired silently.
+
+The copy must be what the tests import: the editable install maps ``declip`` to the original checkout, so each
+copy gets a ``declip`` link of its own put first on ``PYTHONPATH`` (subprocess CLI tests inherit it), and the
+check refuses to start unless ``declip`` really resolves into the copy.
 
 The tiny test fixtures (dataset, manifest, store) are built once by the unmutated baseline run and reused by
 mutants that cannot change them (``DECLIP_TEST_CACHE``); mutants of extraction, taps, preprocessing, masks or the
@@ -11,7 +16,7 @@ store's write path get fresh fixtures built with the mutated code.
 
     python tests/mutation/run.py                 # everything (~15–25 min on 2 cores)
     python tests/mutation/run.py --only T1,T2    # some mutants
-    python tests/mutation/run.py --list          # the mutants and whether their anchors are found
+    python tests/mutation/run.py --list          # the mutants and their anchors; exit 1 if any is not found once
     python tests/mutation/run.py --jobs 2        # two mutants at a time (one tree copy per job)
 """
 from __future__ import annotations
@@ -31,34 +36,47 @@ from queue import Queue
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mutants import MUTANTS, Mutant  # noqa: E402
+from mutants import MUTANTS, Mutant, anchor_count, anchor_state  # noqa: E402
 
 IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", ".prefect", "demo-out", ".pytest_cache",
                                 "*.egg-info")
 
 
-def anchor_count(root: Path, m: Mutant) -> int:
-    path = root / m.file
-    return path.read_text().count(m.old) if path.exists() else 0
+def shim_dir(root: Path) -> Path:
+    """The folder put first on PYTHONPATH for the copy at ``root``: it holds only ``declip`` -> ``root``."""
+    return root.parent / f"{root.name}-path"
 
 
-def namespace_dir(root: Path) -> Path:
-    """A folder holding ``declip`` → ``root`` (the repository's folders install as the ``declip`` namespace)."""
-    folder = root.parent / f"{root.name}-namespace"
-    link = folder / "declip"
-    if not link.exists():
-        folder.mkdir(exist_ok=True)
-        link.symlink_to(root, target_is_directory=True)
-    return folder
+def copy_tree(root: Path) -> None:
+    """Copy the repository to ``root`` and make ``import declip`` resolve there (not to the editable install)."""
+    shutil.copytree(REPO, root, ignore=IGNORE)
+    shim = shim_dir(root)
+    shim.mkdir()
+    (shim / "declip").symlink_to(root, target_is_directory=True)
 
 
-def run_tests(root: Path, tests: list[str], timeout: int, cache: Path | None) -> tuple[str, float, str]:
+def mutant_env(root: Path, cache: Path | None) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), TQDM_DISABLE="1")
-    # `import declip` must find this (mutated) copy, not the editable install of the repository it was copied from
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(namespace_dir(root)), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shim_dir(root)), os.environ.get("PYTHONPATH", "")) if p)
     env.pop("DECLIP_TEST_CACHE", None)
     if cache is not None:
         env["DECLIP_TEST_CACHE"] = str(cache)
+    return env
+
+
+def check_imports_the_copy(root: Path) -> str:
+    """'' when ``declip`` imports from ``root`` under the test environment; else what it imports instead."""
+    code = "import declip.pipeline.train.training as m; print(m.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=mutant_env(root, None), capture_output=True,
+                          text=True)
+    got = Path(proc.stdout.strip()).resolve() if proc.returncode == 0 else None
+    if got is not None and got.is_relative_to(root.resolve()):
+        return ""
+    return str(got) if got is not None else (proc.stderr.strip().splitlines() or ["an import error"])[-1]
+
+
+def run_tests(root: Path, tests: list[str], timeout: int, cache: Path | None) -> tuple[str, float, str]:
+    env = mutant_env(root, cache)
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not flow", *tests]
     t0 = time.perf_counter()
     try:
@@ -72,15 +90,17 @@ def run_tests(root: Path, tests: list[str], timeout: int, cache: Path | None) ->
         return "passed", seconds, summary
     if proc.returncode == 1:
         return "failed", seconds, summary
+    if proc.returncode == 5:  # the selection ran nothing (all deselected by "not flow", or gone): not a kill
+        return "no-tests", seconds, summary
     return f"error(rc={proc.returncode})", seconds, summary
 
 
 def run_mutant(root: Path, m: Mutant, timeout: int, cache: Path) -> dict:
     """Apply one mutant in ``root``, run its tests, restore the file; the result record."""
     base = {"id": m.id, "area": m.area, "what": m.what, "equivalent": m.equivalent}
-    n = anchor_count(root, m)
-    if n != 1:
-        return dict(base, status="anchor-missing" if n == 0 else f"anchor-ambiguous({n})")
+    state = anchor_state(root, m)
+    if state != "ok":
+        return dict(base, status=state)
     path = root / m.file
     original = path.read_text()
     path.write_text(original.replace(m.old, m.new))
@@ -90,6 +110,8 @@ def run_mutant(root: Path, m: Mutant, timeout: int, cache: Path) -> dict:
         path.write_text(original)
     if status == "timeout":  # slow is not caught: counted as not killed, and listed
         verdict = "TIMEOUT"
+    elif status == "no-tests":
+        verdict = "NO-TESTS"
     else:
         verdict = "killed" if status != "passed" else ("equivalent" if m.equivalent else "SURVIVED")
     return dict(base, status=status, verdict=verdict, seconds=round(seconds, 1), summary=summary)
@@ -120,19 +142,28 @@ def main(argv: list[str] | None = None) -> int:
 
         chosen = [replace(m, tests=tuple(args.tests.split(","))) for m in chosen]
     if args.list:
+        states = {m.id: anchor_state(REPO, m) for m in chosen}
         for m in chosen:
-            n = anchor_count(REPO, m)
-            state = "ok" if n == 1 else ("anchor-missing" if n == 0 else f"anchor-ambiguous({n})")
-            print(f"{m.id:5} {m.area:13} {state:18} {m.file}: {m.what}")
-        return 0
+            print(f"{m.id:5} {m.area:13} {states[m.id]:18} {m.file}: {m.what}")
+        bad = [i for i, state in states.items() if state != "ok"]
+        if bad:
+            print(f"{len(bad)} mutant(s) whose anchor is not found exactly once: {', '.join(bad)}; re-point them at "
+                  "the code that now does that job (tests/mutation/mutants.py)", file=sys.stderr)
+        return 1 if bad else 0
 
     work = Path(tempfile.mkdtemp(prefix="declip-mutation-"))
     cache = work / "cache"
     cache.mkdir()
     roots: Queue = Queue()
     for j in range(max(1, args.jobs)):
-        shutil.copytree(REPO, work / f"repo{j}", ignore=IGNORE)
+        copy_tree(work / f"repo{j}")
         roots.put(work / f"repo{j}")
+    wrong = check_imports_the_copy(work / "repo0")
+    if wrong:
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"the tests would import declip from {wrong}, not from the mutated copy: refusing to run",
+              file=sys.stderr)
+        return 2
     results: list[dict] = []
     try:
         root = work / "repo0"

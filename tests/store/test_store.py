@@ -1,4 +1,5 @@
-"""The zarr feature store: layout, resume, metadata refusal, masks, readers, fast path, concurrency, HDF5.
+"""The zarr feature store: layout, resume, metadata refusal, masks, concurrent writers (readers, the fast path
+and HDF5 have files of their own).
 
 Stores are built directly by the builders of ``tests/store/store_fixtures.py`` (no extraction, no model).
 """
@@ -224,137 +225,6 @@ def test_soft_and_native_masks_round_trip(tmp_path):
             np.testing.assert_array_equal(got, native[i])
 
 
-# ---------------------------------------------------------------- readers
-def _two_source_store(path: Path, n: int = 9):
-    store, samples = new_store(path, n=n, block_rows=4)
-    a = store.open_layer(BB_A, "layer1", DS, make_meta(samples, BB_A, "layer1", channels=3, grid=(4, 4)))
-    b = store.open_layer(BB_B, "layer3", DS, make_meta(samples, BB_B, "layer3", channels=5, grid=(2, 2),
-                                                       has_cls=False))
-    write_blocks(store, a, range(3), seed=1)
-    write_blocks(store, b, range(3), seed=2)
-    return store, expected_layer(a, 1), expected_layer(b, 2)
-
-
-def test_feature_source_single_and_fused(tmp_path):
-    import torch
-    import torch.nn.functional as F
-
-    from declip.store.readers import FeatureSource
-
-    store, (fa, ca, va), (fb, _, vb) = _two_source_store(tmp_path / "s.zarr")
-    rows = np.array([7, 0, 3, 8, 2])
-    single = FeatureSource(FeatureStore(str(tmp_path / "s.zarr"), mode="r"), f"{BB_A}/layer1", DS)
-    feats, cls = single.get(rows)
-    assert feats.dtype == torch.float16 and tuple(feats.shape) == (5, 3, 4, 4)
-    np.testing.assert_array_equal(feats.numpy(), fa[rows])
-    np.testing.assert_array_equal(cls.numpy(), ca[rows])
-    assert single.channels == 3 and single.grid == (4, 4) and single.family == "vit"
-    np.testing.assert_array_equal(single.valid(), va.astype(bool))
-
-    fused = FeatureSource(store, f"{BB_A}/layer1+{BB_B}/layer3", DS)
-    feats, cls = fused.get(rows)
-    assert cls is None and tuple(feats.shape) == (5, 8, 4, 4) and feats.dtype == torch.float32
-    assert fused.channels == 8 and fused.family == "fused"
-    np.testing.assert_array_equal(feats[:, :3].numpy(), fa[rows].astype(np.float32))
-    want_b = F.interpolate(torch.from_numpy(fb[rows]).float(), size=(4, 4), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(feats[:, 3:], want_b, rtol=0, atol=0)
-    np.testing.assert_array_equal(fused.valid(), va.astype(bool) & vb.astype(bool))
-    for bad in ("nolayer", f"{BB_A}/layer1+{BB_B}/layer3+{BB_A}/layer1"):
-        with pytest.raises(DeclipError, match="feature source"):
-            FeatureSource(store, bad, DS)
-
-
-@pytest.mark.parametrize("spec", [f"{BB_A}/layer1", f"{BB_A}/layer1+{BB_B}/layer3"])
-def test_streaming_and_in_memory_batches_are_identical(tmp_path, spec):
-    from declip.store.readers import FeatureSource
-
-    store, (fa, ca, _), _ = _two_source_store(tmp_path / "s.zarr")
-    rows = np.array([0, 1, 2, 4, 5, 6, 8])
-    streamed = list(FeatureSource(store, spec, DS).iter_batches(rows, 3, shuffle=True, seed=5))
-    mem = FeatureSource(store, spec, DS)
-    mem.load_into_memory()
-    in_ram = list(mem.iter_batches(rows, 3, shuffle=True, seed=5))
-    assert [len(b[0]) for b in streamed] == [3, 3, 1]
-    assert sorted(np.concatenate([b[0] for b in streamed]).tolist()) == rows.tolist()
-    assert np.concatenate([b[0] for b in streamed]).tolist() != rows.tolist()  # really shuffled (seeded)
-    assert len(streamed) == len(in_ram)
-    for (r1, f1, c1), (r2, f2, c2) in zip(streamed, in_ram):
-        np.testing.assert_array_equal(r1, r2)
-        assert f1.dtype == f2.dtype
-        np.testing.assert_array_equal(f1.numpy(), f2.numpy())
-        assert (c1 is None) == (c2 is None)
-        if c1 is not None:
-            np.testing.assert_array_equal(c1.numpy(), c2.numpy())
-        if "+" not in spec:
-            np.testing.assert_array_equal(f1.numpy(), fa[r1])
-            np.testing.assert_array_equal(c1.numpy(), ca[r1])
-
-
-def test_incomplete_layer_is_refused_by_reader(tmp_path):
-    from declip.store.readers import FeatureSource, LayerReader
-
-    store, samples = new_store(tmp_path / "s.zarr", n=9, block_rows=4)
-    arrays = store.open_layer(BB_A, "layer1", DS, make_meta(samples))
-    write_blocks(store, arrays, [0, 2])
-    with pytest.raises(DeclipError, match=r"incomplete \(1 blocks missing\).*re-run\s+`declip extract`"):
-        LayerReader(store, BB_A, "layer1", DS)
-    with pytest.raises(DeclipError, match="declip extract"):
-        FeatureSource(store, f"{BB_A}/layer9", DS)
-
-
-# ---------------------------------------------------------------- fast path
-def test_rowreader_direct_equals_zarr_and_handles_fill_chunks(tmp_path):
-    from declip.store.fastpath import RowReader
-
-    store, samples = new_store(tmp_path / "s.zarr", n=9, block_rows=4)
-    arrays = store.open_layer(BB_A, "layer1", DS, make_meta(samples))
-    write_blocks(store, arrays, [0, 2])  # block 1 (rows 4..7) never written: no chunk files
-    feats = zarr.open_array(str(tmp_path / "s.zarr" / arrays.path / "feats"), mode="r")
-    reader = RowReader(feats)
-    assert reader.direct
-    rows = np.array([8, 5, 0, 3, 4, 0])
-    got = reader.read(rows)
-    want = np.stack([feats[int(r)] for r in rows])
-    assert got.dtype == np.float16 and got.shape == (6, 3, 4, 5)
-    np.testing.assert_array_equal(got, want)
-    assert not got[1].any() and got[0].any()
-    buf = np.full((6, 3, 4, 5), 9, np.float16)
-    assert reader.read(rows, buf) is buf
-    np.testing.assert_array_equal(buf, want)
-    np.testing.assert_array_equal(reader.read_all(), feats[:])
-
-
-def test_rowreader_truncated_chunk_is_an_error(tmp_path):
-    from declip.store.fastpath import RowReader
-
-    store, samples, arrays = full_layer(tmp_path / "s.zarr", n=4, block_rows=4)
-    reader = RowReader(arrays.feats)
-    path = reader._path(2)
-    with open(path, "r+b") as fh:
-        fh.truncate(10)
-    with pytest.raises(OSError, match="of 120 bytes"):
-        reader.read(np.array([2]))
-
-
-@pytest.mark.parametrize("kind", ["zstd", "sharded", "chunk2"])
-def test_rowreader_falls_back_to_zarr(tmp_path, kind):
-    from declip.store.fastpath import RowReader
-
-    kw = {"zstd": dict(chunks=(1, 3, 4, 5), compressors=[zarr.codecs.ZstdCodec()]),
-          "sharded": dict(chunks=(1, 3, 4, 5), shards=(4, 3, 4, 5), compressors=None),
-          "chunk2": dict(chunks=(2, 3, 4, 5), compressors=None)}[kind]
-    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=(8, 3, 4, 5), dtype="float16", fill_value=0, **kw)
-    data = np.random.default_rng(0).standard_normal((8, 3, 4, 5)).astype(np.float16)
-    arr[:4] = data[:4]  # rows 4..7 never written
-    reader = RowReader(zarr.open_array(str(tmp_path / "a.zarr"), mode="r"))
-    assert not reader.direct
-    rows = np.array([6, 1, 3, 0])
-    want = data[rows].copy()
-    want[0] = 0
-    np.testing.assert_array_equal(reader.read(rows), want)
-    np.testing.assert_array_equal(reader.read_all()[:4], data[:4])
-
-
 # ---------------------------------------------------------------- concurrent writers
 def test_two_threads_owning_different_blocks_lose_nothing(tmp_path):
     store, samples = new_store(tmp_path / "s.zarr", n=23, block_rows=2)
@@ -395,6 +265,7 @@ def _process_writer(path: str, parity: int, barrier) -> None:
     write_blocks(store, arrays, [b for b in range(arrays.done.shape[0]) if b % 2 == parity])
 
 
+@pytest.mark.slow  # two spawned writer processes
 def test_two_processes_owning_different_blocks_lose_nothing(tmp_path):
     store, samples = new_store(tmp_path / "s.zarr", n=31, block_rows=2)
     store.open_layer(BB_A, "layer1", DS, make_meta(samples, block_rows=2))
@@ -405,55 +276,3 @@ def test_two_processes_owning_different_blocks_lose_nothing(tmp_path):
     [p.join(60) for p in procs]
     assert [p.exitcode for p in procs] == [0, 0]
     _assert_layer_equals_expected(tmp_path / "s.zarr")
-
-
-# ---------------------------------------------------------------- HDF5
-def test_hdf5_export_delete_import_round_trip(tmp_path):
-    from declip.store.hdf5 import export_hdf5, import_hdf5
-
-    path = tmp_path / "s.zarr"
-    store, samples, arrays = full_layer(path, n=10, block_rows=4)
-    before = chunk_files(path / "features")
-    meta = dict(arrays.meta)
-    out = export_hdf5(store, BB_A, "layer1", DS, str(tmp_path / "x.h5"))
-    assert out == str(tmp_path / "x.h5") and sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr", "x.h5"]
-    problems = store.layer_problems(arrays)
-    assert problems == [{"row": 0, "reason": "x"}]  # what write_blocks recorded for block 0
-    store.delete_layer(BB_A, "layer1", DS)
-    assert not store.has_layer(BB_A, "layer1", DS)
-    assert import_hdf5(FeatureStore(str(path)), out) == f"{BB_A}/layer1/{DS}"
-    back = FeatureStore(str(path)).open_layer(BB_A, "layer1", DS)
-    assert back.complete
-    assert chunk_files(path / "features") == before
-    assert {k: v for k, v in back.meta.items() if k != "created"} == {k: v for k, v in meta.items() if k != "created"}
-    assert FeatureStore(str(path)).layer_problems(back) == problems  # unreadable-image records travel with the file
-    # importing again over the complete layer is a no-op, not a duplicate write
-    assert import_hdf5(FeatureStore(str(path)), out) == f"{BB_A}/layer1/{DS}"
-    assert chunk_files(path / "features") == before
-
-
-def test_hdf5_export_of_incomplete_layer_is_refused(tmp_path):
-    from declip.store.hdf5 import export_hdf5
-
-    store, samples = new_store(tmp_path / "s.zarr", n=9, block_rows=4)
-    arrays = store.open_layer(BB_A, "layer1", DS, make_meta(samples))
-    write_blocks(store, arrays, [0])
-    with pytest.raises(DeclipError, match="incomplete"):
-        export_hdf5(store, BB_A, "layer1", DS, str(tmp_path / "x.h5"))
-    assert not (tmp_path / "x.h5").exists()
-
-
-def test_hdf5_import_needs_the_same_dataset(tmp_path):
-    from declip.store.hdf5 import export_hdf5, import_hdf5
-
-    store, samples, arrays = full_layer(tmp_path / "s.zarr", n=6, block_rows=4)
-    out = export_hdf5(store, BB_A, "layer1", DS, str(tmp_path / "x.h5"))
-    empty = FeatureStore(str(tmp_path / "empty.zarr"))
-    with pytest.raises(DeclipError, match="no dataset 'ds'"):
-        import_hdf5(empty, out)
-    assert list(empty.iter_layers()) == []
-    other = FeatureStore(str(tmp_path / "other.zarr"))
-    other.create_dataset(DS, make_samples(6, tag="other"), "/data", "list", block_rows=4)  # same name, other rows
-    with pytest.raises(DeclipError, match="dataset_checksum"):
-        import_hdf5(other, out)
-    assert list(other.iter_layers()) == []

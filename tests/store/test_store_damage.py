@@ -64,6 +64,7 @@ def test_short_chunk_and_deleted_valid_chunk_are_refused(damaged):
     assert bad == {"layer1": [0], "layer0": [2]}
 
 
+@pytest.mark.slow
 def test_verify_cli_names_damaged_mask_block_and_extract_redoes_it(damaged, tiny_store, tiny_manifest):
     path, store, dataset = damaged
     (path / "datasets" / dataset / "soft_masks" / "c" / "20" / "0" / "0").unlink()  # a fake's soft mask, block 2

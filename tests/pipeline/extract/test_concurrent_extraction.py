@@ -6,12 +6,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from tests.fixtures import TINY_BACKBONE
 from declip.store.locks import StoreLock
 
 from tests.fixtures import REPO  # noqa: E402
+
+pytestmark = pytest.mark.slow  # extraction worker processes
 
 _WORKER = """
 import sys, time

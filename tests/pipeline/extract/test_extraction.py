@@ -131,6 +131,7 @@ def _extract_cmd(manifest, store, batch):
             "--no-progress"]
 
 
+@pytest.mark.slow
 def test_killed_extraction_resumes_to_identical_bytes(tiny_manifest, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     full, killed = tmp_path / "full.zarr", tmp_path / "killed.zarr"

@@ -76,6 +76,7 @@ def test_full_ablation_needs_groups_and_int8_on_a_64_gib_disk(monkeypatch):
     assert len(budgeted["groups"]) <= budgeted["encode_passes"] <= len(budgeted["groups"]) + 1
 
 
+@pytest.mark.slow
 def test_cli_dry_run_prints_the_plan_and_runs_nothing(tiny_store, tiny_manifest, tmp_path):
     rates = tmp_path / "rates.json"
     rates.write_text(json.dumps({"encode_flops_per_s": 1e12, "train_flops_per_s": 5e11, "eval_flops_per_s": 1e12}))

@@ -79,6 +79,7 @@ def test_import_refuses_a_layer_the_backbone_lacks(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_import_refuses_nan_weights_and_a_mismatched_backbone(tmp_path):
     res = run_cli("import-checkpoint", declip_file(tmp_path, poison=True, fname="nan.pth"), "--out",
                   tmp_path / "out", "--backbone", TINY_BACKBONE)

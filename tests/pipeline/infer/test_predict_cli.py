@@ -72,6 +72,7 @@ def test_predict_folder_with_broken_file_matches_cached_features(checkpoint, tin
         predict(str(checkpoint), [str(tmp_path / "missing.jpg")], str(tmp_path / "x"), progress=False)
 
 
+@pytest.mark.slow
 def test_predict_cli_reports_skipped_file(checkpoint, tiny_dolos, tmp_path):
     images = tmp_path / "in"
     images.mkdir()

@@ -9,7 +9,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
 from declip.pipeline.metrics import pixel as mp
 from declip.core.errors import DeclipError
 from declip.pipeline.metrics.registry import REGISTRY, MetricAccumulator, describe_metrics, metric_names
-from declip.pipeline.metrics.image import image_ap, image_auc, image_bacc, image_score
+from declip.pipeline.metrics.image import image_acc, image_ap, image_auc, image_bacc, image_score
 
 PER_IMAGE = metric_names("image-pixel")
 
@@ -80,6 +80,13 @@ def test_image_metrics_match_sklearn(rule):
     assert got.loc["image_bacc", "value"] == pytest.approx(balanced_accuracy_score(labels, scores > 0.5))
     assert (got["n_images"] == 30).all()
     assert got.loc["image_auc", "threshold_rule"].endswith(f"score={rule}")
+
+
+def test_image_accuracy_counts_a_score_of_exactly_one_half_as_real():
+    """DeCLIP's accuracy is ``accuracy_score(y, score > 0.5)``: 0.5 itself is a "real" prediction (hand case)."""
+    scores, labels = np.array([0.5, 0.5, 0.75, 0.25]), np.array([0, 0, 1, 1])
+    assert image_acc(scores, labels) == pytest.approx(0.75) == accuracy_score(labels, scores > 0.5)
+    assert image_bacc(scores, labels) == pytest.approx(0.75) == balanced_accuracy_score(labels, scores > 0.5)
 
 
 def test_cv2_cores_equal_trufor_scipy_reflect():

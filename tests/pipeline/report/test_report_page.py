@@ -114,6 +114,7 @@ def test_summary_metrics_in_percent_and_baselines(tmp_path):
     assert base.loc["all-fake", "in-domain IoU"] == 18.0
 
 
+@pytest.mark.slow
 def test_dolos_reference_row_and_cli(tmp_path):
     results = _results(tmp_path, random_weights=False, dataset="dolos-celebahq")
     proc = subprocess.run([sys.executable, "-m", "declip.cli", "report", str(results), "--out", str(tmp_path / "r")],
