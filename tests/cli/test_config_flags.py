@@ -10,7 +10,7 @@ from declip.cli.grid import grid_values
 from declip.core.configs import leaves
 from declip.core.errors import DeclipError
 from declip.pipeline.grid.config import GridConfig
-from tests.cli.test_cli_options import walk
+from tests.cli.cli_parsers import walk
 
 
 def _strings(command: str) -> set[str]:

@@ -95,6 +95,7 @@ def test_cli_dry_run_prints_the_plan_and_runs_nothing(tiny_store, tiny_manifest,
 SRM_BYTES_PER_IMAGE = 63 * 16 * 16 * 2 + 1  # float16 features + the valid flag; no class token
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cli_dry_run_plans_the_srm_control_under_a_disk_budget(tiny_manifest, tmp_path):
     """Issue 19 item 4: `srm@fixed/layer0` in extra_sources with max_store_gb used to fail as an unknown open_clip
     architecture. A budget of 2 MB holds the tiny ViT layer (0.5 MB) or SRM (1.9 MB), not both: two groups."""

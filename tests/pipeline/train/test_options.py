@@ -15,7 +15,7 @@ from declip.core.configs import UNSET, meta, option
 from declip.core.validation import whole
 from declip.pipeline.grid.config import GridConfig, example_config
 from declip.pipeline.train.options import IDENTITY_KINDS, LATER, TrainOptions
-from tests.cli.test_cli_options import walk
+from tests.cli.cli_parsers import walk
 
 NAMES = [f.name for f in fields(TrainOptions)]
 COMMANDS = {" ".join(path): parser for path, parser in walk(build_parser())}
