@@ -213,6 +213,47 @@ def test_attention_blocks_use_clips_quickgelu():
     assert float(activations[0](torch.tensor(1.0))) == pytest.approx(1 / (1 + 2.718281828459045 ** -1.702))
 
 
+def _hand_block(block, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """CLIP's residual attention block written out from its definition (Radford et al. 2021, open_clip's
+    ResidualAttentionBlock): pre-LayerNorm multi-head attention, then an MLP with x·σ(1.702x) between its layers."""
+    T, B, C = x.shape
+    heads = block.attn.num_heads
+
+    def ln(v, mod):
+        mu = v.mean(-1, keepdim=True)
+        var = ((v - mu) ** 2).mean(-1, keepdim=True)
+        return (v - mu) / torch.sqrt(var + 1e-5) * mod.weight + mod.bias
+
+    h = ln(x, block.ln_1)
+    q, k, v = (h @ block.attn.in_proj_weight.T + block.attn.in_proj_bias).chunk(3, dim=-1)
+    split = lambda t: t.reshape(T, B * heads, C // heads).transpose(0, 1)  # noqa: E731
+    scores = split(q) @ split(k).transpose(1, 2) / (C // heads) ** 0.5
+    if mask is not None:
+        scores = scores + mask
+    att = (torch.softmax(scores, -1) @ split(v)).transpose(0, 1).reshape(T, B, C)
+    x = x + att @ block.attn.out_proj.weight.T + block.attn.out_proj.bias
+    u = ln(x, block.ln_2) @ block.mlp.c_fc.weight.T + block.mlp.c_fc.bias
+    u = u * (1.0 / (1.0 + torch.exp(-1.702 * u)))
+    return x + u @ block.mlp.c_proj.weight.T + block.mlp.c_proj.bias
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_block_equals_a_hand_written_clip_block(masked):
+    """Each block against the formula, so a changed constant (1.702), norm or mask placement shows."""
+    from declip.decoders.attention import causal_mask
+
+    torch.manual_seed(0)
+    decoder = make("attention", "tiny")
+    with torch.no_grad():
+        for p in decoder.parameters():  # LayerNorm at init is the identity: make every weight matter
+            p.add_(0.3 * torch.randn_like(p))
+    x = 2.0 * torch.randn(9, 2, decoder.att1.ln_1.normalized_shape[0])
+    mask = causal_mask(9, x) if masked else None
+    for block in (decoder.att1, decoder.att2):
+        with torch.no_grad():
+            torch.testing.assert_close(block(x, mask), _hand_block(block, x, mask), atol=1e-4, rtol=1e-4)
+
+
 def test_linear_keys():
     assert [(k, tuple(v.shape)) for k, v in make("linear", meta=True).state_dict().items()] == [
         ("fc.0.weight", (1, 1024)), ("fc.0.bias", (1,))]

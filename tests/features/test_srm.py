@@ -8,12 +8,23 @@ from scipy import ndimage
 
 from declip.features import srm
 
+# The three SRM kernels of RGB-N (Zhou et al. 2018, Fig. 3 / its released srm_kernels), written here from the paper
+# as integers over their normalisers, so the reference below shares nothing with features/srm.py.
+PUBLISHED_KERNELS = [
+    np.array([[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]]) / 4,
+    np.array([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]]) / 12,
+    np.array([[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]) / 2,
+]
+# sha256 of the definition as first released: features cached under another definition must not be mixed with these
+# (the store keys them by this checksum). Change it only together with a new definition, on purpose.
+DEFINITION_SHA256 = "36685002885421335525eb021b7d0ecb38a62aab9dd98cc85e83fdfeb8fb1ef7"
+
 
 def _direct(image: np.ndarray) -> np.ndarray:
     """(3, 256, 256) in 0-255 → (63, 16, 16), written from the docstring with scipy and numpy loops."""
     maps = []
     for c in range(3):
-        for kernel in srm.KERNELS.values():
+        for kernel in PUBLISHED_KERNELS:
             # torch's "reflect" padding (d c b | a b c d) is scipy's "mirror" mode
             maps.append(ndimage.correlate(image[c].astype(np.float64), kernel, mode="mirror"))
     out = np.zeros((5, 9, 16, 16))  # the five per-patch statistics; the two relative ones follow
@@ -54,9 +65,23 @@ def test_definition_is_complete_and_stable():
     d = srm.definition()
     assert len(d["channels"]) == srm.CHANNELS == 63
     assert set(d["kernels"]) == set(srm.KERNELS)
-    assert srm.checksum() == srm.checksum()
-    for k in srm.KERNELS.values():  # high-pass: a constant image has zero residual
+    assert srm.checksum() == DEFINITION_SHA256
+    for stored, published in zip(d["kernels"].values(), PUBLISHED_KERNELS, strict=True):
+        np.testing.assert_array_equal(np.asarray(stored), published)
+    for k in PUBLISHED_KERNELS:  # high-pass: a constant image has zero residual
         assert abs(k.sum()) < 1e-12
+
+
+def test_kernels_are_the_published_integers_in_the_stated_order():
+    """Channel (s*3 + c)*3 + k uses kernel k in the published order: a residual of one kernel alone shows it."""
+    image = np.zeros((3, 256, 256))
+    image[1, 136, 136] = 255.0  # one bright pixel in G, centre of patch (8, 8): each response is the kernel itself
+    feats = srm.SrmFeatures()(torch.tensor(image[None], dtype=torch.float32))[0].numpy()
+    names = srm.channel_names()
+    for k, kernel in enumerate(PUBLISHED_KERNELS):
+        channel = (0 * 3 + 1) * 3 + k  # log1p_mean_abs, colour G, kernel k
+        want = np.log1p(np.abs(255.0 * kernel).sum() / 256.0)  # the impulse response inside patch (8, 8)
+        assert feats[channel, 8, 8] == pytest.approx(want, rel=1e-5), names[channel]
 
 
 def test_wrong_input_size_is_refused():

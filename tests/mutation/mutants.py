@@ -362,7 +362,12 @@ try:  # imported as tests.mutation.mutants (the suite) or as mutants (run.py put
 except ImportError:
     from interval_mutants import INTERVAL_MUTANTS  # noqa: E402
 
-MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS]
+try:
+    from tests.mutation.control_mutants import CONTROL_MUTANTS  # noqa: E402  (issue 21's oracle repairs)
+except ImportError:
+    from control_mutants import CONTROL_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS + CONTROL_MUTANTS]
 
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""

@@ -70,3 +70,43 @@ def test_rule_thresholds():
     assert rule.reason(0.5, 0.9, 0.2) == ""
     assert "AUC" in rule.reason(0.3, 0.505, 0.2)
     assert rule.reason(0.999, None, None).startswith("99.9%")
+
+
+def _stats_with(fake: int, total: int = 10_000) -> CollapseStats:
+    """One map whose thresholded prediction has exactly ``fake`` fake pixels out of ``total``, plus a second, different
+    map (so the spread rule stays quiet)."""
+    stats = CollapseStats()
+    pred = np.zeros(total, bool)
+    pred[:fake] = True
+    stats.add(np.linspace(0, 1, total).reshape(100, -1), pred.reshape(100, -1))
+    stats.add(np.linspace(1, 0, total).reshape(100, -1), pred.reshape(100, -1))
+    return stats
+
+
+# The documented thresholds (module docstring, CollapseRule): predicted-fake fraction ≥ 0.95 or ≤ 0.002, pixel AUC
+# within 0.02 of 0.5, across-image spread below 0.01. Each is probed just inside and just outside, by counts.
+@pytest.mark.parametrize("fake, collapsed", [(9499, False), (9500, True), (9501, True), (21, False), (20, True),
+                                             (19, True)])
+def test_fake_fraction_thresholds_are_pinned(fake, collapsed):
+    verdict, why = _stats_with(fake).verdict()
+    assert verdict is collapsed, why
+    assert ("predicted fake" in why) is collapsed
+
+
+@pytest.mark.parametrize("auc, collapsed", [(0.479, False), (0.481, True), (0.5, True), (0.519, True),
+                                            (0.521, False)])
+def test_pixel_auc_band_is_pinned(auc, collapsed):
+    verdict, why = _stats_with(3000).verdict(pixel_auc=auc)
+    assert verdict is collapsed, why
+
+
+@pytest.mark.parametrize("half_gap, collapsed", [(0.0105, False), (0.0095, True)])
+def test_image_spread_threshold_is_pinned(half_gap, collapsed):
+    """Two constant maps 0.5 ± half_gap: the across-image standard deviation is half_gap at every pixel."""
+    stats = CollapseStats()
+    for value in (0.5 + half_gap, 0.5 - half_gap):
+        stats.add(np.full((64, 64), value), np.arange(64 * 64).reshape(64, 64) < 2048)
+    assert stats.spread == pytest.approx(half_gap)
+    verdict, why = stats.verdict(pixel_auc=0.9)
+    assert verdict is collapsed, why
+    assert ("same map" in why) is collapsed
