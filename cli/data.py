@@ -116,22 +116,24 @@ def scan_command(args: argparse.Namespace) -> int:
     warning = no_split_warning(result.manifest)
     if warning:
         print(f"WARNING: {warning}")
-    _print_next_steps(result.manifest, out, args.root if warning else None)
+    rescan = f"--layout {result.layout} {args.root}" if warning else None
+    _print_next_steps(result.manifest, out, rescan)
     return 1 if args.strict and len(result.problems) else 0
 
 
-def _print_next_steps(manifest, out, rescan_root: str | None = None) -> None:
+def _print_next_steps(manifest, out, rescan: str | None = None) -> None:
     """The dataset name and subset names every later command needs, and the next command to run (for a dataset
-    without splits, ``rescan_root`` given: the scan that gives it splits)."""
+    without splits, ``rescan`` given: the scan that gives it splits)."""
     if manifest.empty:
         return
-    if rescan_root is not None:
-        print(f"next: declip data scan {rescan_root} --out {out} --split-ratios 0.6,0.2,0.2 --seed 0   "
+    if rescan is not None:
+        print(f"next: declip data scan {rescan} --out {out} --split-ratios 0.6,0.2,0.2 --seed 0   "
               "(or --split test for a test-only set)")
         return
     names = sorted(manifest["dataset"].unique())
     fakes = sorted(manifest.loc[manifest["label"] == 1, "subset"].unique())
-    print(f"dataset: {', '.join(names)}   (pass --dataset {names[0]} to train, evaluate and grid)")
+    uses = "to evaluate: a test-only set" if set(manifest["split"]) == {"test"} else "to train, evaluate and grid"
+    print(f"dataset: {', '.join(names)}   (pass --dataset {names[0]} {uses})")
     if fakes:
         print(f"generators: {', '.join(fakes)}   (the names --train-sets and --test-sets take)")
     print(f"next: declip extract --manifest {out} --store feats.zarr --backbone ViT-L-14@openai --layers layer20")

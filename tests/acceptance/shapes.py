@@ -48,16 +48,17 @@ def _save(img: Image.Image, path: Path) -> None:
     img.save(path, quality=95) if path.suffix == ".jpg" else img.save(path)
 
 
-#: (height, width) of the mixed pairs set: landscape, portrait, and one image of 2000 px and more.
+#: (height, width) of the mixed pairs set, in turn: landscape, portrait, square, and 2000 px wide.
 MIXED_SIZES = ((72, 120), (120, 72), (96, 96), (1200, 2000))
 MASK_MODES = ("L", "RGB", "P")
 
 
-def write_pairs(root: Path, splits: dict[str, int] | None, n: int = 10, seed: int = 0) -> None:
+def write_pairs(root: Path, splits: dict[str, int] | None, n: int = 10, seed: int = 0,
+                sizes: tuple[tuple[int, int], ...] = MIXED_SIZES) -> None:
     """``images/`` + ``masks/`` by stem: with ``splits`` (split -> count) in split folders, else ``n`` flat images.
 
-    The flat set mixes JPEG and PNG images, non-square and large (2000×1200) sizes and greyscale, RGB and palette
-    masks; the split set is small PNGs of one size.
+    The flat set mixes JPEG and PNG images, the (height, width) ``sizes`` in turn (by default non-square and large
+    ones, :data:`MIXED_SIZES`) and greyscale, RGB and palette masks; the split set is small PNGs of one size.
     """
     rng = np.random.default_rng(seed)
     if splits:
@@ -68,7 +69,7 @@ def write_pairs(root: Path, splits: dict[str, int] | None, n: int = 10, seed: in
                 _save(_mask_image(fake, "L"), root / "masks" / split / f"{split}{i:02d}.png")
         return
     for i in range(n):
-        height, width = MIXED_SIZES[i % len(MIXED_SIZES)] if i < len(MIXED_SIZES) else MIXED_SIZES[i % 3]
+        height, width = sizes[i % len(sizes)]
         img, fake = _inpainted(rng, height, width)
         ext = ".jpg" if i % 2 else ".png"
         _save(img, root / "images" / f"photo{i:02d}{ext}")
