@@ -6,6 +6,7 @@ from PIL import Image
 
 from declip.core.errors import DeclipError
 from declip.pipeline.data.manifest import read_manifest, scan_dataset, write_manifest
+from declip.pipeline.data.perceptual import MAX_DISTANCE
 from declip.pipeline.data.splits import FIX, assign_splits, no_split_warning, parse_ratios, require_split
 
 
@@ -15,8 +16,10 @@ def _rows(n, subset="fake", dataset="d"):
 
 
 def _far_hashes(rows):
-    """Hashes at least 16 bits apart from each other: no two rows are near-duplicates."""
-    return {r["image_path"]: (0xFFFF << (16 * (i % 4))) ^ (i << 60) for i, r in enumerate(rows)}
+    """Seeded random 64-bit hashes, checked more than MAX_DISTANCE bits apart: no two rows are near-duplicates."""
+    values = [int(v) for v in np.random.default_rng(7).integers(0, 2**63, len(rows), dtype=np.int64)]
+    assert all(bin(a ^ b).count("1") > MAX_DISTANCE for k, a in enumerate(values) for b in values[k + 1:])
+    return {r["image_path"]: v for r, v in zip(rows, values)}
 
 
 def test_ratios_give_exact_counts_per_subset_and_depend_only_on_the_seed():
@@ -51,6 +54,16 @@ def test_groups_stay_whole(seed):
     assert len({splits[i] for i in (1, 2, 3)}) == 1
     assert splits[7] == splits[8]
     assert splits[10] == splits[11]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_crops_matched_by_the_regex_group_stay_together(seed):
+    rows = _rows(15)
+    for i, row in enumerate(rows):
+        row["image_path"] = row["group_id"] = f"photo{i // 3}_crop{i % 3}"
+    splits = assign_splits(rows, _far_hashes(rows), (0.6, 0.2, 0.2), seed=seed, group_regex=r"^(photo\d+)_crop\d+$")
+    assert all(len({splits[3 * p + k] for k in range(3)}) == 1 for p in range(5)), splits
+    assert sorted(splits).count("train") == 9  # five photos of three crops: 3 to train, 1 to valid, 1 to test
 
 
 def test_near_duplicates_split_apart_without_grouping_by_hash_would_leak():
