@@ -4,7 +4,8 @@ through the CLI, as a user types it: exit code 0, no traceback on stderr, a repo
 Shapes (tests/acceptance/shapes.py): pairs without split folders (mixed JPEG/PNG, non-square and 2000×1200 images,
 greyscale/RGB/palette masks), pairs with split folders, a CocoGlide-style test list (test-only, then split to train
 on it), Dolos with two generators and with one. Tiny random-weight ViT, a linear head, one epoch: the suite checks
-that the commands work on each shape, not what they learn. It takes about 6 minutes on 2 shared cores.
+that the commands work on each shape, not what they learn. Its five tests took 3.8 minutes on 2 shared cores
+(35-56 s each), longer on a loaded machine.
 """
 from __future__ import annotations
 
