@@ -79,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
     from declip.pipeline.grid.config import GridConfig
     from declip.pipeline.train.options import TrainOptions, device_note
 
+    from declip.pipeline.grid.plan import check_grid_data
+
     raw, source = grid_values(args)
     cfg = GridConfig.from_dict(raw, source)
+    check_grid_data(cfg)  # a dataset without splits (or a misspelt generator) fails here, before a dry run or a flow
     note = device_note(TrainOptions.from_keys(raw))
     if note:  # before anything runs: an unset width on the CPU is a DeCLIP deviation
         print(f"NOTE: {note}", flush=True)

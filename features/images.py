@@ -9,8 +9,8 @@ Conversion rules (why: DeCLIP and Dolos feed 8-bit RGB, and forensic traces live
 
 - EXIF orientation (``ImageOps.exif_transpose``) is applied only when asked (``exif=True``), to images *and* masks
   alike: the preprocessing recipe decides (DeCLIP's recipe reads pixels as stored, as DeCLIP's PIL loader does; the
-  ``+exif`` recipes turn them upright). The scanner looks at them upright, so a pair where only one side carries the
-  tag shows up as ``mask-size-mismatch`` when the shape changes.
+  ``+exif`` recipes turn them upright). The scanner reads both as stored: a mask belongs to its image's stored
+  pixels and is turned with its image (``pipeline/data/orientation.py``).
 - Alpha (RGBA, LA, PA, palette transparency) is **dropped**, not composited: the stored colour values are kept as they
   are, because compositing on a background would rewrite exactly the pixels a detector looks at.
 - Greyscale, palette, CMYK, YCbCr and 1-bit images go through PIL's ``convert("RGB")`` (CMYK: PIL's naive

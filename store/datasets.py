@@ -27,6 +27,8 @@ from declip.store.checksums import crc32, dataset_checksum
 
 log = logging.getLogger(__name__)
 MASK_SIZE = 256
+#: Row facts the cached masks depend on; the others (split, subset, group_id, ...) may change on a re-scan.
+MASK_COLUMNS = ("label", "kind", "mask_polarity", "width", "height")
 
 
 class StoreDatasets(StoreBase):
@@ -112,13 +114,25 @@ class StoreDatasets(StoreBase):
             ) from None
 
     def _repair_samples(self, key: str, samples: pd.DataFrame) -> None:
-        """Rewrite a damaged ``samples.parquet`` from the manifest rows (the checksum just showed they are the same)."""
+        """Rewrite ``samples.parquet`` from the manifest rows (the checksum just showed they are the same files) when
+        it is damaged, or when only row facts the cached arrays do not depend on changed (a re-scan that gave the
+        rows splits: ``--split-ratios``); refuse when a fact the cached masks depend on changed."""
         rel = f"datasets/{key}/samples.parquet"
         try:
-            pd.read_parquet(io.BytesIO(self._get_file(rel)))
-            return
+            current = pd.read_parquet(io.BytesIO(self._get_file(rel)))
         except Exception:  # noqa: BLE001
-            pass
+            current = None
+        if current is not None:
+            changed = [c for c in samples.columns if c not in current.columns or not current[c].astype(str)
+                       .reset_index(drop=True).equals(samples[c].astype(str).reset_index(drop=True))]
+            if not changed:
+                return
+            fixed = [c for c in changed if c in MASK_COLUMNS]
+            if fixed:
+                raise DeclipError(
+                    f"dataset {key!r} in store {self.url} was registered with other {', '.join(fixed)} for the same "
+                    "files, and its cached masks depend on them; use another --dataset name or another store")
+            log.info("%s: dataset %s takes the manifest's new %s", self.url, key, ", ".join(changed))
         self._put_file(rel, _parquet_bytes(samples))
 
     def set_dataset_attrs(self, key: str, **attrs: Any) -> None:

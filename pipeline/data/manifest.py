@@ -8,8 +8,10 @@ without being told the root again.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +21,11 @@ import pandas as pd
 from declip.core.errors import DeclipError
 from declip.core.io import atomic_path
 from declip.pipeline.data.layouts import LAYOUTS, Candidate, Problem, ScanOptions, choose_layout
+from declip.pipeline.data.orientation import mismatch_detail
 from declip.pipeline.data.perceptual import near_duplicates_across_splits
 from declip.pipeline.data.problems import PROBLEM_COLUMNS, duplicates_across_splits, measure
+from declip.pipeline.data.scan_record import DECLIP_KEEPS, MASK_CHECKS, META_SCAN, ScanRecord
+from declip.pipeline.data.splits import SplitRule, assign_splits, check_resplit, grouping_text, parse_ratios
 
 COLUMNS = ["dataset", "subset", "split", "group_id", "image_path", "mask_path", "label", "kind", "mask_polarity",
            "variant", "width", "height", "sha256"]
@@ -29,6 +34,9 @@ SPLIT_ORDER = ("train", "valid", "val", "test")
 SORT_KEY = ["dataset", "subset", "split", "variant", "image_path"]
 META_ROOT, META_LAYOUT = b"declip.root", b"declip.layout"
 META_OUTSIDE = b"declip.outside_root"  # set when the scan was allowed to list files outside ROOT
+KEPT_PREFIX = "kept (--mask-checks declip): "
+#: Problems that concern a folder, not a row (they remove no row by themselves).
+_FOLDER_PROBLEMS = frozenset({"empty-split-folder", "incomplete-tree"})
 
 
 @dataclass
@@ -39,6 +47,7 @@ class ScanResult:
     problems: pd.DataFrame
     layouts_tried: list[str] = field(default_factory=list)
     layout: str = ""
+    record: ScanRecord = field(default_factory=ScanRecord)
 
 
 @dataclass
@@ -48,6 +57,7 @@ class Manifest:
     df: pd.DataFrame
     root: Path
     layout: str
+    record: ScanRecord | None = None  # None: written before scans recorded their decisions
 
     def abspath(self, rel: str) -> Path:
         """Absolute path of a manifest path (``image_path`` or ``mask_path``); an absolute one stays as it is."""
@@ -75,33 +85,49 @@ def _relative(problem: Problem, rel_path: str) -> Problem:
     return Problem(rel_path, problem.reason, problem.detail)
 
 
-def _row_or_problem(c: Candidate, files: dict) -> dict | Problem:
-    """A manifest row for ``c``, or the first problem that keeps it out."""
+def _mask_problem(c: Candidate, image, mask) -> Problem | None:
+    """Why ``c``'s mask does not fit its image under the strict rules (size, binary, empty), or ``None``."""
+    if mask.mask_issue:
+        return Problem(c.mask_path, "mask-not-binary", mask.mask_issue)
+    if (mask.width, mask.height) != (image.width, image.height):
+        return Problem(c.image_path, "mask-size-mismatch", mismatch_detail(
+            (image.width, image.height), (mask.width, mask.height), c.mask_path, image.orientation))
+    white = mask.white_fraction
+    fake = None if white is None else (white if c.mask_polarity == "fake_is_white" else 1.0 - white)
+    if c.kind == "partial" and fake == 0.0:
+        return Problem(c.mask_path, "empty-mask", f"marks no pixel as fake ({c.mask_polarity}) for a partially "
+                       "manipulated image; fix the mask, or the polarity with --polarity")
+    return None
+
+
+def _row_or_problem(c: Candidate, files: dict, mask_checks: str = "strict") -> tuple[dict | None, Problem | None]:
+    """(manifest row, problem) for ``c``: a row, the problem that keeps it out, or under ``mask_checks="declip"`` a
+    row kept despite a mask problem DeCLIP ignores (the problem then says so)."""
     image = files[(c.image_path, False)]
     if isinstance(image, Problem):
-        return _relative(image, c.image_path)
-    if c.mask_path:
-        mask = files[(c.mask_path, True)]
-        if isinstance(mask, Problem):
-            if mask.reason == "missing-file":
-                return Problem(c.image_path, "missing-mask", f"mask {c.mask_path} does not exist")
-            return _relative(mask, c.mask_path)
-        if mask.mask_issue:
-            return Problem(c.mask_path, "mask-not-binary", mask.mask_issue)
-        if (mask.width, mask.height) != (image.width, image.height):
-            return Problem(c.image_path, "mask-size-mismatch", f"image {image.width}x{image.height}, mask "
-                           f"{c.mask_path} {mask.width}x{mask.height}; re-export the mask at the image's size")
-        white = mask.white_fraction
-        fake = None if white is None else (white if c.mask_polarity == "fake_is_white" else 1.0 - white)
-        if c.kind == "partial" and fake == 0.0:
-            return Problem(c.mask_path, "empty-mask", f"marks no pixel as fake ({c.mask_polarity}) for a partially "
-                           "manipulated image; fix the mask, or the polarity with --polarity")
-    return dict(asdict(c), width=image.width, height=image.height, sha256=image.sha256)
+        return None, _relative(image, c.image_path)
+    row = dict(asdict(c), width=image.width, height=image.height, sha256=image.sha256)
+    if not c.mask_path:
+        return row, None
+    mask = files[(c.mask_path, True)]
+    if isinstance(mask, Problem):
+        if mask.reason == "missing-file":
+            return None, Problem(c.image_path, "missing-mask", f"mask {c.mask_path} does not exist")
+        return None, _relative(mask, c.mask_path)
+    problem = _mask_problem(c, image, mask)
+    if problem is None:
+        return row, None
+    if mask_checks == "declip" and problem.reason in DECLIP_KEEPS:
+        return row, Problem(problem.path, problem.reason, f"{KEPT_PREFIX}{problem.detail}")
+    return None, problem
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
+def _frame(rows: list[dict], by_split: bool = True) -> pd.DataFrame:
+    """Rows in manifest order. Splits assigned by the scan (``by_split=False``) do not move rows: the manifest keeps
+    the order of the same data scanned without them, so a store that cached it takes the new splits as they are."""
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df = df.sort_values(SORT_KEY, kind="mergesort").reset_index(drop=True)
+    key = SORT_KEY if by_split else [k for k in SORT_KEY if k != "split"]
+    df = df.sort_values(key, kind="mergesort").reset_index(drop=True)
     return normalize(df)
 
 
@@ -140,7 +166,8 @@ def dataset_root(root: str | os.PathLike) -> Path:
 
 def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str | None = None,
                  polarity: str | None = None, list_file: str | None = None, allow_outside_root: bool = False,
-                 unmasked_real: bool = False, progress: bool = True) -> ScanResult:
+                 unmasked_real: bool = False, progress: bool = True, split_ratios: str | None = None, seed: int = 0,
+                 split: str | None = None, group_regex: str | None = None, mask_checks: str = "strict") -> ScanResult:
     """Scan ``root`` with ``layout`` (or ``"auto"``) into a manifest plus a problem table; never crashes on a file.
 
     Args:
@@ -149,9 +176,13 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str 
         dataset: dataset name instead of the layout's default.
         polarity: ``fake_is_white`` / ``fake_is_black`` instead of the layout's default.
         list_file: the list layout's file (default ``ROOT/list.txt``).
-        allow_outside_root: let a list file point outside ROOT.
+        allow_outside_root: let a list file point outside ROOT (also through symlinks).
         unmasked_real: in the pairs layout, images without a mask are authentic instead of a problem.
         progress: show a progress bar (only on a terminal).
+        split_ratios: ``"0.6,0.2,0.2"``: assign train/valid/test by whole groups (:mod:`.splits`), seeded by ``seed``.
+        split: put every row in this split (a test-only set).
+        group_regex: with ``split_ratios``, rows whose file stems give the same match stay in one split.
+        mask_checks: ``strict`` leaves out fakes with a mismatched, non-binary or empty mask; ``declip`` keeps them.
     """
     from declip.pipeline.data.masks import check_polarity
 
@@ -161,37 +192,88 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", *, dataset: str 
             check_polarity(polarity)
         except ValueError as exc:
             raise DeclipError(str(exc)) from None
+    if mask_checks not in MASK_CHECKS:
+        raise DeclipError(f"--mask-checks {mask_checks!r}: choose one of {', '.join(MASK_CHECKS)}")
+    ratios = None if split_ratios is None else parse_ratios(split_ratios)
+    if ratios is not None and split:
+        raise DeclipError("--split-ratios and --split exclude each other: ratios split the rows, --split puts every "
+                          "row in one split")
+    if group_regex and ratios is None:
+        raise DeclipError("--group-regex groups rows for --split-ratios; pass both")
     opts = ScanOptions(dataset, polarity, list_file, allow_outside_root, unmasked_real)
     name, tried = choose_layout(base, layout, opts)
     collected = LAYOUTS.get(name).collect(base, opts)
     files = _measure_files(base, collected.candidates, progress)
     rows, problems = [], list(collected.problems)
+    removed = Counter(p.reason for p in collected.problems if p.reason not in _FOLDER_PROBLEMS)
+    kept: Counter = Counter()
     for c in collected.candidates:
-        item = _row_or_problem(c, files)
-        (problems if isinstance(item, Problem) else rows).append(item)
+        row, problem = _row_or_problem(c, files, mask_checks)
+        if row is not None:
+            rows.append(row)
+        if problem is not None:
+            problems.append(problem)
+            (kept if row is not None else removed)[problem.reason] += 1
+    hashes = {r["image_path"]: files[(r["image_path"], False)].dhash for r in rows}
+    rule = _apply_split(rows, hashes, ratios, seed, split, group_regex)
     dups = duplicates_across_splits(rows)
     leaked = {p.path for p in dups}
+    removed["duplicate-across-splits"] += sum(r["image_path"] in leaked for r in rows)
     rows = [r for r in rows if r["image_path"] not in leaked]
-    hashes = {r["image_path"]: files[(r["image_path"], False)].dhash for r in rows}
     near = near_duplicates_across_splits(rows, hashes)
-    return ScanResult(_frame(rows), _problem_frame(problems + dups + near), tried, name)
+    turned = {r["image_path"]: files[(r["image_path"], False)].orientation for r in rows}
+    record = ScanRecord(rule, mask_checks, {k: v for k, v in removed.items() if v}, dict(kept),
+                        {path: o for path, o in turned.items() if o != 1})
+    return ScanResult(_frame(rows, by_split=rule.rule != "ratios"), _problem_frame(problems + dups + near), tried,
+                      name, record)
 
 
-def write_manifest(df: pd.DataFrame, path: str | os.PathLike, root: str | os.PathLike, layout: str) -> Path:
-    """Write ``df`` as parquet with ``declip.root`` (absolute) and ``declip.layout`` metadata, atomically."""
+def _apply_split(rows: list[dict], hashes: dict, ratios: tuple | None, seed: int, split: str | None,
+                 group_regex: str | None) -> SplitRule:
+    """Set every row's split as ``--split-ratios`` / ``--split`` ask (in place) and say how the splits came about."""
+    if ratios is not None:
+        check_resplit(rows, "--split-ratios")
+        for row, value in zip(rows, assign_splits(rows, hashes, ratios, seed, group_regex)):
+            row["split"] = value
+        return SplitRule("ratios", tuple(ratios), seed, grouping=grouping_text(group_regex))
+    if split:
+        check_resplit(rows, "--split")
+        for row in rows:
+            row["split"] = split
+        return SplitRule("single", split=split)
+    return SplitRule("folders" if any(r["split"] for r in rows) else "none")
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike, root: str | os.PathLike, layout: str,
+                   record: ScanRecord | None = None) -> Path:
+    """Write ``df`` as parquet with ``declip.root`` (absolute), ``declip.layout`` and ``declip.scan`` (the scan's
+    :class:`ScanRecord`; without one, one inferred from the rows and the images' EXIF tags) metadata, atomically.
+    Sizes in ``df`` are as stored (as :func:`scan_dataset` measures them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(normalize(df), preserve_index=False)
+    if record is None:
+        record = _inferred_record(df, Path(root))
     meta = dict(table.schema.metadata or {})
-    meta.update({META_ROOT: str(Path(root).resolve()).encode(), META_LAYOUT: layout.encode()})
+    meta.update({META_ROOT: str(Path(root).resolve()).encode(), META_LAYOUT: layout.encode(),
+                 META_SCAN: record.encoded()})
     if outside_root_rows(df):
         meta[META_OUTSIDE] = b"1"
     with atomic_path(out) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
     return out
+
+
+def _inferred_record(df: pd.DataFrame, root: Path) -> ScanRecord:
+    """The record of rows written without their scan's: the split rule from the rows, EXIF tags from the files."""
+    from declip.pipeline.data.orientation import exif_orientation
+
+    found = {p: exif_orientation(Path(os.path.normpath(root / p))) for p in df["image_path"].astype(str)}
+    rule = SplitRule("folders" if bool((df["split"].astype(str) != "").any()) else "none")
+    return ScanRecord(rule, exif_orientations={p: o for p, o in found.items() if o != 1})
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:
@@ -214,7 +296,8 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         shown = "; ".join(outside[:3])
         raise DeclipError(f"{src}: {len(outside)} row(s) point outside the dataset root ({shown}); the manifest was "
                           "edited after the scan. Re-run `declip data scan` (with --allow-outside-root if intended)")
-    return Manifest(df, Path(meta[META_ROOT].decode()), meta.get(META_LAYOUT, b"").decode())
+    record = ScanRecord.from_json(json.loads(meta[META_SCAN])) if META_SCAN in meta else None
+    return Manifest(df, Path(meta[META_ROOT].decode()), meta.get(META_LAYOUT, b"").decode(), record)
 
 
 def _leaves_root(rel: str) -> bool:

@@ -30,23 +30,30 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def near_duplicates_across_splits(rows: list[dict], hashes: dict[str, int | None]) -> list[Problem]:
-    """``near-duplicate-across-splits`` for each row with a near-identical image in another split."""
+def near_pairs(hashes: list[int | None]) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of hashes at most :data:`MAX_DISTANCE` bits apart (``None`` skipped)."""
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        h = hashes.get(row["image_path"])
+    for i, h in enumerate(hashes):
         if h is not None:
             for band, (lo, hi) in enumerate(_BANDS):
                 buckets[(band, (h >> lo) & ((1 << (hi - lo)) - 1))].append(i)
-    partners: dict[int, set[int]] = defaultdict(set)
+    found: set[tuple[int, int]] = set()
     for members in buckets.values():
         for a in range(len(members)):
             for b in range(a + 1, len(members)):
-                i, j = members[a], members[b]
-                if rows[i]["split"] != rows[j]["split"] and j not in partners[i] and \
-                        hamming(hashes[rows[i]["image_path"]], hashes[rows[j]["image_path"]]) <= MAX_DISTANCE:
-                    partners[i].add(j)
-                    partners[j].add(i)
+                pair = (members[a], members[b])
+                if pair not in found and hamming(hashes[pair[0]], hashes[pair[1]]) <= MAX_DISTANCE:
+                    found.add(pair)
+    return sorted(found)
+
+
+def near_duplicates_across_splits(rows: list[dict], hashes: dict[str, int | None]) -> list[Problem]:
+    """``near-duplicate-across-splits`` for each row with a near-identical image in another split."""
+    partners: dict[int, set[int]] = defaultdict(set)
+    for i, j in near_pairs([hashes.get(r["image_path"]) for r in rows]):
+        if rows[i]["split"] != rows[j]["split"]:
+            partners[i].add(j)
+            partners[j].add(i)
     problems = []
     for i in sorted(k for k, v in partners.items() if v):
         others = "; ".join(f"{rows[j]['image_path']} ({rows[j]['split'] or 'no split'})" for j in sorted(partners[i]))

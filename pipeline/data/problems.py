@@ -22,6 +22,7 @@ import numpy as np
 
 from declip.features.images import ImageProblem, decode_mask_gray, decode_rgb, read_file_bytes
 from declip.pipeline.data.layouts.common import Problem
+from declip.pipeline.data.orientation import exif_orientation
 from declip.pipeline.data.perceptual import dhash
 
 PROBLEM_COLUMNS = ["path", "reason", "detail"]
@@ -39,6 +40,7 @@ class FileInfo:
     mask_issue: str | None = None
     white_fraction: float | None = None  # masks: share of pixels > 127 (the fake share under fake_is_white)
     dhash: int | None = None  # images: 64-bit difference hash, for near-duplicates
+    orientation: int = 1  # images: EXIF orientation; width and height are as stored (pipeline.data.orientation)
 
 
 def _values_text(values: np.ndarray) -> str:
@@ -61,15 +63,19 @@ def mask_binary_issue(mask_u8: np.ndarray) -> str | None:
 
 
 def measure(path: Path, is_mask: bool) -> FileInfo | Problem:
-    """Read ``path`` once: sha256 of its bytes, size after decoding, and for masks the binary check."""
+    """Read ``path`` once: sha256 of its bytes, size as stored after decoding, and for masks the binary check.
+
+    Pixels are read as stored (no EXIF rotation, for masks neither): masks are matched to their image's stored pixels
+    (:mod:`declip.pipeline.data.orientation`); an image's EXIF orientation is recorded beside its size.
+    """
     try:
         data = read_file_bytes(path)
         digest = hashlib.sha256(data).hexdigest()
         if is_mask:
-            mask = decode_mask_gray(data, path)
+            mask = decode_mask_gray(data, path, exif=False)
             return FileInfo(mask.shape[1], mask.shape[0], digest, mask_binary_issue(mask), float((mask > 127).mean()))
-        image = decode_rgb(data, path)
-        return FileInfo(image.width, image.height, digest, dhash=dhash(image))
+        image = decode_rgb(data, path, exif=False)
+        return FileInfo(image.width, image.height, digest, dhash=dhash(image), orientation=exif_orientation(data))
     except ImageProblem as exc:
         return Problem(str(path), exc.reason, exc.detail)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop the scan

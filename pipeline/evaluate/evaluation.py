@@ -27,6 +27,7 @@ from declip.core.validation import check_config, number, whole
 from declip.pipeline.metrics.registry import MetricAccumulator
 from declip.features.views import View
 from declip.pipeline.data.cached_splits import CachedSplits
+from declip.pipeline.data.splits import require_split
 from declip.pipeline.evaluate.maps import native_maps, native_size
 from declip.store.feature_store import view_dataset_key
 
@@ -160,6 +161,7 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
     source = source.with_view(CLEAN_VIEW)
     key = view_dataset_key(cfg.dataset, view.name)
     data = CachedSplits.open(cfg.store, key, [source], cfg.memory_gb, partial=not view.is_clean)
+    require_split(data.samples, cfg.split, cfg.dataset, "to evaluate")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = []

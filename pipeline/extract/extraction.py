@@ -28,6 +28,8 @@ from declip.core.errors import DeclipError
 from declip.core.keys import view_dataset_key
 from declip.core.validation import check_config, whole
 from declip.pipeline.data.manifest import read_manifest
+from declip.pipeline.data.orientation import manifest_rows, row_mask
+from declip.pipeline.data.scan_record import ScanRecord
 from declip.store.block_writer import BlockWriter
 from declip.store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process
 from declip.store.quantize import DEFAULT_STORAGE_DTYPE, check_storage_dtype, cls_dtype, encode
@@ -130,10 +132,14 @@ def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None
     the dataset records it, and a recipe that orients images the other way is refused for this dataset.
     """
     manifest = read_manifest(manifest_path)
-    df = manifest.df.reset_index(drop=True)
+    df, record = manifest_rows(manifest, exif)  # sizes as the recipe sees the images (pipeline.data.orientation)
+    df = df.reset_index(drop=True)
     key = dataset_key_for(df, dataset)
     store.create_dataset(key, df, str(manifest.root), manifest.layout, block_rows=block_rows)
-    _cache_masks(store, key, df, manifest.abspath, exif, None, progress)
+    if store.dataset_attrs(key).get("scan") != record.to_json():  # the split rule, rows each rule removed: the report
+        with store.lock(f"dataset-{key}"):
+            store.set_dataset_attrs(key, scan=record.to_json())
+    _cache_masks(store, key, df, manifest.abspath, exif, None, progress, record)
     return key
 
 
@@ -156,18 +162,20 @@ def prepare_view_dataset(store: FeatureStore, dataset: str, view: View, progress
                          masks_of=None if view.geometric else dataset)
     if view.geometric:
         root = attrs["root"]
-        _cache_masks(store, key, clean, lambda rel: os.path.normpath(os.path.join(root, rel)), exif, view, progress)
+        _cache_masks(store, key, clean, lambda rel: os.path.normpath(os.path.join(root, rel)), exif, view, progress,
+                     ScanRecord.from_json(attrs.get("scan") or {}))
     return key
 
 
-def _cache_masks(store: FeatureStore, key: str, df, abspath, exif: bool, view: View | None, progress: bool) -> None:
+def _cache_masks(store: FeatureStore, key: str, df, abspath, exif: bool, view: View | None, progress: bool,
+                 record: ScanRecord) -> None:
     """Soft 256² targets and native binary masks of every pending block of ``key``.
 
-    ``df`` holds the rows as scanned (clean sizes); each mask is read as ``exif`` says, checked against its image's
-    size, then moved by ``view``'s geometry (if any).
+    ``df`` holds the registered rows (clean sizes as the recipe sees the images); each mask is read aligned with its
+    image (:func:`~declip.pipeline.data.orientation.row_mask`: the scan's orientation and mask rules), then moved by
+    ``view``'s geometry (if any).
     """
-    from declip.pipeline.data.masks import binary_native, fake_is_white, soft_target_256
-    from declip.features.images import open_mask_gray
+    from declip.pipeline.data.masks import binary_native, soft_target_256
 
     pending = store.pending_mask_blocks(key)
     block_rows = int(store.dataset_attrs(key)["block_rows"])
@@ -179,15 +187,7 @@ def _cache_masks(store: FeatureStore, key: str, df, abspath, exif: bool, view: V
         for i, row in enumerate(rows):
             rec = df.iloc[row]
             if rec["label"] == 1 and rec["mask_path"]:
-                path = abspath(rec["mask_path"])
-                mask = fake_is_white(open_mask_gray(path, exif=exif), rec["mask_polarity"])
-                if mask.shape != (int(rec["height"]), int(rec["width"])):
-                    raise DeclipError(
-                        f"{path}: read as stored (EXIF orientation ignored, as DeCLIP does) the mask is "
-                        f"{mask.shape[1]}x{mask.shape[0]}, but the scan recorded its image upright as "
-                        f"{int(rec['width'])}x{int(rec['height'])}: an EXIF rotation swaps its sides. Extract with "
-                        f"the upright recipe (--backbone ...~declip+exif) or remove the orientation tag"
-                    )
+                mask = row_mask(abspath(rec["mask_path"]), rec, record, exif)
                 if view is not None:
                     mask = view.apply_mask(mask)
                 soft[i] = soft_target_256(mask)

@@ -15,7 +15,7 @@ import pandas as pd
 from declip.core.io import atomic_write_text
 from declip.core.versions import code_version
 from declip.pipeline.grid.config import GridConfig
-from declip.pipeline.grid.plan import Cell, cell_finished, plan_cells
+from declip.pipeline.grid.plan import Cell, cell_finished, check_grid_data, plan_cells
 from declip.pipeline.grid.results import collect_results, write_results
 from declip.pipeline.grid.run_index import write_index
 
@@ -34,6 +34,7 @@ def start_grid(g: GridConfig, log: logging.Logger | logging.LoggerAdapter = LOG)
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, g.max_workers)))
+    check_grid_data(g)  # before any extraction: a dataset without splits fails now, naming the scan that fixes it
     cells = plan_cells(g)
     todo = sum(not cell_finished(c) for c in cells)
     log.info("grid %s: %d cells (%d to train, %d already done), %d test sets each; run index in %s",

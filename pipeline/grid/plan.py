@@ -94,14 +94,16 @@ def cells_of(cells: list[Cell], sources: list) -> list[Cell]:
     return [c for c in cells if str(c.train.source) in wanted]
 
 
-def check_subsets(cfg: GridConfig) -> None:
-    """Every train set has training rows and every test set has test rows in the store, checked before any training.
+def check_subsets(cfg: GridConfig, samples=None) -> None:
+    """Every train set has training rows and every test set has test rows (in ``samples``, else the store's),
+    checked before any training.
 
     Why here: a misspelt or unextracted test set used to surface only after every cell had trained.
     """
-    from declip.store.feature_store import FeatureStore
+    if samples is None:
+        from declip.store.feature_store import FeatureStore
 
-    samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
+        samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
     problems = []
     for names, split in ((cfg.train_sets, cfg.options.train_split), (cfg.test_sets, "test")):
         present = set(samples.loc[(samples["split"] == split) & (samples["label"] == 1), "subset"])
@@ -111,6 +113,30 @@ def check_subsets(cfg: GridConfig) -> None:
     if problems:
         raise DeclipError(f"grid on {cfg.store} / {cfg.dataset}: " + "; ".join(problems)
                           + "; fix train_sets/test_sets, or scan and extract those generators first. Nothing was trained")
+
+
+def check_grid_data(cfg: GridConfig) -> None:
+    """Before any extraction: the grid's rows (its manifest's, else the store's if it holds the dataset) have the
+    splits and generators its cells need; a dataset without splits is refused with the scan that gives it some."""
+    from declip.pipeline.data.splits import require_split
+
+    if cfg.manifest:
+        from declip.pipeline.data.manifest import read_manifest
+
+        samples = read_manifest(cfg.manifest).df
+    else:
+        from declip.store.feature_store import FeatureStore
+
+        try:
+            samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
+        except DeclipError:
+            return  # no store or dataset yet: the first extraction's check (check_subsets) names what is missing
+    needed = {cfg.options.train_split: "to train the grid's cells on",
+              cfg.options.valid_split: "to choose each cell's best epoch on",
+              **{split: "to evaluate the grid's cells on" for split in cfg.eval_splits}}
+    for split, purpose in needed.items():
+        require_split(samples, split, cfg.dataset, purpose)
+    check_subsets(cfg, samples)
 
 
 def cell_finished(cell: Cell) -> bool:

@@ -36,6 +36,7 @@ from declip.decoders import Decoder, build_decoder, save_decoder
 from declip.features.views import parse_views
 from declip.pipeline.data.augmentation import AugmentedSplits
 from declip.pipeline.data.cached_splits import CachedSplits, memory_note, select_rows
+from declip.pipeline.data.splits import require_split
 from declip.pipeline.evaluate.evaluation import validate_many
 from declip.pipeline.train.config import TrainConfig
 from declip.pipeline.train.options import TrainOptions  # noqa: F401 - re-exported beside TrainConfig
@@ -127,6 +128,8 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
     torch.manual_seed(base.seed)
     sources = sorted({c.source for c in cfgs})
     data = CachedSplits.open(base.store, base.dataset, sources, o.memory_gb)
+    require_split(data.samples, o.train_split, base.dataset, "to train on")
+    require_split(data.samples, o.valid_split, base.dataset, "to choose the best epoch on")
     train_data = _augmented(base, sources)
     train_rows = select_rows(data.samples, data.valid, base.train_sets, o.train_split, o.mode)
     if train_data is not None:

@@ -56,7 +56,7 @@ def tagged_manifest(tiny_dolos, tmp_path_factory):
     shutil.copytree(tiny_dolos, root)
     image = sorted((root / "celebahq" / "fake" / "tint" / "images" / "test").glob("*.png"))[0]
     mask = root / "celebahq" / "fake" / "tint" / "masks" / "test" / image.name
-    # squared first: a 90° tag on a non-square pair swaps its sides, which DeCLIP's recipe refuses (tested elsewhere)
+    # squared first, so a tagged mask fits its image either way (non-square: tests/pipeline/data/test_orientation.py)
     side = min(Image.open(image).size)
     Image.open(image).convert("RGB").resize((side, side), Image.BICUBIC).save(image)
     Image.open(mask).convert("L").resize((side, side), Image.NEAREST).save(mask)
@@ -113,18 +113,3 @@ def test_a_dataset_refuses_the_other_orientation(tagged_manifest, tmp_path):
     with pytest.raises(DeclipError, match="exif_orientation='ignore', but this recipe applies it"):
         _extract(manifest, tmp_path / "s.zarr", "test-vit-tiny@random-0~declip+exif")
 
-
-def test_a_rotated_non_square_pair_is_refused_under_declips_recipe(tiny_dolos, tmp_path):
-    """Read as stored, a 90°-tagged 48×80 mask is 80×48 while the scan saw it upright: refused, naming the fix."""
-    from declip.pipeline.data.manifest import scan_dataset, write_manifest
-
-    root = tmp_path / "dolos"
-    shutil.copytree(tiny_dolos, root)
-    image = sorted((root / "celebahq" / "fake" / "tint" / "images" / "test").glob("*.png"))[0]
-    assert len(set(Image.open(image).size)) == 2  # the tiny data is not square
-    _tag(image)
-    _tag(root / "celebahq" / "fake" / "tint" / "masks" / "test" / image.name)
-    result = scan_dataset(root, "dolos", progress=False)
-    write_manifest(result.manifest, tmp_path / "m.parquet", root, "dolos")
-    with pytest.raises(DeclipError, match="swaps its sides.*declip\\+exif"):
-        _extract(tmp_path / "m.parquet", tmp_path / "s.zarr", "test-vit-tiny@random-0")

@@ -369,6 +369,13 @@ except ImportError:
 
 MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS + CONTROL_MUTANTS]
 
+try:  # issue 19/21's data floor: splits, EXIF orientation, DeCLIP's mask rules, the list layout
+    from tests.mutation.data_mutants import DATA_MUTANTS  # noqa: E402
+except ImportError:
+    from data_mutants import DATA_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in DATA_MUTANTS]
+
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""
     path = root / m.file

@@ -27,3 +27,19 @@ def test_samples_are_replaced_atomically_and_repaired_from_the_manifest(tmp_path
     store.create_dataset(DS, samples, "/data", "list", block_rows=2)  # same rows: rewrites the damaged file
     pd.testing.assert_frame_equal(FeatureStore(str(tmp_path / "s.zarr")).samples(DS), samples)
     assert not [p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_new_splits_for_the_same_files_replace_the_registered_ones(tmp_path):
+    """A re-scan with --split-ratios gives the same files new splits: the store takes them (issue 19.3)."""
+    store, samples = new_store(tmp_path / "s.zarr", n=6, block_rows=2)
+    resplit = samples.assign(split=["train", "train", "valid", "test", "train", "test"])
+    store.create_dataset(DS, resplit, "/data", "list", block_rows=2)
+    pd.testing.assert_frame_equal(FeatureStore(str(tmp_path / "s.zarr")).samples(DS), resplit)
+
+
+def test_a_change_the_cached_masks_depend_on_is_refused(tmp_path):
+    store, samples = new_store(tmp_path / "s.zarr", n=4, block_rows=2)
+    turned = samples.assign(width=samples["height"], height=samples["width"])
+    with pytest.raises(DeclipError, match="registered with other width, height for the same files"):
+        store.create_dataset(DS, turned, "/data", "list", block_rows=2)
+    pd.testing.assert_frame_equal(FeatureStore(str(tmp_path / "s.zarr")).samples(DS), samples)
