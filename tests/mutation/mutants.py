@@ -54,6 +54,8 @@ VIEW_TESTS = ("tests/features/test_views.py", "tests/test_contracts.py::test_vie
 DTYPE_TESTS = ("tests/store/test_storage_dtype.py", "tests/test_contracts.py::test_storage_dtype_keeps_its_contract")
 CHUNK_TESTS = ("tests/store/test_chunk_writes.py",)
 PREPROCESS_TESTS = ("tests/features/test_preprocess.py",)
+FUSED_TESTS = ("tests/pipeline/train/test_fused_loss.py",)
+PROGRESS_TESTS = ("tests/pipeline/train/test_training_progress.py", "tests/core/test_stop.py")
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
     M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/data/cached_splits.py",
@@ -373,6 +375,30 @@ MUTANTS: list[Mutant] = [
     M("W6", "preprocessing", "decoded rows marked ok when they failed", "features/image_batches.py",
       "ok = torch.tensor([problem is None for problem in results], dtype=torch.bool)",
       "ok = torch.ones(len(results), dtype=torch.bool)", ("tests/features/test_encode.py",)),
+    # ---- fused multi-head loss, epoch lines and the stop flag (issues 23 and 19)
+    M("U1", "fused loss", "written-out backward forgets the mean's 1/N", "pipeline/train/fused_loss.py",
+      ".mul_(grad_losses[k] / u.numel())", ".mul_(grad_losses[k])", FUSED_TESTS),
+    M("U2", "fused loss", "bicubic matrices with a = -0.5 (not PyTorch's -0.75)", "pipeline/train/fused_loss.py",
+      "BICUBIC_A = -0.75", "BICUBIC_A = -0.5", FUSED_TESTS),
+    M("U3", "fused loss", "every head upsampled from the first head's scores", "pipeline/train/fused_loss.py",
+      "upsample(maps[k * rows:(k + 1) * rows, 0].float(), wh, ww)", "upsample(maps[0:rows, 0].float(), wh, ww)",
+      FUSED_TESTS),
+    M("U10", "fused loss", "matrix upsampling with the axes' matrices swapped", "pipeline/train/fused_loss.py",
+      "return torch.matmul(wh, torch.matmul(scores, ww.T))", "return torch.matmul(ww, torch.matmul(scores, wh.T))",
+      FUSED_TESTS),
+    M("U9", "fused loss", "reported loss without the soft targets' term", "pipeline/train/fused_loss.py",
+      "(F.softplus(u).sum() - torch.dot(u, targets.reshape(-1)))", "(F.softplus(u).sum())", FUSED_TESTS),
+    M("U4", "fused loss", "detection heads fused with the localization loss", "pipeline/train/training.py",
+      'return mode == "localization" and h.decoder.scores_then_upsample',
+      "return h.decoder.scores_then_upsample", FUSED_TESTS),
+    M("U5", "progress", "the stop flag never checked in the training loop", "pipeline/train/training.py",
+      'stop.check(f"epoch {epoch}")', "pass", PROGRESS_TESTS),
+    M("U6", "progress", "epoch lines to the module logger, not the flow's", "pipeline/train/training.py",
+      'log.info("%s", epoch_line(', 'logging.getLogger(__name__).info("%s", epoch_line(', PROGRESS_TESTS),
+    M("U7", "progress", "grid groups train without their logger", "pipeline/grid/cells.py",
+      "summaries = train_heads(cfgs, log)", "summaries = train_heads(cfgs)", PROGRESS_TESTS),
+    M("U8", "progress", "a stop request caught as a failed cell", "core/stop.py",
+      "class StopRequested(BaseException):", "class StopRequested(Exception):", PROGRESS_TESTS),
 ]
 
 try:  # imported as tests.mutation.mutants (the suite) or as mutants (run.py puts this folder on sys.path)
