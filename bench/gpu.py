@@ -5,6 +5,9 @@ Measures, on random weights (same speed as trained ones):
     host as extraction does -- img/s and MFU at 162 GFLOP/img (24 blocks, 224 px);
   * conv-20 training from device-resident features: bf16 autocast, channels_last, AdamW -- img/s and MFU at the
     counted FLOPs of a training step (~236 GFLOP/img; 81 GFLOP forward); evaluation forward img/s;
+  * the extraction feed (bench/p9_feed.py's measurement): the whole extraction path into a real store -- read, sha256
+    check, decode, preprocess, forward, cast/quantize, copy back, CRC-32, chunk files -- for 4 int8 and 24 float16
+    layers: wall img/s and host CPU ms per image (without a GPU the forward is p9's synthetic features, said so);
   * peak device memory;
   * the projected hours of DeCLIP's full ablation (24 ViT-L/14 + 4 RN50 layers × 5 decoders × 4 train sets × 4 test
     sets, ~40k Dolos images) from these rates (declip.pipeline.grid.cost_plan), with its disk plan.
@@ -132,6 +135,30 @@ def bench_conv20(device: str, batch: int, iters: int, width: float, channels: in
             "eval_flops_per_s": batch * fwd / eval_s}
 
 
+def bench_feed(arch: str, device: str, batch: int) -> tuple[list[dict], str]:
+    """bench/p9_feed.py's measurement with the real forward on ``device`` (CUDA: fp16, the real weights' shapes
+    at random values); on the CPU the forward is replaced by synthetic features of ``arch``'s shapes, as in p9 --
+    a CPU forward would say nothing about what feeds a GPU."""
+    import os
+
+    from p9_feed import measure_feed, split_manifest, synthetic_backbone
+
+    from declip.features.backbones import load_backbone
+    from declip.features.taps import layer_names
+
+    cuda = torch.device(device).type == "cuda"
+    root = workdir("gpu-feed")
+    manifest = split_manifest(5 * batch if cuda else 3 * batch, root, batch)
+    backbone = load_backbone(f"{arch}@random-0", device) if cuda else synthetic_backbone(arch, batch)
+    names, results = layer_names(backbone), []
+    for count, storage in ((4, "int8"), (24, "float16")):
+        results.append(measure_feed(backbone, manifest, root / f"s-{count}-{storage}.zarr",
+                                    ",".join(names[-min(count, len(names)):]), storage, batch,
+                                    min(8, os.cpu_count() or 1), device=device, half=cuda, synthetic=not cuda))
+    how = "real forward on the GPU" if cuda else "NO GPU: synthetic features stand in for the forward (bench/p9_feed)"
+    return results, how
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -156,6 +183,8 @@ def main() -> None:
     ext = bench_extraction(arch, device, batch, iters, args.storage_dtype)
     conv = bench_conv20(device, batch, iters, 0.25 if small else 1.0, 192 if small else 1024, (16, 16),
                         args.compile)
+    cuda = torch.device(device).type == "cuda"
+    feed, feed_how = bench_feed(arch if cuda else "ViT-L-14", device, batch if cuda else 8)
     peak = _peak(device, args.peak_tflops)
     memory = (torch.cuda.max_memory_allocated() if torch.device(device).type == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -181,6 +210,11 @@ def main() -> None:
           f"train {conv['train_img_per_s']:.1f} img/s ({conv['train_flops_per_s'] / 1e12:.3g} TFLOP/s, MFU "
           f"{mfu(conv['train_flops_per_s'])}; {conv['flops_train_per_img'] / 1e9:.1f} GFLOP/img/step), "
           f"eval {conv['eval_img_per_s']:.1f} img/s")
+    from p9_feed import render as render_feed
+
+    print(f"extraction feed ({feed_how}):")
+    for r in feed:
+        print("  " + render_feed(r))
     print(f"peak memory {memory / 2**30:.2f} GiB ({'device' if torch.device(device).type == 'cuda' else 'host RSS'})")
     if plan:
         s = plan["seconds"]
@@ -190,11 +224,11 @@ def main() -> None:
         print(next(line for line in render(plan).splitlines() if line.strip().startswith("store:")))
     print(f"bench wall time {time.perf_counter() - start:.1f} s")
     if args.json:
-        out = {"device": name, "small": small, "extraction": ext, "conv20": conv, "peak_memory_bytes": memory,
+        out = {"device": name, "small": small, "extraction": ext, "conv20": conv, "feed": feed, "peak_memory_bytes": memory,
                "peak_flops": peak, "rates": {"encode_flops_per_s": rates.encode, "train_flops_per_s": rates.train,
                                              "eval_flops_per_s": rates.eval},
                "full_ablation_hours": None if plan is None else plan["seconds"]["total"] / 3600}
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
         print(f"written: {args.json}")
 
 

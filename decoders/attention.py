@@ -83,7 +83,12 @@ class AttentionDecoder(Decoder):
         self.att2 = ResidualAttentionBlock(width, num_heads(width))
         self.fc = token_head(width)
 
+    scores_then_upsample = True
+
     def forward(self, feats: Tensor, cls_token: Tensor | None = None) -> Tensor:
+        return scores_to_logits(self.token_scores(feats, cls_token), self.config["grid"])
+
+    def token_scores(self, feats: Tensor, cls_token: Tensor | None = None) -> Tensor:
         self.check_input(feats)
         x = feats.flatten(2).permute(2, 0, 1)  # [H*W, B, C], sequence-first like DeCLIP
         if cls_token is not None:
@@ -92,8 +97,7 @@ class AttentionDecoder(Decoder):
         x = self.att2(self.att1(x, mask), mask)
         if cls_token is not None:
             x = x[1:]
-        scores = self.fc(x).squeeze(-1).transpose(0, 1)  # [B, H*W]
-        return scores_to_logits(scores, self.config["grid"])
+        return self.fc(x).squeeze(-1).transpose(0, 1)  # [B, H*W]
 
 
 @register_decoder("attention")

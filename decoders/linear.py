@@ -35,10 +35,15 @@ class LinearDecoder(Decoder):
         super().__init__(config)
         self.fc = token_head(config["in_channels"])
 
+    scores_then_upsample = True
+
     def forward(self, feats: Tensor, cls_token: Tensor | None = None) -> Tensor:
+        return scores_to_logits(self.token_scores(feats, cls_token), self.config["grid"])
+
+    def token_scores(self, feats: Tensor, cls_token: Tensor | None = None) -> Tensor:
         self.check_input(feats)
         tokens = feats.flatten(2).transpose(1, 2)  # [B, H*W, C], row-major like CLIP's patch order
-        return scores_to_logits(self.fc(tokens).squeeze(-1), self.config["grid"])
+        return self.fc(tokens).squeeze(-1)
 
 
 @register_decoder("linear")

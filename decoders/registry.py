@@ -39,8 +39,16 @@ class Decoder(nn.Module):
     def faithful(self) -> bool:
         return bool(self.config["faithful"])
 
+    #: True when ``forward`` is exactly :func:`decoders.linear.scores_to_logits` of :meth:`token_scores`: training
+    #: can then upsample many heads in one batched call and fuse their losses (pipeline/train/fused_loss.py).
+    scores_then_upsample = False
+
     def forward(self, feats: Tensor, cls_token: Tensor | None = None) -> Tensor:
         raise NotImplementedError
+
+    def token_scores(self, feats: Tensor, cls_token: Tensor | None = None) -> Tensor:
+        """``[B, H*W]`` scores on the feature grid, before the bicubic upsampling (``scores_then_upsample`` only)."""
+        raise NotImplementedError(f"decoder {self.name!r} does not end in an upsampling of token scores")
 
     def trainable_names(self) -> list[str]:
         """Names of the parameters the optimiser gets.

@@ -85,9 +85,10 @@ def encode_batch(backbone: Backbone, batch: ImageBatch, layers: list[str], devic
                  cls_dtype: torch.dtype = torch.float16) -> dict[str, tuple]:
     """Extraction's mapper: one decoded block (:func:`features.image_batches.prefetch_batches`) → store-ready arrays.
 
-    On CUDA the pixels are page-locked first, so their copy runs asynchronously while the previous block is written.
+    On CUDA the pixels are page-locked (the reader decodes into page-locked batches when asked: no copy here then),
+    so their copy runs asynchronously while the previous block is written.
     """
     pixels = batch.pixels
-    if str(device).startswith("cuda") and torch.cuda.is_available():
+    if str(device).startswith("cuda") and torch.cuda.is_available() and not pixels.is_pinned():
         pixels = pixels.pin_memory()
     return to_cached(encode_pixels(backbone, pixels, layers, device, half), batch.ok.numpy(), quantize, cls_dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -85,7 +86,33 @@ def resize_for(recipe: Recipe, image: Image.Image) -> Image.Image:
 
 
 def to_tensor(recipe: Recipe, image: Image.Image) -> torch.Tensor:
-    """RGB PIL image → normalised float32 CHW tensor."""
-    arr = np.asarray(resize_for(recipe, image), dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(recipe.mean, dtype=np.float32)) / np.asarray(recipe.std, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    """RGB PIL image → normalised float32 CHW tensor: ``(pixel / 255 - mean) / std`` per channel, in float32."""
+    return to_tensor_into(recipe, image, None)
+
+
+def to_tensor_into(recipe: Recipe, image: Image.Image, out: torch.Tensor | None) -> torch.Tensor:
+    """:func:`to_tensor`, written into ``out`` (a (3, S, S) float32 slot of a batch) when given: no extra copy.
+
+    An 8-bit pixel has 256 values, so the float32 arithmetic is done once per value and channel (a lookup table of
+    the same operations, hence the same bits) and the image is gathered through it -- ~3x faster than the
+    arithmetic on every pixel, and the reader's workers do it for every image extraction encodes.
+    """
+    arr = np.asarray(resize_for(recipe, image))
+    if arr.dtype != np.uint8 or arr.shape[2:] != (3,):
+        raise ValueError(f"expected an 8-bit RGB image, got PIL mode {image.mode!r} (decode with open_rgb)")
+    if out is None:
+        out = torch.empty((3, arr.shape[0], arr.shape[1]), dtype=torch.float32)
+    table, target = _normalise_table(recipe.mean, recipe.std), out.numpy()
+    for channel in range(3):  # HWC pixels gathered into CHW planes, in RGB order
+        np.take(table[channel], arr[:, :, channel], out=target[channel])
+    return out
+
+
+@lru_cache(maxsize=16)
+def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: ``(v / 255 - mean[c]) / std[c]`` for every 8-bit value ``v``, by float32 operations."""
+    values = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    table = (values - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    table = np.ascontiguousarray(table.T)
+    table.flags.writeable = False  # shared by every call (lru_cache)
+    return table

@@ -16,7 +16,7 @@ def train_task(cfgs: list[TrainConfig]) -> list[dict]:
     log = run_logger()
     log.info("training %d head(s) on %s: %s", len(cfgs), ",".join(cfgs[0].train_sets),
              "; ".join(f"{c.decoder} on {c.source}" for c in cfgs))
-    results = train_heads(cfgs)
+    results = train_heads(cfgs, log)  # one line per epoch in the run log
     for r in results:
         log.info("%s on %s: best validation %.3f at epoch %s of %s -> %s/best", r["decoder"], r["source"],
                  r["best_val"], r["best_epoch"], r["epochs"], r["out"])

@@ -32,6 +32,7 @@ from declip.core.errors import DeclipError
 from declip.core.versions import library_versions
 from declip.store.base import SCHEMA_VERSION, StoreBase, as_stored
 from declip.store.checksums import block_sums
+from declip.store.chunk_writes import FLAT_CHUNK_KEYS, write_rows
 from declip.store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
 
 # Fields that must agree for cached features to be reused; the rest of the record is informational.
@@ -118,7 +119,7 @@ class StoreLayers(StoreBase):
         group = self.root.require_group(path)
         kw = {"shards": (br, c, h, w)} if shards else {}
         group.create_array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype=disk_dtype(storage),
-                           fill_value=0, compressors=None, overwrite=True, **kw)
+                           fill_value=0, compressors=None, overwrite=True, chunk_key_encoding=FLAT_CHUNK_KEYS, **kw)
         if is_quantized(storage):
             group.create_array("scales", shape=(n, c), chunks=(br, c), dtype="float32", fill_value=0,
                                compressors=None, overwrite=True)
@@ -160,7 +161,7 @@ class StoreLayers(StoreBase):
                               f"{'required' if arrays.scales is not None else 'not expected'} when writing them")
         if np.dtype(feats.dtype) != np.dtype(arrays.feats.dtype):
             raise DeclipError(f"{arrays.path} stores {arrays.feats.dtype} features; got {feats.dtype}")
-        arrays.feats[start:stop] = feats
+        write_rows(arrays.feats, start, feats, valid)  # the chunk files directly on a local store
         if scales is not None:
             arrays.scales[start:stop] = scales
         if arrays.cls is not None and cls is not None:

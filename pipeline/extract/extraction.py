@@ -322,7 +322,8 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
     bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"extract {stats.backbone} {stats.dataset}", unit="img",
                disable=not cfg.progress)
     try:
-        for batch in prefetch_batches(jobs, recipe, workers=cfg.workers, view=view):
+        pin = cfg.device.startswith("cuda") and torch.cuda.is_available()
+        for batch in prefetch_batches(jobs, recipe, workers=cfg.workers, view=view, pin=pin):
             stats.seconds["decode"] += batch.seconds
             if batch.problems and cfg.strict:
                 p = batch.problems[0]

@@ -43,7 +43,7 @@ def train_cell(cfg: TrainConfig, log: logging.Logger | logging.LoggerAdapter = L
     """Train one cell; a failure is recorded in its directory (``failed.json``) and returned, never raised."""
     out = Path(cfg.out)
     try:
-        summary = train(cfg)
+        summary = train(cfg, log)
     except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
         log.warning("cell %s (%s %s) failed: %s: %s", out.name, cfg.decoder, cfg.source, type(exc).__name__, exc)
         record = failure_record(cfg, exc)
@@ -58,7 +58,7 @@ def train_cells(cfgs: list[TrainConfig], log: logging.Logger | logging.LoggerAda
     """Train cells sharing a backbone, train set and seed as one multi-head run; if that fails, each alone."""
     if len(cfgs) > 1:
         try:
-            summaries = train_heads(cfgs)
+            summaries = train_heads(cfgs, log)
         except Exception as exc:  # noqa: BLE001 - retried cell by cell below
             log.warning("multi-head run of %d cells failed (%s: %s); training them one by one", len(cfgs),
                         type(exc).__name__, exc)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from declip.core import stop
 from declip.core.errors import DeclipError
 from declip.decoders import Decoder, build_decoder, save_decoder
 from declip.features.views import parse_views
@@ -39,6 +40,7 @@ from declip.pipeline.data.cached_splits import CachedSplits, memory_note, select
 from declip.pipeline.data.splits import require_split
 from declip.pipeline.evaluate.evaluation import validate_many
 from declip.pipeline.train.config import TrainConfig
+from declip.pipeline.train.fused_loss import fused_steps
 from declip.pipeline.train.options import TrainOptions  # noqa: F401 - re-exported beside TrainConfig
 from declip.pipeline.train.precision import (autocast, decoder_input, device_budget_bytes, prepare_decoder,
                                              use_channels_last)
@@ -120,8 +122,12 @@ def _loss(logits: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor, mode:
     return F.binary_cross_entropy_with_logits(logits[:, 0], masks)
 
 
-def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
-    """Train one or more decoders together; returns one summary per head (also written as summary.json)."""
+def train_heads(cfgs: list[TrainConfig], log: logging.Logger | logging.LoggerAdapter = log) -> list[dict]:
+    """Train one or more decoders together; returns one summary per head (also written as summary.json).
+
+    ``log`` gets one line per epoch (a flow passes its run logger, so the lines reach the Prefect run log). The loop
+    checks :mod:`declip.core.stop` at every batch boundary and raises ``StopRequested``: the run directories keep
+    their last finished epoch, from which the same call resumes."""
     _check_compatible(cfgs)
     base = cfgs[0]
     o = base.options
@@ -174,9 +180,22 @@ def train_heads(cfgs: list[TrainConfig]) -> list[dict]:
         bar.update(1)
         best = max(heads, key=lambda h: h.schedule.best)
         bar.set_postfix({"val": f"{best.schedule.best:.2f}", "lr": f"{best.schedule.lr:g}"})
+        log.info("%s", epoch_line(heads, epoch, time.perf_counter() - t0))
     bar.close()
     return [write_summary(h.out, run_summary(h.cfg, str(h.out), h.schedule, h.history, h.stop_reason, warnings))
             for h in heads]
+
+
+def epoch_line(heads: list[Head], epoch: int, seconds: float) -> str:
+    """One line per finished epoch (``epoch`` of them so far): the heads still training, the best validation so far
+    and the group's ETA (the epochs left if nothing improves, at this epoch's pace -- an upper bound, like the bar's).
+    """
+    active = [h for h in heads if h.active]
+    best = max(heads, key=lambda h: h.schedule.best)
+    left = _epochs_bound(heads, epoch) - epoch
+    return (f"epoch {epoch}/≤{epoch + left} done: {len(active)}/{len(heads)} head(s) still training, {seconds:.1f} s; "
+            f"best validation {best.schedule.best:.3f} ({best.cfg.decoder} on {best.cfg.source}); "
+            f"ETA ≤ {left} epoch(s), ~{left * seconds / 60:.1f} min")
 
 
 def _epochs_bound(heads: list[Head], epoch: int) -> int:
@@ -201,15 +220,21 @@ def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows:
     for h in active:
         h.decoder.train()
     totals = {id(h): 0.0 for h in active}
+    fused = _fused_by_grid([h for h in active if _fusable(h, o.mode)])
+    alone = [h for h in active if not _fusable(h, o.mode)]
     n = 0
     for batch in _epoch_batches(data, rows, cfg, epoch, sorted({h.cfg.source for h in active})):
-        masks = batch.masks.to(o.device, non_blocking=True)
-        labels = batch.labels.to(o.device, non_blocking=True)
-        for h in active:
-            feats, cls = batch.features[h.cfg.source]
-            x = decoder_input(feats, o.device, h.channels_last)
+        stop.check(f"epoch {epoch}")  # a batch boundary: nothing of this epoch is saved yet
+        masks, labels = _batch_targets(batch, o.device)  # the soft targets, once per batch for every head
+        inputs = {id(h): _head_input(h, batch, o.device) for h in active}
+        for heads in fused:  # linear/attention heads: one upsampling call, one backward (pipeline/train/fused_loss)
+            losses = fused_steps([(h.decoder, *inputs[id(h)], h.optimizer) for h in heads], masks,
+                                 lambda: autocast(o.device, o.precision))
+            for h, loss in zip(heads, losses.tolist()):
+                totals[id(h)] += loss * len(batch.rows)
+        for h in alone:
             with autocast(o.device, o.precision):
-                logits = h.forward(x, None if cls is None else cls.to(o.device).float())
+                logits = h.forward(*inputs[id(h)])
             loss = _loss(logits.float(), masks, labels, o.mode)
             h.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -217,6 +242,28 @@ def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows:
             totals[id(h)] += float(loss.detach()) * len(batch.rows)
         n += len(batch.rows)
     return {k: v / max(1, n) for k, v in totals.items()}
+
+
+def _batch_targets(batch, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's soft 256² masks and image labels on the device, shared by every head."""
+    return batch.masks.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
+
+
+def _head_input(h: Head, batch, device: str) -> tuple:
+    feats, cls = batch.features[h.cfg.source]
+    return decoder_input(feats, device, h.channels_last), None if cls is None else cls.to(device).float()
+
+
+def _fusable(h: Head, mode: str) -> bool:
+    """Localization heads whose decoder upsamples its token scores, run as built (not compiled)."""
+    return mode == "localization" and h.decoder.scores_then_upsample and h.forward is h.decoder
+
+
+def _fused_by_grid(heads: list[Head]) -> list[list[Head]]:
+    by_grid: dict[tuple, list[Head]] = {}
+    for h in heads:
+        by_grid.setdefault(tuple(h.decoder.config["grid"]), []).append(h)
+    return list(by_grid.values())
 
 
 def _epoch_batches(data: CachedSplits | AugmentedSplits, rows: np.ndarray, cfg: TrainConfig, epoch: int,
@@ -257,8 +304,8 @@ def _end_epoch(head: Head, scores: dict, train_loss: float, epoch: int, seconds:
     save_epoch(head.out, state, head.history)
 
 
-def train(cfg: TrainConfig) -> dict:
-    return train_heads([cfg])[0]
+def train(cfg: TrainConfig, log: logging.Logger | logging.LoggerAdapter = log) -> dict:
+    return train_heads([cfg], log)[0]
 
 
 def with_out(cfg: TrainConfig, out: str) -> TrainConfig:

@@ -42,6 +42,7 @@ def test_train_cli_run_is_named_tagged_and_logs_to_prefect(tiny_store, tmp_path,
     assert {"backbone:" + TINY_BACKBONE, "layer:layer2", "decoder:linear", "dataset:dolos-celebahq"} <= set(flow_run.tags)
     assert any(m.startswith("training 1 head(s) on tint") for m in messages), messages
     assert any(m.startswith(f"linear on {TINY_BACKBONE}/layer2: best validation") for m in messages), messages
+    assert any(m.startswith("epoch 1/≤1 done: ") for m in messages), messages  # the loop's own line
 
 
 def test_quiet_dask_keeps_distributed_to_warnings(monkeypatch):

@@ -52,6 +52,10 @@ TAP_TESTS = ("tests/features/test_taps.py",
 M = Mutant
 VIEW_TESTS = ("tests/features/test_views.py", "tests/test_contracts.py::test_view_operation_keeps_its_contract")
 DTYPE_TESTS = ("tests/store/test_storage_dtype.py", "tests/test_contracts.py::test_storage_dtype_keeps_its_contract")
+CHUNK_TESTS = ("tests/store/test_chunk_writes.py",)
+PREPROCESS_TESTS = ("tests/features/test_preprocess.py",)
+FUSED_TESTS = ("tests/pipeline/train/test_fused_loss.py",)
+PROGRESS_TESTS = ("tests/pipeline/train/test_training_progress.py", "tests/core/test_stop.py")
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
     M("T1", "training", "BCE targets thresholded (hard) instead of soft", "pipeline/data/cached_splits.py",
@@ -263,8 +267,8 @@ MUTANTS: list[Mutant] = [
       "count=h * w).reshape(h, w).astype(bool)", "count=h * w).reshape(w, h).T.astype(bool)", MASK_TESTS),
     # ---- store
     M("D1", "store", "feature done flag set before the data", "store/layers.py",
-      "        arrays.feats[start:stop] = feats\n",
-      "        arrays.done[block] = True\n        arrays.feats[start:stop] = feats\n", STORE_TESTS),
+      "        write_rows(arrays.feats, start, feats, valid)",
+      "        arrays.done[block] = True\n        write_rows(arrays.feats, start, feats, valid)", STORE_TESTS),
     M("D2", "store", "class tokens not written", "store/layers.py",
       "            arrays.cls[start:stop] = cls", "            pass", STORE_TESTS),
     M("D3", "store", "recipe left out of the identity fields", "store/layers.py",
@@ -313,10 +317,11 @@ MUTANTS: list[Mutant] = [
       'return Recipe("declip", size, "bilinear", False,', 'return Recipe("declip", size, "bilinear", True,',
       TAP_TESTS, fresh=True),
     M("F5", "preprocessing", "normalisation divides by mean", "features/preprocess.py",
-      "/ np.asarray(recipe.std, dtype=np.float32)", "/ np.asarray(recipe.mean, dtype=np.float32)", TAP_TESTS,
+      "/ np.asarray(std, dtype=np.float32)", "/ np.asarray(mean, dtype=np.float32)", TAP_TESTS,
       fresh=True),
-    M("F6", "preprocessing", "channels in BGR order", "features/preprocess.py", "arr.transpose(2, 0, 1)",
-      "arr[..., ::-1].transpose(2, 0, 1)", TAP_TESTS, fresh=True),
+    M("F6", "preprocessing", "channels in BGR order", "features/preprocess.py",
+      "np.take(table[channel], arr[:, :, channel], out=target[channel])",
+      "np.take(table[channel], arr[:, :, 2 - channel], out=target[channel])", TAP_TESTS, fresh=True),
     M("F7", "taps", "ResNet stage input stored instead of its output", "features/open_clip.py",
       '            x = getattr(v, f"layer{k}")(x)\n            if k in indices:\n                result[f"layer{k}"] = (x, None)\n',
       '            if k in indices:\n                result[f"layer{k}"] = (x, None)\n            x = getattr(v, f"layer{k}")(x)\n',
@@ -355,6 +360,45 @@ MUTANTS: list[Mutant] = [
       "return codes.view(torch.float8_e4m3fn).float()", "return codes.float()", DTYPE_TESTS),
     M("Q3", "dtypes", "bytes per sample leave out the scales", "store/quantize.py",
       "scales = channels * 4 if is_quantized(name) else 0", "scales = 0", DTYPE_TESTS),
+    # ---- the extraction hot path (issue 23): direct chunk files, the normalisation table, decoding into slots
+    M("W1", "chunk writes", "a valid all-zero row loses its chunk (zarr's empty-chunk rule)", "store/chunk_writes.py",
+      "if not valid[i] and not rows[i].any():", "if not rows[i].any():", CHUNK_TESTS),
+    M("W2", "chunk writes", "chunk written in place, not through a renamed temporary", "store/chunk_writes.py",
+      'tmp = f"{path}.{uuid.uuid4().hex}.partial"', "tmp = path", CHUNK_TESTS),
+    M("W3", "chunk writes", "feature arrays back on nested chunk folders", "store/layers.py",
+      "overwrite=True, chunk_key_encoding=FLAT_CHUNK_KEYS, **kw)", "overwrite=True, **kw)", CHUNK_TESTS),
+    M("W4", "chunk writes", "rows written one sample off", "store/chunk_writes.py",
+      "encode_chunk_key((start + i,) + tail)", "encode_chunk_key((start + i + 1,) + tail)", CHUNK_TESTS),
+    M("W5", "preprocessing", "normalisation table built in float64", "features/preprocess.py",
+      "values = np.arange(256, dtype=np.float32)[:, None] / 255.0",
+      "values = np.arange(256, dtype=np.float64)[:, None] / 255.0", PREPROCESS_TESTS),
+    M("W6", "preprocessing", "decoded rows marked ok when they failed", "features/image_batches.py",
+      "ok = torch.tensor([problem is None for problem in results], dtype=torch.bool)",
+      "ok = torch.ones(len(results), dtype=torch.bool)", ("tests/features/test_encode.py",)),
+    # ---- fused multi-head loss, epoch lines and the stop flag (issues 23 and 19)
+    M("U1", "fused loss", "written-out backward forgets the mean's 1/N", "pipeline/train/fused_loss.py",
+      ".mul_(grad_losses[k] / u.numel())", ".mul_(grad_losses[k])", FUSED_TESTS),
+    M("U2", "fused loss", "bicubic matrices with a = -0.5 (not PyTorch's -0.75)", "pipeline/train/fused_loss.py",
+      "BICUBIC_A = -0.75", "BICUBIC_A = -0.5", FUSED_TESTS),
+    M("U3", "fused loss", "every head upsampled from the first head's scores", "pipeline/train/fused_loss.py",
+      "upsample(maps[k * rows:(k + 1) * rows, 0].float(), wh, ww)", "upsample(maps[0:rows, 0].float(), wh, ww)",
+      FUSED_TESTS),
+    M("U10", "fused loss", "matrix upsampling with the axes' matrices swapped", "pipeline/train/fused_loss.py",
+      "return torch.matmul(wh, torch.matmul(scores, ww.T))", "return torch.matmul(ww, torch.matmul(scores, wh.T))",
+      FUSED_TESTS),
+    M("U9", "fused loss", "reported loss without the soft targets' term", "pipeline/train/fused_loss.py",
+      "(F.softplus(u).sum() - torch.dot(u, targets.reshape(-1)))", "(F.softplus(u).sum())", FUSED_TESTS),
+    M("U4", "fused loss", "detection heads fused with the localization loss", "pipeline/train/training.py",
+      'return mode == "localization" and h.decoder.scores_then_upsample',
+      "return h.decoder.scores_then_upsample", FUSED_TESTS),
+    M("U5", "progress", "the stop flag never checked in the training loop", "pipeline/train/training.py",
+      'stop.check(f"epoch {epoch}")', "pass", PROGRESS_TESTS),
+    M("U6", "progress", "epoch lines to the module logger, not the flow's", "pipeline/train/training.py",
+      'log.info("%s", epoch_line(', 'logging.getLogger(__name__).info("%s", epoch_line(', PROGRESS_TESTS),
+    M("U7", "progress", "grid groups train without their logger", "pipeline/grid/cells.py",
+      "summaries = train_heads(cfgs, log)", "summaries = train_heads(cfgs)", PROGRESS_TESTS),
+    M("U8", "progress", "a stop request caught as a failed cell", "core/stop.py",
+      "class StopRequested(BaseException):", "class StopRequested(Exception):", PROGRESS_TESTS),
 ]
 
 try:  # imported as tests.mutation.mutants (the suite) or as mutants (run.py puts this folder on sys.path)

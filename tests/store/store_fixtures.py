@@ -14,6 +14,15 @@ from declip.store.feature_store import FeatureStore, dataset_checksum
 BB_A, BB_B, DS = "bbA@random-0", "bbB@random-0", "ds"
 
 
+def sample_chunk(array_dir: Path, row: int) -> Path:
+    """The chunk file of ``row`` in a one-sample-per-chunk array, by the chunk key encoding its metadata records
+    (feature arrays use flat ``c.ROW.0.0.0`` keys; older stores and other arrays nested ``c/ROW/0/0/0`` ones)."""
+    import zarr
+
+    array = zarr.open_array(str(array_dir), mode="r")
+    return array_dir / array.metadata.encode_chunk_key((row,) + (0,) * (array.ndim - 1))
+
+
 def make_samples(n: int, sizes: list[tuple[int, int]] | None = None, tag: str = "") -> pd.DataFrame:
     """n rows; odd rows are fake with a mask, even rows real. ``sizes`` gives (height, width) per row."""
     sizes = sizes or [(16, 24)] * n

@@ -15,6 +15,7 @@ from declip.store.readers import LayerReader
 from declip.store.verify import verify_store
 
 from tests.fixtures import REPO  # noqa: E402
+from tests.store.store_fixtures import sample_chunk
 
 
 @pytest.fixture
@@ -37,8 +38,8 @@ def _redo(path: Path, manifest: Path) -> None:
 
 def test_deleted_feature_chunk_is_found_marked_and_redone(damaged, tiny_store, tiny_manifest):
     path, store, dataset = damaged
-    (_layer_dir(path, "layer2", dataset) / "feats" / "c" / "9" / "0" / "0" / "0").unlink()  # row 9: block 1
-    with pytest.raises(DeclipError, match=r"c/9/0/0/0: chunk missing.*store verify"):
+    sample_chunk(_layer_dir(path, "layer2", dataset) / "feats", 9).unlink()  # row 9: block 1
+    with pytest.raises(DeclipError, match=r"c\.9\.0\.0\.0: chunk missing.*store verify"):
         LayerReader(store, TINY_BACKBONE, "layer2", dataset).read_all()
     report = {d.path: d for d in verify_store(store, redo=True)}
     bad = {p: d.blocks for p, d in report.items() if d.blocks}
@@ -53,7 +54,7 @@ def test_deleted_feature_chunk_is_found_marked_and_redone(damaged, tiny_store, t
 
 def test_short_chunk_and_deleted_valid_chunk_are_refused(damaged):
     path, store, dataset = damaged
-    chunk = _layer_dir(path, "layer1", dataset) / "feats" / "c" / "3" / "0" / "0" / "0"
+    chunk = sample_chunk(_layer_dir(path, "layer1", dataset) / "feats", 3)
     chunk.write_bytes(chunk.read_bytes()[:100])
     with pytest.raises(DeclipError, match="100 of"):
         LayerReader(store, TINY_BACKBONE, "layer1", dataset).read_all()

@@ -18,8 +18,11 @@ MASK_ARRAYS = ("soft_masks", "native_bits", "mask_done")
 
 @pytest.fixture
 def failing_array(monkeypatch):
-    """``failing_array(name)``: writes to any zarr array whose path ends in ``/name`` raise OSError."""
-    real = zarr.Array.__setitem__
+    """``failing_array(name)``: writes to any zarr array whose path ends in ``/name`` raise OSError, through zarr or
+    through the direct chunk-file path (store/chunk_writes.py) that feature rows take on a local store."""
+    from declip.store import chunk_writes
+
+    real, real_put = zarr.Array.__setitem__, chunk_writes._atomic_put
     failing: set[str] = set()
 
     def setitem(self, key, value):
@@ -27,7 +30,14 @@ def failing_array(monkeypatch):
             raise OSError(f"injected: disk full while writing {self.path}")
         return real(self, key, value)
 
+    def put(path, data):
+        array = next((name for name in failing if f"/{name}/c" in path), None)
+        if array:
+            raise OSError(f"injected: disk full while writing {array} chunk {path}")
+        return real_put(path, data)
+
     monkeypatch.setattr(zarr.Array, "__setitem__", setitem)
+    monkeypatch.setattr(chunk_writes, "_atomic_put", put)
     return failing
 
 

@@ -19,6 +19,7 @@ from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
 from declip.store.feature_store import FeatureStore
 from declip.store.readers import LayerReader
 from declip.store.verify import verify_store
+from tests.store.store_fixtures import sample_chunk
 
 DATASET = "dolos-celebahq"
 
@@ -111,7 +112,7 @@ def test_view_copies_are_checksummed_verified_and_redone(tiny_manifest, tmp_path
     before = LayerReader(store, TINY_BACKBONE, "layer0", jpeg, partial=True).read_all().feats
     block = int(np.flatnonzero(arrays.done[:])[0])
     row = arrays.block_range(block)[0]
-    (path / "features" / TINY_BACKBONE / "layer0" / jpeg / "feats" / "c" / str(row) / "0" / "0" / "0").unlink()
+    sample_chunk(path / "features" / TINY_BACKBONE / "layer0" / jpeg / "feats", row).unlink()
     bad = {d.path: d.blocks for d in verify_store(store, redo=True) if d.blocks}
     assert bad == {f"features/{TINY_BACKBONE}/layer0/{jpeg}": [block]}
     _extract(tiny_manifest, path, view="jpeg:50", splits=("test",))

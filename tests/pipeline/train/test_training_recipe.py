@@ -172,13 +172,14 @@ def test_conv_decoder_trains_batchnorm_in_train_mode_like_the_reference(tiny_sto
 
 def test_each_epoch_visits_every_training_fake_once_in_a_new_order(tiny_store, tmp_path, monkeypatch):
     batches = []
-    real_loss = training._loss
+    real_targets = training._batch_targets
 
-    def spy(logits, masks, labels, mode):
+    def spy(batch, device):  # every head's loss reads the batch's targets from here
+        masks, labels = real_targets(batch, device)
         batches.append(tuple(round(float(s), 3) for s in masks.sum(dim=(1, 2))))  # one fingerprint per image
-        return real_loss(logits, masks, labels, mode)
+        return masks, labels
 
-    monkeypatch.setattr(training, "_loss", spy)
+    monkeypatch.setattr(training, "_batch_targets", spy)
     train(_cfg(tiny_store, tmp_path / "run", max_epochs=2, batch_size=5))
     per_epoch = len(batches) // 2
     first = [x for b in batches[:per_epoch] for x in b]
@@ -189,13 +190,14 @@ def test_each_epoch_visits_every_training_fake_once_in_a_new_order(tiny_store, t
 
 def test_training_sees_only_fakes_and_their_soft_masks(tiny_store, tiny_manifest, tmp_path, monkeypatch):
     seen = []
-    real_loss = training._loss
+    real_targets = training._batch_targets
 
-    def spy(logits, masks, labels, mode):
+    def spy(batch, device):  # every head's loss reads the batch's targets from here
+        masks, labels = real_targets(batch, device)
         seen.append((masks.clone(), labels.clone()))
-        return real_loss(logits, masks, labels, mode)
+        return masks, labels
 
-    monkeypatch.setattr(training, "_loss", spy)
+    monkeypatch.setattr(training, "_batch_targets", spy)
     train(_cfg(tiny_store, tmp_path / "run", max_epochs=1, batch_size=5))
     masks = torch.cat([m for m, _ in seen])
     labels = torch.cat([lab for _, lab in seen])
@@ -287,13 +289,14 @@ def test_detection_trains_on_reals_and_fakes_and_selects_on_sklearn_ap(tiny_stor
     from declip.pipeline.metrics.resize import to_native
 
     labels_seen = []
-    real_loss = training._loss
+    real_targets = training._batch_targets
 
-    def spy(logits, masks, labels, mode):
+    def spy(batch, device):  # every head's loss reads the batch's targets from here
+        masks, labels = real_targets(batch, device)
         labels_seen.append(labels.clone())
-        return real_loss(logits, masks, labels, mode)
+        return masks, labels
 
-    monkeypatch.setattr(training, "_loss", spy)
+    monkeypatch.setattr(training, "_batch_targets", spy)
     summary = train(_cfg(tiny_store, tmp_path / "det", mode="detection", max_epochs=3, batch_size=8))
     labels = torch.cat(labels_seen)
     store = FeatureStore(str(tiny_store), mode="r")
