@@ -37,3 +37,24 @@ def block_sums(feats: np.ndarray, cls: np.ndarray | None, valid: np.ndarray,
     if scales is not None:
         f = zlib.crc32(np.ascontiguousarray(scales, dtype=np.float32).view(np.uint8).ravel(), f)
     return [f, crc32(cls), crc32(np.asarray(valid).astype(np.uint8))]
+
+
+def row_sums(feats: np.ndarray, cls: np.ndarray | None, scales: np.ndarray | None = None) -> np.ndarray:
+    """(B, 3) uint32: per row, crc32 of its features, class token and scales as stored (0 where a part is absent).
+
+    Why per row as well as per block: training streams shuffled rows, and a block's sum can only be checked by
+    reading the whole block; a row's own sum lets every read check exactly the bytes it read, where they already are.
+    """
+    out = np.zeros((len(feats), 3), dtype=np.uint32)
+    for i in range(len(feats)):
+        out[i] = (crc32(feats[i]), crc32(None if cls is None else cls[i]), crc32(None if scales is None else scales[i]))
+    return out
+
+
+def mask_row_sums(soft: np.ndarray, bits: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(B, 2) uint32: per row, crc32 of its soft mask and of its packed native mask (``bits[offsets[i]:offsets[i+1]]``,
+    offsets relative to ``bits``)."""
+    out = np.zeros((len(soft), 2), dtype=np.uint32)
+    for i in range(len(soft)):
+        out[i] = (crc32(soft[i]), crc32(bits[int(offsets[i]):int(offsets[i + 1])]))
+    return out
