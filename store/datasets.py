@@ -95,9 +95,7 @@ class StoreDatasets(StoreBase):
         blocks = max(1, math.ceil(n / block_rows))
         group.create_array("soft_masks", shape=(n, MASK_SIZE, MASK_SIZE), chunks=(1, MASK_SIZE, MASK_SIZE),
                            dtype="uint8", fill_value=0, compressors=None)
-        bytes_per = [math.ceil(int(w) * int(h) / 8) if lab == 1 and mp else 0
-                     for w, h, lab, mp in samples[["width", "height", "label", "mask_path"]].itertuples(index=False)]
-        offsets = np.concatenate([[0], np.cumsum(bytes_per, dtype=np.int64)])
+        offsets = native_offsets(samples)
         group.create_array("native_offsets", data=offsets, chunks=(max(1, len(offsets)),))
         group.create_array("native_bits", shape=(max(1, int(offsets[-1])),), chunks=(1 << 20,), dtype="uint8",
                            fill_value=0, compressors=[zarr.codecs.ZstdCodec(level=1)])
@@ -203,6 +201,13 @@ class StoreDatasets(StoreBase):
     def native_mask(self, key: str, row: int, shape: tuple[int, int]) -> np.ndarray | None:
         """The native-resolution binary mask of ``row`` (None for rows without one: real and fully generated)."""
         return self.mask_reader(key).native_mask(int(row), shape)
+
+
+def native_offsets(samples: pd.DataFrame) -> np.ndarray:
+    """(N + 1,) int64: where each row's packed native mask starts in ``native_bits`` (fakes with a mask have one)."""
+    bytes_per = [math.ceil(int(w) * int(h) / 8) if lab == 1 and mp else 0
+                 for w, h, lab, mp in samples[["width", "height", "label", "mask_path"]].itertuples(index=False)]
+    return np.concatenate([[0], np.cumsum(bytes_per, dtype=np.int64)])
 
 
 def _parquet_bytes(samples: pd.DataFrame) -> bytes:
