@@ -362,7 +362,12 @@ try:  # imported as tests.mutation.mutants (the suite) or as mutants (run.py put
 except ImportError:
     from interval_mutants import INTERVAL_MUTANTS  # noqa: E402
 
-MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS]
+try:  # issue 21's integrity work
+    from tests.mutation.integrity_mutants import INTEGRITY_MUTANTS  # noqa: E402
+except ImportError:
+    from integrity_mutants import INTEGRITY_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS + INTEGRITY_MUTANTS]
 
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""

@@ -89,6 +89,20 @@ def test_damage_in_the_last_done_block_is_found_in_every_array(copy, array):
     assert list(damaged) == [group] and list(damaged[group]) == [LAST], damaged
 
 
+
+@pytest.mark.parametrize("group,array,column", [(LAYER, "row_sums", 0), (LAYER, "row_sums", 1),
+                                                (MASKS, "mask_row_sums", 0)])
+def test_a_row_sum_rewritten_to_another_valid_value_is_found(copy, group, array, column):
+    """A row's sum that still decodes but no longer matches its row (the block sums still match the data): the
+    readers would refuse that row, so verify must name its block too."""
+    sums = zarr.open_array(str(copy / group / array), mode="r+")
+    row = 58 if array == "row_sums" else int(np.flatnonzero(sums[:, 0])[-1])  # masks: the last row with a soft mask
+    value = sums[row]
+    value[column] ^= 1
+    sums[row] = value
+    damaged = _damaged(copy)
+    assert list(damaged) == [group] and list(damaged[group]) == [row // 8] and array in damaged[group][row // 8]
+
 def test_every_last_block_damage_at_once_is_marked_and_redone(copy, tiny_store, tiny_manifest):
     for group, chunk, offset in LAST_BLOCK.values():
         if not chunk.startswith("soft_masks"):
