@@ -114,19 +114,23 @@ def run_verify(args: argparse.Namespace) -> int:
     from declip.store.verify import verify_store
 
     report = verify_store(_open(args.store, "r" if args.check_only else "a"), redo=not args.check_only)
-    damaged = [d for d in report if d.blocks]
+    damaged = [d for d in report if d.damaged]
     for d in report:
         if d.unchecked:
             print(f"{d.path}: {d.unchecked}")
+        for problem in d.problems:
+            print(f"{d.path}: {problem}")
         for block in d.blocks:
             print(f"{d.path}: block {block} damaged ({d.reasons[block]})")
     if not damaged:
         print(f"store {args.store}: {len(report)} array groups checked, no damage found")
         return 0
-    total = sum(len(d.blocks) for d in damaged)
+    total, problems = sum(len(d.blocks) for d in damaged), sum(len(d.problems) for d in damaged)
+    found = " and ".join(x for x in (f"{total} damaged blocks" if total else "",
+                                     f"{problems} damaged arrays" if problems else "") if x)
     then = ("re-run `declip extract` with the same arguments to redo them" if not args.check_only
             else "run without --check-only to mark them for redo")
-    print(f"{total} damaged blocks in {len(damaged)} array groups; {then}")
+    print(f"{found} in {len(damaged)} array groups; {then}")
     return 1
 
 

@@ -10,10 +10,11 @@ import json
 import logging
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import fsspec
 import zarr
+from zarr.errors import ContainsGroupError
 
 from declip.core.errors import DeclipError
 from declip.core.io import atomic_put, atomic_write_text
@@ -21,6 +22,10 @@ from declip.store.locks import store_lock
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+
+#: Called with the store's URL right before this process creates a new store's root group. Tests put a barrier here
+#: so that several processes create the same fresh store at once: the race must be survived, not merely unlikely.
+BEFORE_ROOT_CREATION: Callable[[str], None] | None = None
 
 
 def local_path(url: str) -> str:
@@ -53,6 +58,28 @@ def _restore_root_metadata(url: str) -> None:
         atomic_write_text(root / "zarr.json", json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
 
 
+def open_root(url: str, mode: str, storage_options: dict | None) -> zarr.Group:
+    """The store's root group; with ``mode="a"`` created when missing, idempotently under a race.
+
+    Several extractions started together into one fresh store all find no root and all create it; zarr's own
+    ``mode="a"`` then fails in whichever process looks a moment after another wrote it (``ContainsGroupError``). The
+    root holds nothing but the node type, so losing that race is harmless: open the group the winner made.
+    """
+    opts = storage_options or None
+    if mode != "a":
+        return zarr.open_group(url, mode=mode, storage_options=opts)
+    try:
+        return zarr.open_group(url, mode="r+", storage_options=opts)
+    except FileNotFoundError:  # zarr's GroupNotFoundError is one: a new store
+        pass
+    if BEFORE_ROOT_CREATION is not None:
+        BEFORE_ROOT_CREATION(url)
+    try:
+        return zarr.open_group(url, mode="w-", storage_options=opts)
+    except (ContainsGroupError, FileExistsError):  # another process created it since we looked
+        return zarr.open_group(url, mode="a", storage_options=opts)
+
+
 class StoreBase:
     """A zarr hierarchy at a local path or fsspec URL (``s3://…`` needs s3fs)."""
 
@@ -61,7 +88,7 @@ class StoreBase:
         self.storage_options = storage_options or {}
         _restore_root_metadata(self.url)
         try:
-            self.root = zarr.open_group(self.url, mode=mode, storage_options=self.storage_options or None)
+            self.root = open_root(self.url, mode, self.storage_options)
         except FileNotFoundError as exc:
             raise DeclipError(f"no feature store at {self.url}; run `declip extract` to create one") from exc
         self.fs, self._fs_root = fsspec.core.url_to_fs(self.url, **self.storage_options)

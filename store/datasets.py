@@ -6,6 +6,8 @@
     <store>/datasets/<dataset>/soft_masks            (N, 256, 256) uint8, fake = 255: DeCLIP's soft BCE targets
     <store>/datasets/<dataset>/native_bits           bit-packed native-resolution binary masks (fake = 1)
     <store>/datasets/<dataset>/mask_done             (blocks,) bool
+    <store>/datasets/<dataset>/mask_sums             (blocks, 2) crc32 of a block's soft masks and native bits
+    <store>/datasets/<dataset>/mask_row_sums         (N, 2) the same per row: what every mask read is checked against
 
 A view's copy ``<dataset>@<view>`` (``core.keys.DatasetKey``) is a dataset of its own with the same rows; a
 photometric view stores no masks and points at the clean dataset's (``masks_of``).
@@ -23,7 +25,8 @@ import zarr
 
 from declip.core.errors import DeclipError
 from declip.store.base import SCHEMA_VERSION, StoreBase, as_stored
-from declip.store.checksums import crc32, dataset_checksum
+from declip.store.checksums import crc32, dataset_checksum, mask_row_sums
+from declip.store.mask_reader import MaskReader
 
 log = logging.getLogger(__name__)
 MASK_SIZE = 256
@@ -47,6 +50,7 @@ class StoreDatasets(StoreBase):
         """
         with self.lock(f"dataset-{key}"):
             self._create_dataset(key, samples, root, layout, block_rows, view, masks_of)
+        self.forget_masks()
 
     def _create_dataset(self, key: str, samples: pd.DataFrame, root: str, layout: str, block_rows: int,
                         view: dict | None = None, masks_of: str | None = None) -> None:
@@ -93,14 +97,13 @@ class StoreDatasets(StoreBase):
         blocks = max(1, math.ceil(n / block_rows))
         group.create_array("soft_masks", shape=(n, MASK_SIZE, MASK_SIZE), chunks=(1, MASK_SIZE, MASK_SIZE),
                            dtype="uint8", fill_value=0, compressors=None)
-        bytes_per = [math.ceil(int(w) * int(h) / 8) if lab == 1 and mp else 0
-                     for w, h, lab, mp in samples[["width", "height", "label", "mask_path"]].itertuples(index=False)]
-        offsets = np.concatenate([[0], np.cumsum(bytes_per, dtype=np.int64)])
+        offsets = native_offsets(samples)
         group.create_array("native_offsets", data=offsets, chunks=(max(1, len(offsets)),))
         group.create_array("native_bits", shape=(max(1, int(offsets[-1])),), chunks=(1 << 20,), dtype="uint8",
                            fill_value=0, compressors=[zarr.codecs.ZstdCodec(level=1)])
         group.create_array("mask_done", shape=(blocks,), chunks=(1,), dtype="bool", fill_value=False)
         group.create_array("mask_sums", shape=(blocks, 2), chunks=(1, 2), dtype="uint32", fill_value=0)
+        group.create_array("mask_row_sums", shape=(n, 2), chunks=(block_rows, 2), dtype="uint32", fill_value=0)
 
     def samples(self, key: str) -> pd.DataFrame:
         self._require_dataset(key)
@@ -164,6 +167,7 @@ class StoreDatasets(StoreBase):
         with self.lock(f"dataset-{key}"):
             if not self.root[f"datasets/{key}/mask_done"][block]:
                 self._write_masks(key, block, soft, native)
+        self.forget_masks()
 
     def _write_masks(self, key: str, block: int, soft: np.ndarray, native: list[np.ndarray | None]) -> None:
         group = self.root[f"datasets/{key}"]
@@ -180,6 +184,8 @@ class StoreDatasets(StoreBase):
             group["native_bits"][int(offsets[0]):int(offsets[-1])] = bits
         if "mask_sums" in group:
             group["mask_sums"][block] = [crc32(soft), crc32(bits)]
+        if "mask_row_sums" in group:
+            group["mask_row_sums"][start:start + len(soft)] = mask_row_sums(soft, bits, offsets - offsets[0])
         group["mask_done"][block] = True
 
     def pending_mask_blocks(self, key: str) -> np.ndarray:
@@ -188,20 +194,34 @@ class StoreDatasets(StoreBase):
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(~group["mask_done"][:])
 
+    def mask_reader(self, key: str) -> MaskReader:
+        """``key``'s masks, read and checked (one reader per dataset, kept: it holds the checksums)."""
+        readers = self.__dict__.setdefault("_mask_readers", {})
+        if key not in readers:
+            group = self._mask_group(key)
+            readers[key] = MaskReader(self.url, group.path, group)
+        return readers[key]
+
+    def forget_masks(self) -> None:
+        """Drop the kept mask readers (their checksums): after this process wrote or marked mask blocks."""
+        self.__dict__.pop("_mask_readers", None)
+
     def soft_masks(self, key: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        arr = self._mask_group(key)["soft_masks"]
+        reader = self.mask_reader(key)
         if isinstance(rows, slice):
-            return arr[rows]
-        return np.stack([arr[int(i)] for i in rows]) if len(rows) else np.zeros((0, MASK_SIZE, MASK_SIZE), "uint8")
+            rows = np.arange(reader.blocks.n_rows)[rows]
+        return reader.soft_masks(np.asarray(rows, dtype=np.int64))
 
     def native_mask(self, key: str, row: int, shape: tuple[int, int]) -> np.ndarray | None:
         """The native-resolution binary mask of ``row`` (None for rows without one: real and fully generated)."""
-        group = self._mask_group(key)
-        lo, hi = group["native_offsets"][row], group["native_offsets"][row + 1]
-        if hi == lo:
-            return None
-        h, w = shape
-        return np.unpackbits(group["native_bits"][lo:hi], count=h * w).reshape(h, w).astype(bool)
+        return self.mask_reader(key).native_mask(int(row), shape)
+
+
+def native_offsets(samples: pd.DataFrame) -> np.ndarray:
+    """(N + 1,) int64: where each row's packed native mask starts in ``native_bits`` (fakes with a mask have one)."""
+    bytes_per = [math.ceil(int(w) * int(h) / 8) if lab == 1 and mp else 0
+                 for w, h, lab, mp in samples[["width", "height", "label", "mask_path"]].itertuples(index=False)]
+    return np.concatenate([[0], np.cumsum(bytes_per, dtype=np.int64)])
 
 
 def _parquet_bytes(samples: pd.DataFrame) -> bytes:

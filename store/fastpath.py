@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import zarr
@@ -21,8 +22,8 @@ from declip.core.errors import DeclipError
 
 
 class DamagedChunk(DeclipError, OSError):
-    def __init__(self, path: str, what: str):
-        self.chunk_path = path
+    def __init__(self, path: str, what: str, row: int | None = None, key: str = ""):
+        self.chunk_path, self.what, self.row, self.key = path, what, row, key or path
         super().__init__(f"{path}: chunk {what} (the store is damaged); run `declip store verify --store STORE` to "
                          "mark the damaged blocks, then re-run `declip extract` with the same arguments to redo them")
 
@@ -30,10 +31,13 @@ class DamagedChunk(DeclipError, OSError):
 class RowReader:
     """Reads rows (first-axis samples) of a zarr array into preallocated buffers."""
 
-    def __init__(self, array: zarr.Array, threads: int = 4, required: np.ndarray | None = None):
-        """``required``: rows whose chunk must exist (valid rows of done blocks); a missing one is damage, not zeros."""
+    def __init__(self, array: zarr.Array, threads: int = 4, required: np.ndarray | None = None,
+                 check: Callable[[int, np.ndarray], None] | None = None):
+        """``required``: rows whose chunk must exist (valid rows of done blocks); a missing one is damage, not zeros.
+        ``check(row, buf)``: run on each row right after it is read, where its bytes are (in the reading thread)."""
         self.array = array
         self.required = required
+        self.check = check
         self.row_shape = tuple(array.shape[1:])
         self.dtype = array.dtype
         self.row_bytes = int(np.prod(self.row_shape)) * array.dtype.itemsize
@@ -44,20 +48,24 @@ class RowReader:
     def direct(self) -> bool:
         return self.base is not None
 
+    def _key(self, row: int) -> str:
+        return self.array.metadata.encode_chunk_key((row,) + (0,) * len(self.row_shape))
+
     def _path(self, row: int) -> str:
-        key = self.array.metadata.encode_chunk_key((row,) + (0,) * len(self.row_shape))
-        return os.path.join(self.base, key)
+        return os.path.join(self.base, self._key(row))
 
     def _read_into(self, row: int, out: np.ndarray) -> None:
         try:
             with open(self._path(row), "rb", buffering=0) as fh:
                 got = fh.readinto(memoryview(out).cast("B"))
             if got != self.row_bytes:
-                raise DamagedChunk(self._path(row), f"{got} of {self.row_bytes} bytes")
+                raise DamagedChunk(self._path(row), f"{got} of {self.row_bytes} bytes", row, self._key(row))
         except FileNotFoundError:
             if self.required is not None and self.required[row]:
-                raise DamagedChunk(self._path(row), "missing") from None
+                raise DamagedChunk(self._path(row), "missing", row, self._key(row)) from None
             out[...] = self.array.fill_value
+        if self.check is not None:
+            self.check(row, out)
 
     def read(self, rows, out: np.ndarray | None = None) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -65,12 +73,19 @@ class RowReader:
             out = np.zeros((len(rows), *self.row_shape), dtype=self.dtype)
         if not self.direct:
             for i, row in enumerate(rows):
-                out[i] = self.array[int(row)]
+                try:
+                    out[i] = self.array[int(row)]
+                except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError, ...
+                    raise DamagedChunk(f"{self.array.path}[{int(row)}]", f"cannot be decoded ({type(exc).__name__}: "
+                                       f"{exc})", int(row), f"of row {int(row)}") from None
+                if self.check is not None:
+                    self.check(int(row), out[i])
             return out
         list(self._pool.map(lambda i: self._read_into(int(rows[i]), out[i]), range(len(rows))))
         return out
 
     def read_all(self) -> np.ndarray:
+        """Every row, read directly (each checked in its thread); callers read other layouts through zarr."""
         if not self.direct:
             return self.array[:]
         return self.read(np.arange(self.array.shape[0]))

@@ -1,7 +1,9 @@
 """HDF5 export/import of one (backbone, layer, dataset) slice: for tools that want one file, not a zarr tree.
 
-The file holds ``feats`` (N, C, H, W) in the store's dtype, ``scales`` for quantized features, ``cls`` when present, ``valid``, and the feature metadata as a JSON
-attribute; import writes it back into a store (refusing a mismatch like any other write) and marks it complete.
+The file holds ``feats`` (N, C, H, W) in the store's dtype, ``scales`` for quantized features, ``cls`` when present,
+``valid``, and the feature metadata as a JSON attribute; import writes it back into a store (refusing a mismatch like
+any other write) and marks it complete. Export reads through :class:`store.readers.LayerReader`, so a damaged chunk
+stops it (naming the block) instead of being copied out as data.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from declip.core.errors import DeclipError
 from declip.core.io import atomic_path
 from declip.core.keys import parse_store_key
 from declip.store.feature_store import FeatureStore
+from declip.store.readers import LayerReader
 
 _ROWS_PER_COPY = 256
 
@@ -22,17 +25,20 @@ def export_hdf5(store: FeatureStore, backbone: str, layer: str, dataset: str, ou
     arrays = store.open_layer(backbone, layer, dataset)
     if not arrays.complete:
         raise DeclipError(f"{arrays.path} is incomplete; finish `declip extract` before exporting it")
+    reader = LayerReader(store, backbone, layer, dataset)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         n = arrays.n_rows
         dset = f.create_dataset("feats", shape=arrays.feats.shape, dtype=arrays.feats.dtype,
                                 chunks=(1, *arrays.feats.shape[1:]))
+        small = {name: f.create_dataset(name, shape=a.shape, dtype=a.dtype)
+                 for name, a in (("cls", arrays.cls), ("scales", arrays.scales)) if a is not None}
         for lo in range(0, n, _ROWS_PER_COPY):
-            dset[lo:lo + _ROWS_PER_COPY] = arrays.feats[lo:lo + _ROWS_PER_COPY]
-        if arrays.cls is not None:
-            f.create_dataset("cls", data=arrays.cls[:])
-        if arrays.scales is not None:
-            f.create_dataset("scales", data=arrays.scales[:])
-        f.create_dataset("valid", data=arrays.valid[:])
+            raw = reader.read_rows(np.arange(lo, min(n, lo + _ROWS_PER_COPY)))
+            dset[lo:lo + len(raw.feats)] = raw.feats
+            for name, part in (("cls", raw.cls), ("scales", raw.scales)):
+                if part is not None:
+                    small[name][lo:lo + len(part)] = part
+        f.create_dataset("valid", data=reader.valid().astype(arrays.valid.dtype))
         f.attrs["meta"] = json.dumps(arrays.meta)
         f.attrs["key"] = f"{backbone}/{layer}/{dataset}"
         # unreadable-image records, per block

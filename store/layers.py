@@ -9,10 +9,12 @@
     <store>/features/<backbone>/<layer>/<dataset>/valid   (N,) uint8: 1 = features written, 0 = image unreadable
     <store>/features/<backbone>/<layer>/<dataset>/done    (blocks,) bool: block b holds rows [b*R, (b+1)*R)
     <store>/features/<backbone>/<layer>/<dataset>/sums    (blocks, 3) crc32 of feats(+scales), cls, valid
+    <store>/features/<backbone>/<layer>/<dataset>/row_sums  (N, 3) crc32 of each row's feats, cls, scales
 
 Writers own whole blocks (a block is a whole number of chunks, or one shard when sharded), so concurrent writers
 never touch the same chunk. A block's ``done`` flag is set only after its data writes returned (zarr's local store
 writes each chunk to a temporary file and renames it), so an interrupted run never leaves rows that look done.
+Both sums are written with the block: readers check every row they read against them (:mod:`store.integrity`).
 Opening an existing feature group with different metadata is refused: features from other weights or another
 recipe must never mix with cached ones.
 """
@@ -31,7 +33,7 @@ import zarr
 from declip.core.errors import DeclipError
 from declip.core.versions import library_versions
 from declip.store.base import SCHEMA_VERSION, StoreBase, as_stored
-from declip.store.checksums import block_sums
+from declip.store.checksums import block_sums, row_sums
 from declip.store.chunk_writes import FLAT_CHUNK_KEYS, write_rows
 from declip.store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
 
@@ -59,6 +61,7 @@ class LayerArrays:
     meta: dict[str, Any]
     scales: zarr.Array | None = None  # per-(sample, channel) scales of quantized features
     sums: zarr.Array | None = None  # (blocks, 3) crc32 of feats(+scales), cls, valid as stored; None before checksums
+    row_sums: zarr.Array | None = None  # (N, 3) crc32 of each row's feats, cls, scales; None before per-row sums
 
     @property
     def storage_dtype(self) -> str:
@@ -131,6 +134,7 @@ class StoreLayers(StoreBase):
                            fill_value=False, overwrite=True)
         group.create_array("sums", shape=(max(1, math.ceil(n / br)), 3), chunks=(1, 3), dtype="uint32",
                            fill_value=0, overwrite=True)
+        group.create_array("row_sums", shape=(n, 3), chunks=(br, 3), dtype="uint32", fill_value=0, overwrite=True)
         record = dict(meta, created=dt.datetime.now(dt.timezone.utc).isoformat(), versions=library_versions(),
                       schema_version=SCHEMA_VERSION, layout="NCHW", dtype=storage)
         group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
@@ -149,7 +153,8 @@ class StoreLayers(StoreBase):
         cls = group["cls"] if "cls" in group else None
         scales = group["scales"] if "scales" in group else None
         sums = group["sums"] if "sums" in group else None
-        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, scales, sums)
+        rows = group["row_sums"] if "row_sums" in group else None
+        return LayerArrays(path, group["feats"], cls, group["valid"], group["done"], meta, scales, sums, rows)
 
     def write_block(self, arrays: LayerArrays, block: int, feats: np.ndarray, cls: np.ndarray | None,
                     valid: np.ndarray, problems: list[dict], scales: np.ndarray | None = None) -> None:
@@ -173,6 +178,8 @@ class StoreLayers(StoreBase):
             stored_cls = None if arrays.cls is None or cls is None else np.asarray(cls, arrays.cls.dtype)
             stored_scales = None if scales is None else np.asarray(scales, arrays.scales.dtype)
             arrays.sums[block] = block_sums(feats, stored_cls, valid, stored_scales)
+            if arrays.row_sums is not None:
+                arrays.row_sums[start:stop] = row_sums(feats, stored_cls, stored_scales)
         arrays.done[block] = True
 
     def block_problems(self, arrays: LayerArrays) -> dict[int, list[dict]]:

@@ -18,10 +18,10 @@ from declip.features.fusion import fuse
 from declip.features.prefetch import background_map
 from declip.core.errors import DeclipError
 from declip.core.keys import CLEAN_VIEW, DatasetKey, SourceKey
-from declip.store.fastpath import RowReader
-from declip.store.feature_store import FeatureStore, LayerArrays, block_sums
+from declip.store.fastpath import DamagedChunk, RowReader
+from declip.store.feature_store import FeatureStore, LayerArrays
+from declip.store.integrity import Blocks, LayerCheck, zero_crc
 from declip.store.quantize import compute_dtype, decode, is_quantized
-from declip.store.verify import damaged_valid_blocks
 
 
 @dataclass
@@ -38,30 +38,39 @@ class RawRows:
 
 
 class LayerReader:
-    """One cached (backbone, layer, dataset) group."""
+    """One cached (backbone, layer, dataset) group; every read is checked against the sums written with it."""
 
-    def __init__(self, store: FeatureStore, backbone: str, layer: str, dataset: str, partial: bool = False):
+    def __init__(self, store: FeatureStore, backbone: str, layer: str, dataset: str, partial: bool = False,
+                 verify: bool = True):
         """``partial``: accept a group whose extraction covered only some blocks (a view cached for one split);
-        the caller must then check :meth:`written` for the rows it uses."""
+        the caller must then check :meth:`written` for the rows it uses. ``verify=False`` skips the checksum checks
+        (only the P3 bench, to state what they cost)."""
         self.arrays: LayerArrays = store.open_layer(backbone, layer, dataset)
-        if not partial and not self.arrays.complete:
-            missing = len(self.arrays.pending_blocks())
+        self.store_url = store.url
+        self.blocks = Blocks(store.url, self.arrays.path, self.arrays.block_rows, self.arrays.n_rows)
+        self.check = LayerCheck(self.blocks, self.arrays, self._read_block) if verify else None
+        done = self.check.done if self.check else self.arrays.done[:]
+        if not partial and not done.all():
             raise DeclipError(
-                f"{self.arrays.path} in {store.url} is incomplete ({missing} blocks missing); re-run "
+                f"{self.arrays.path} in {store.url} is incomplete ({int((~done).sum())} blocks missing); re-run "
                 "`declip extract` with the same arguments to finish it"
             )
-        bad = damaged_valid_blocks(self.arrays)
+        self._valid = self.blocks.read(self.arrays.valid, "valid").astype(bool)
+        bad = self.check.valid_blocks(self._valid) if self.check is not None else []
         if bad:
             raise DeclipError(
                 f"{self.arrays.path} in {store.url}: blocks {bad} no longer match their checksums (a chunk was "
                 f"deleted or changed); run `declip store verify --store {store.url}` to mark them, then re-run "
                 "`declip extract` with the same arguments to redo them"
             )
-        self.store_url = store.url
         self.meta = self.arrays.meta
         self.storage_dtype = self.arrays.storage_dtype
         self.shape = tuple(self.arrays.feats.shape[1:])
-        self.rows = RowReader(self.arrays.feats, required=self.arrays.valid[:].astype(bool))
+        required = self._valid
+        if self.check is not None:
+            required = self.check.required(self._valid, zero_crc(self.shape, self.arrays.feats.dtype))
+        self.rows = RowReader(self.arrays.feats, required=required,
+                              check=self.check.feats if self.check and self.check.per_row else None)
 
     def nbytes(self, n_rows: int | None = None) -> int:
         """Bytes ``n_rows`` rows take in memory as read (quantized rows stay quantized, plus their scales)."""
@@ -72,38 +81,56 @@ class LayerReader:
         return int(n * per_row)
 
     def read_all(self) -> "RawRows":
-        """The whole layer as stored; through zarr (no chunk-file check) every block is checked against its sums."""
-        cls = self.arrays.cls[:] if self.arrays.cls is not None else None
-        scales = self.arrays.scales[:] if self.arrays.scales is not None else None
-        feats = self.rows.read_all()
-        if not self.rows.direct and self.arrays.sums is not None:
-            self._check_sums(feats, cls, scales)
+        """The whole layer as stored, every done block checked (per row in the reading threads where the group has
+        row sums, else each block against its block sums)."""
+        cls = self._small(self.arrays.cls, "cls")
+        scales = self._small(self.arrays.scales, "scales")
+        if self.rows.direct:
+            feats = self._feats(np.arange(self.arrays.n_rows))
+        else:
+            feats = self.blocks.read(self.arrays.feats, "feats")
+            if self.check is not None and self.check.per_row:
+                for row in range(len(feats)):
+                    self.check.feats(row, feats[row])
+        if self.check is not None:
+            if self.check.per_row:
+                self.check.small(np.arange(self.arrays.n_rows), cls, scales)
+            else:
+                self.check.whole(feats, cls, self._valid, scales)
         return RawRows(feats, scales, cls)
-
-    def _check_sums(self, feats: np.ndarray, cls: np.ndarray | None, scales: np.ndarray | None) -> None:
-        sums, valid = self.arrays.sums[:], self.arrays.valid[:]
-        for block in np.flatnonzero(self.arrays.done[:]):  # a partial group (a view of one split): its done blocks
-            block = int(block)
-            lo, hi = self.arrays.block_range(block)
-            got = block_sums(feats[lo:hi], None if cls is None else cls[lo:hi], valid[lo:hi],
-                             None if scales is None else scales[lo:hi])
-            if [int(x) for x in got] != [int(x) for x in sums[block]]:
-                raise DeclipError(
-                    f"{self.arrays.path} in {self.store_url}: block {block} (rows {lo}-{hi - 1}) does not match its "
-                    f"checksums; run `declip store verify --store {self.store_url}`, then re-run `declip extract`")
 
     def read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> "RawRows":
         """Per-index reads into a (reusable) buffer; class tokens and scales (small, block-chunked) via one slice."""
         rows = np.asarray(rows)
-        feats = self.rows.read(rows, out)
-        return RawRows(feats, self._small(self.arrays.scales, rows), self._small(self.arrays.cls, rows))
+        if self.check is not None:
+            self.check.blocks_of(rows)  # groups without row sums: each block checked whole, once
+        feats = self._feats(rows, out)
+        cls, scales = self._small(self.arrays.cls, "cls", rows), self._small(self.arrays.scales, "scales", rows)
+        if self.check is not None:
+            self.check.small(rows, cls, scales)
+        return RawRows(feats, scales, cls)
 
-    @staticmethod
-    def _small(array, rows: np.ndarray) -> np.ndarray | None:
-        if array is None or not len(rows):
+    def _feats(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        try:
+            return self.rows.read(rows, out)
+        except DamagedChunk as exc:
+            raise self.blocks.damaged("feats", self.blocks.of(exc.row), f"chunk {exc.key} {exc.what}") from None
+
+    def _read_block(self, block: int) -> tuple:
+        """One block as stored (feats, cls, valid, scales): what its block sums cover."""
+        lo, hi = self.blocks.rows(block)
+        rows = np.arange(lo, hi)
+        return (self._feats(rows), self._small(self.arrays.cls, "cls", rows),
+                self.blocks.read(self.arrays.valid, "valid", lo, hi), self._small(self.arrays.scales, "scales", rows))
+
+    def _small(self, array, name: str, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """Rows of a small block-chunked array (class tokens, scales) via one slice; all of it without ``rows``."""
+        if array is None or (rows is not None and not len(rows)):
             return None
+        if rows is None:
+            return self.blocks.read(array, name)
         lo, hi = int(rows.min()), int(rows.max()) + 1
-        return array[lo:hi][rows - lo]
+        return self.blocks.read(array, name, lo, hi)[rows - lo]
 
     def decode(self, raw: "RawRows", device: torch.device | str | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -121,18 +148,19 @@ class LayerReader:
         return decode(feats, scales, self.storage_dtype), cls
 
     def valid(self) -> np.ndarray:
-        return self.arrays.valid[:].astype(bool)
+        return self._valid.copy()
 
     def written(self) -> np.ndarray:
         """(N,) bool: the row's block is done (its features, or its unreadable-image record, are in the store)."""
-        done = self.arrays.done[:]
+        done = self.check.done if self.check is not None else self.arrays.done[:]
         return np.repeat(done, self.arrays.block_rows)[: self.arrays.n_rows]
 
 
 class FeatureSource:
     """Cached features for one dataset, possibly fused, returned as float32 torch tensors."""
 
-    def __init__(self, store: FeatureStore, spec: SourceKey | str, dataset: str, partial: bool = False):
+    def __init__(self, store: FeatureStore, spec: SourceKey | str, dataset: str, partial: bool = False,
+                 verify: bool = True):
         self.spec = SourceKey.parse(spec)
         if self.spec.view != CLEAN_VIEW:  # a source seen through a view reads that view's cached copy
             from declip.features.views import View
@@ -144,7 +172,7 @@ class FeatureSource:
                 raise DeclipError(f"{self.spec}: store {store.url} holds no view {self.spec.view!r} of {base!r} for "
                                   f"{missing[0]}; cache it with `declip extract --view {self.spec.view} --split test` "
                                   f"(or evaluate the clean source {self.spec.with_view(CLEAN_VIEW)})")
-        self.readers = [LayerReader(store, str(p.backbone), p.layer, dataset, partial) for p in self.spec.parts]
+        self.readers = [LayerReader(store, str(p.backbone), p.layer, dataset, partial, verify) for p in self.spec.parts]
         self.dataset = dataset
         self._cache: list[RawRows] | None = None
 

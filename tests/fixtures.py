@@ -128,3 +128,14 @@ def legacy_view_library_versions(names) -> dict[str, str]:
                 out[name] = "unknown"
     return out
 
+
+
+def flip_bytes(path, offset: int | None = None, count: int = 8) -> None:
+    """Invert ``count`` bytes of a file in place (same length: only a checksum can tell), at ``offset`` or mid-file."""
+    from pathlib import Path
+
+    data = bytearray(Path(path).read_bytes())
+    start = len(data) // 2 if offset is None else offset
+    for i in range(start, min(start + count, len(data))):
+        data[i] ^= 0xFF
+    Path(path).write_bytes(bytes(data))

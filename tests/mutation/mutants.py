@@ -263,7 +263,7 @@ MUTANTS: list[Mutant] = [
       '        group["soft_masks"][start:start + len(soft)] = soft\n',
       '        group["mask_done"][block] = True\n        group["soft_masks"][start:start + len(soft)] = soft\n',
       MASK_TESTS),
-    M("K5", "masks", "native mask unpacked transposed", "store/datasets.py",
+    M("K5", "masks", "native mask unpacked transposed", "store/mask_reader.py",
       "count=h * w).reshape(h, w).astype(bool)", "count=h * w).reshape(w, h).T.astype(bool)", MASK_TESTS),
     # ---- store
     M("D1", "store", "feature done flag set before the data", "store/layers.py",
@@ -277,8 +277,8 @@ MUTANTS: list[Mutant] = [
     M("D4", "store", "dataset checksum ignores file contents", "store/checksums.py",
       'samples[["image_path", "mask_path", "sha256"]]', 'samples[["image_path", "mask_path"]]', STORE_TESTS),
     M("D5", "store", "class-token rows read from the wrong offset", "store/readers.py",
-      "self._small(self.arrays.cls, rows))",
-      "self._small(self.arrays.cls, rows.min() + np.arange(len(rows))) if len(rows) else None)",
+      'cls, scales = self._small(self.arrays.cls, "cls", rows),',
+      'cls, scales = self._small(self.arrays.cls, "cls", rows.min() + np.arange(len(rows))) if len(rows) else None,',
       STORE_TESTS + ("tests/pipeline/train/test_training_recipe.py::test_one_run_reproduces_the_reference_recipe",)),
     M("D6", "store", "fused channels in the wrong order", "features/fusion.py",
       "torch.cat([vit.float(), resnet.float()], dim=1)", "torch.cat([resnet.float(), vit.float()], dim=1)",
@@ -419,6 +419,13 @@ except ImportError:
     from data_mutants import DATA_MUTANTS  # noqa: E402
 
 MUTANTS += [Mutant(*fields) for fields in DATA_MUTANTS]
+
+try:  # issue 21's integrity work
+    from tests.mutation.integrity_mutants import INTEGRITY_MUTANTS  # noqa: E402
+except ImportError:
+    from integrity_mutants import INTEGRITY_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in INTEGRITY_MUTANTS]
 
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""

@@ -89,3 +89,29 @@ def full_layer(path: Path, n: int = 10, block_rows: int = 4, **meta_kw):
 def chunk_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
             and "zarr.json" not in p.name}
+
+
+def root_race_hook(meeting: Path, parties: int, timeout: float = 300.0):
+    """A ``store.base.BEFORE_ROOT_CREATION`` hook that forces the first-open race among ``parties`` writers (threads
+    or processes): each arrives having looked and found no root; once all have, the one whose marker sorts first
+    creates the root and every other one tries only after the root exists: the interleaving that used to fail."""
+    import os
+    import threading
+    import time
+
+    def wait(until, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"root race: waited {timeout:.0f}s for {what}")
+            time.sleep(0.005)
+
+    def hook(url: str) -> None:
+        meeting.mkdir(parents=True, exist_ok=True)
+        mine = f"{os.getpid():08d}-{threading.get_ident():020d}"
+        (meeting / mine).touch()
+        wait(lambda: len(list(meeting.iterdir())) >= parties, f"{parties} writers at {meeting}")
+        if sorted(p.name for p in meeting.iterdir())[0] != mine:
+            wait(lambda: (Path(url) / "zarr.json").exists(), f"{url}/zarr.json")
+
+    return hook

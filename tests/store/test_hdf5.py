@@ -6,7 +6,7 @@ import pytest
 from declip.core.errors import DeclipError
 from declip.store.feature_store import FeatureStore
 from tests.store.store_fixtures import (BB_A, DS, chunk_files, full_layer, make_meta, make_samples, new_store,
-                                        write_blocks)
+                                        sample_chunk, write_blocks)
 
 
 def test_hdf5_export_delete_import_round_trip(tmp_path):
@@ -58,3 +58,15 @@ def test_hdf5_import_needs_the_same_dataset(tmp_path):
     with pytest.raises(DeclipError, match="dataset_checksum"):
         import_hdf5(other, out)
     assert list(other.iter_layers()) == []
+
+
+def test_hdf5_export_of_a_damaged_layer_is_refused(tmp_path):
+    """A chunk changed in place is not copied out as data: export stops naming the block (issue 21 item 1)."""
+    from declip.store.hdf5 import export_hdf5
+    from tests.fixtures import flip_bytes
+
+    store, samples, arrays = full_layer(tmp_path / "s.zarr", n=10, block_rows=4)
+    flip_bytes(sample_chunk(tmp_path / "s.zarr" / arrays.path / "feats", 9))
+    with pytest.raises(DeclipError, match=r"layer1/ds/feats, block 2 \(rows 8-9\).*store verify"):
+        export_hdf5(store, BB_A, "layer1", DS, str(tmp_path / "x.h5"))
+    assert not (tmp_path / "x.h5").exists()

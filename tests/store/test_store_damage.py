@@ -39,7 +39,8 @@ def _redo(path: Path, manifest: Path) -> None:
 def test_deleted_feature_chunk_is_found_marked_and_redone(damaged, tiny_store, tiny_manifest):
     path, store, dataset = damaged
     sample_chunk(_layer_dir(path, "layer2", dataset) / "feats", 9).unlink()  # row 9: block 1
-    with pytest.raises(DeclipError, match=r"c\.9\.0\.0\.0: chunk missing.*store verify"):
+    named = r"s.zarr: features/.*/layer2/.*/feats, block 1 \(rows 8-15\): chunk c\.9\.0\.0\.0 missing.*store verify"
+    with pytest.raises(DeclipError, match=named):
         LayerReader(store, TINY_BACKBONE, "layer2", dataset).read_all()
     report = {d.path: d for d in verify_store(store, redo=True)}
     bad = {p: d.blocks for p, d in report.items() if d.blocks}

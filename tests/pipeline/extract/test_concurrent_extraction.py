@@ -1,4 +1,7 @@
-"""Several extraction processes started together into one fresh store give the bytes of a single run (issue 10.1)."""
+"""Several extraction processes started together into one fresh store give the bytes of a single run (issue 10.1).
+
+They start on a barrier right before the store's root is created (issue 21 item 3: the first open raced), so every
+process takes the creation path and all but one find the root made by another: forced, not left to timing."""
 import os
 import subprocess
 import sys
@@ -17,12 +20,12 @@ from tests.fixtures import REPO  # noqa: E402
 pytestmark = pytest.mark.slow  # extraction worker processes
 
 _WORKER = """
-import sys, time
+import sys
 from pathlib import Path
 from declip.pipeline.extract.extraction import ExtractConfig, run_extraction
-go = Path(sys.argv[3])
-while not go.exists():
-    time.sleep(0.005)
+from declip.store import base
+from tests.store.store_fixtures import root_race_hook
+base.BEFORE_ROOT_CREATION = root_race_hook(Path(sys.argv[3]), int(sys.argv[4]))
 run_extraction(ExtractConfig(manifest=sys.argv[1], store=sys.argv[2], backbone=%r, layers="layer0",
                              batch_size=2, progress=False))
 """ % TINY_BACKBONE
@@ -48,15 +51,14 @@ def _walk(group, prefix):
 
 
 def _run_together(manifest: Path, store: Path, n: int, tmp: Path) -> None:
-    go = tmp / f"go-{store.name}"
+    meeting = tmp / f"meeting-{store.name}"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(manifest), str(store), str(go)], cwd=REPO, env=env,
-                              stderr=subprocess.PIPE) for _ in range(n)]
-    time.sleep(4)  # let every process import torch and wait at the start line
-    go.touch()
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(manifest), str(store), str(meeting), str(n)],
+                              cwd=REPO, env=env, stderr=subprocess.PIPE) for _ in range(n)]
     for p in procs:
-        _, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err.decode()[-2000:]
+    assert len(list(meeting.iterdir())) == n  # every process met at the root's creation: the race really ran
 
 
 def test_concurrent_extractions_equal_a_single_run(tiny_manifest, tmp_path):
