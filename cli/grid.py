@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
         from declip.pipeline.grid.cost_plan import DEFAULT_EPOCHS, Rates, dry_run
 
         rates = Rates.from_json(args.throughputs) if args.throughputs else None
+        if cfg.task_runner == "slurm":  # first: it needs no calibration, which a login node may not manage
+            print(slurm_plan(cfg).lstrip("\n") + "\n")
         text, _ = dry_run(cfg, rates, args.epochs_estimate or DEFAULT_EPOCHS)
         print(text)
-        if cfg.task_runner == "slurm":
-            print(slurm_plan(cfg))
         return 0
     from declip.flows.runtime import prefect_defaults
 

@@ -101,6 +101,8 @@ def test_a_missing_mount_is_one_line_naming_it(tmp_path):
     text = str(err.value)
     assert "/nfs/not-mounted/images" in text and "image folder" in text and "mount" in text
     assert "\n" not in text and os.uname().nodename in text
+    with pytest.raises(DeclipError, match="grid folder"):  # an empty mount point: its parent is there, it is not
+        check_paths_here({"grid folder (out)": str(here / "runs")})
 
 
 def test_worker_paths_name_what_each_worker_touches(tiny_manifest, tmp_path):
@@ -113,3 +115,15 @@ def test_worker_paths_name_what_each_worker_touches(tiny_manifest, tmp_path):
                      "manifest": str(tiny_manifest),
                      "image folder (the manifest's root)": str(read_manifest(tiny_manifest).root)}
     assert "feature store" not in worker_paths(GridConfig.from_dict({**GRID, "store": "s3://b/f.zarr"}))
+
+
+def test_planning_a_gpu_grid_on_a_login_node_without_cuda_is_one_line(monkeypatch):
+    import torch
+
+    from declip.pipeline.grid.cost_plan import dry_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = GridConfig.from_dict({**GRID, "backbones": ["test-vit-tiny@random-0"], "layers": ["layer0"],
+                                "task_runner": "slurm", "cluster": {"gpus": 1}})
+    with pytest.raises(DeclipError, match="no CUDA to time them on.*--throughputs"):
+        dry_run(cfg)
