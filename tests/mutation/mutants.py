@@ -363,6 +363,12 @@ except ImportError:
     from interval_mutants import INTERVAL_MUTANTS  # noqa: E402
 
 MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS]
+try:  # issue 22's cluster areas
+    from tests.mutation.cluster_mutants import CLUSTER_MUTANTS  # noqa: E402
+except ImportError:
+    from cluster_mutants import CLUSTER_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in CLUSTER_MUTANTS]
 
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""
