@@ -21,7 +21,7 @@ from declip.core.errors import DeclipError
 
 def flag_of(leaf: Leaf) -> str:
     """The canonical command-line name of a config key."""
-    return leaf.meta.flag or "--" + leaf.key.replace("_", "-")
+    return leaf.meta.flag or "--" + leaf.key.replace("_", "-").replace(".", "-")
 
 
 def _plain_hint(hint: Any) -> Any:

@@ -30,7 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how features are stored: " + "; ".join(f"{d.name} ({d.help})" for d in STORAGE_DTYPES.values())
                    + ". Recorded in the store identity: a layer cached in one dtype is never mixed with another")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="image decoding threads")
-    p.add_argument("--shards", action="store_true", help="shard arrays by block (network/object storage)")
+    p.add_argument("--zarr-shards", action="store_true", help="store each block's rows as one zarr shard (one "
+                   "object per block instead of one per image: for network file systems and object storage)")
+    p.add_argument("--shards", type=int, default=1, metavar="N",
+                   help="spread the blocks over N tasks on the task runner (one per GPU, say); a setup task writes "
+                   "the store's metadata first and each task writes only its own blocks (default: 1)")
+    p.add_argument("--task-runner", choices=("threads", "dask", "slurm"), default="threads",
+                   help="where the block-range tasks run: threads here (one per shard), a Dask LocalCluster or "
+                   "--dask-address, or Dask workers in SLURM jobs (--cluster-config) (default: threads)")
+    p.add_argument("--dask-address", metavar="ADDRESS", help="scheduler of an existing dask.distributed cluster "
+                   "(selects --task-runner dask)")
+    p.add_argument("--cluster-config", metavar="TOML", help="with --task-runner slurm: a file whose [cluster] table "
+                   "describes the worker jobs (a grid file works; `declip grid --example-config` lists the keys)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     p.add_argument("--view", action="append", default=None, metavar="VIEW",
                    help=f"cache a perturbed copy: {view_syntax()}, composed with + (jpeg:75+resize:0.5); repeat the "
@@ -59,6 +70,24 @@ def backbone_jobs(backbone: str | None, arch: str | None, layers: str | None) ->
             {"backbone": str(DECLIP_FUSION_PARTNER.backbone), "layers": DECLIP_FUSION_PARTNER.layer}]
 
 
+def cluster_table(path: str | None):
+    """The ``[cluster]`` table of a TOML file (defaults where a key or the file is not given)."""
+    from declip.pipeline.grid.cluster import ClusterConfig
+
+    if not path:
+        return ClusterConfig()
+    import tomllib
+    from pathlib import Path
+
+    from declip.core.errors import DeclipError
+
+    try:
+        table = tomllib.loads(Path(path).read_text()).get("cluster", {})
+        return ClusterConfig.from_json(table)
+    except (OSError, tomllib.TOMLDecodeError, DeclipError) as exc:
+        raise DeclipError(f"--cluster-config {path}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -71,17 +100,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = ExtractConfig(manifest=args.manifest, store=args.store, backbone=jobs[0]["backbone"],
                         layers=jobs[0]["layers"], dataset=args.dataset, batch_size=args.batch_size,
                         device=args.device, half=args.half, strict=args.strict, workers=args.workers,
-                        shards=args.shards, storage_dtype=args.storage_dtype, progress=not args.no_progress,
-                        splits=tuple(split_values(args.split)))
+                        zarr_shards=args.zarr_shards, shards=args.shards, storage_dtype=args.storage_dtype,
+                        progress=not args.no_progress, splits=tuple(split_values(args.split)))
     if args.no_flow:
         results = [run_extraction(replace(cfg, **job)).to_dict() for job in jobs]
     else:
         from declip.flows.runtime import prefect_defaults
 
+        runner = "dask" if args.dask_address else args.task_runner
+        cluster = cluster_table(args.cluster_config) if runner == "slurm" else None
         prefect_defaults(announce=True)
         from declip.flows.extract import run_extract
 
-        results = run_extract(cfg.to_json(), jobs)
+        results = run_extract(cfg.to_json(), jobs, runner, args.dask_address, cluster)
     for r in results:
         secs = ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
         print(f"{r['backbone']} → {r['dataset']}: {len(r['layers'])} layers, {r['rows']} rows, "

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="TOML",
                    help="grid file (`declip grid --example-config` prints an annotated one); flags override it")
     p.add_argument("--dry-run", action="store_true", help="print the cost plan (cells, store bytes per layer and "
-                   "view, encode/train/evaluate time, and DeCLIP's full ablation at Dolos size); run nothing")
+                   "view, encode/train/evaluate time, and DeCLIP's full ablation at Dolos size) and, with "
+                   "task_runner = \"slurm\", the batch script of the worker jobs; run nothing, submit nothing")
     p.add_argument("--throughputs", metavar="JSON", help="with --dry-run: achieved FLOP/s (bench/gpu.py --json "
                    "writes them) instead of a short calibration on --device")
     p.add_argument("--epochs-estimate", type=int, default=None, metavar="N",
@@ -75,6 +76,16 @@ def print_summary(results: str) -> None:
         print("NOTE: some features come from a backbone with RANDOM weights")
 
 
+def slurm_plan(cfg) -> str:
+    """What ``task_runner = "slurm"`` would submit: the job count and the batch script of each worker job."""
+    from declip.pipeline.grid.cluster import job_script
+
+    low, high = cfg.cluster.job_range
+    jobs = f"{low}" if low == high else f"{low} to {high} (adaptive)"
+    return (f"\nSLURM: {jobs} worker job(s), each submitted with this script (the scheduler's address is known once "
+            f"the grid starts):\n\n{job_script(cfg.cluster, cfg.out)}")
+
+
 def run(args: argparse.Namespace) -> int:
     from declip.pipeline.grid.config import GridConfig
     from declip.pipeline.train.options import TrainOptions, device_note
@@ -91,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         from declip.pipeline.grid.cost_plan import DEFAULT_EPOCHS, Rates, dry_run
 
         rates = Rates.from_json(args.throughputs) if args.throughputs else None
+        if cfg.task_runner == "slurm":  # first: it needs no calibration, which a login node may not manage
+            print(slurm_plan(cfg).lstrip("\n") + "\n")
         text, _ = dry_run(cfg, rates, args.epochs_estimate or DEFAULT_EPOCHS)
         print(text)
         return 0

@@ -3,7 +3,8 @@
 Why generated: a hand-kept example file drifts from the dataclass it documents (a key added to the config and
 forgotten in the file, a default changed in one place). Here the file is the fields: each key's comment is its help
 text plus ``Default: ...`` or ``Required.`` (an unset default is explained by the help's ``Unset: ...``), grouped
-under its section heading; suggestions and keys whose default is unset show a commented-out example value.
+under its section heading; suggestions and keys whose default is unset show a commented-out example value. A nested
+config kept as a table (``core.configs.table``) comes last, as a ``[name]`` table with the same comments.
 """
 from __future__ import annotations
 
@@ -55,17 +56,17 @@ def _value_at(obj: Any, path: tuple[str, ...]) -> Any:
 
 
 def _entry(leaf: Leaf, cls: type, defaults: Any) -> str:
-    example = leaf.meta.example
+    example, key = leaf.meta.example, leaf.short_key  # inside a [table] its keys are written undotted
     if _required(leaf, cls):
         if example is UNSET:
             raise TypeError(f"{leaf.key}: a required key needs an example value for the annotated TOML")
-        return f"{leaf.key} = {toml_value(example)}"
+        return f"{key} = {toml_value(example)}"
     default = _default(leaf, defaults)
     if example is not UNSET:  # a suggestion, left commented: deleting the '#' is a choice, not a default
-        return f"# {leaf.key} = {toml_value(example)}"
+        return f"# {key} = {toml_value(example)}"
     if default is None:
         raise TypeError(f"{leaf.key}: an unset default needs an example value for the annotated TOML")
-    return f"{leaf.key} = {toml_value(default)}"
+    return f"{key} = {toml_value(default)}"
 
 
 def annotated_toml(cls: type, header: str, defaults: Any = None) -> str:
@@ -74,13 +75,30 @@ def annotated_toml(cls: type, header: str, defaults: Any = None) -> str:
     ``defaults``: an instance whose values are the stated defaults (default: the fields' own defaults).
     """
     sections: dict[str, list[Leaf]] = {}
+    tables: dict[str, list[Leaf]] = {}  # after every top-level key: a [table] header opens a scope in TOML
     for leaf in walk(cls):
-        sections.setdefault(leaf.meta.section or "other settings", []).append(leaf)
+        if leaf.table:
+            tables.setdefault(leaf.table, []).append(leaf)
+        else:
+            sections.setdefault(leaf.meta.section or "other settings", []).append(leaf)
     lines = [f"# {line}".rstrip() for line in header.strip("\n").splitlines()]
-    for title, leaves in sections.items():
+    blocks = [(title, leaves, None) for title, leaves in sections.items()]
+    blocks += [(_table_title(cls, name), leaves, name) for name, leaves in tables.items()]
+    for title, leaves, name in blocks:
         lines += ["", f"# --- {title} " + "-" * max(3, WIDTH - len(title) - 7)]
+        if name:
+            lines.append(f"[{name}]")
         for leaf in leaves:
             lines += textwrap.wrap(_comment(leaf, cls, defaults), WIDTH, initial_indent="# ", subsequent_indent="# ",
                                    break_on_hyphens=False)
             lines.append(_entry(leaf, cls, defaults))
     return "\n".join(lines) + "\n"
+
+
+def _table_title(cls: type, name: str) -> str:
+    from dataclasses import fields
+
+    from declip.core.configs import key_of, meta
+
+    f = next(f for f in fields(cls) if key_of(f) == name)
+    return meta(f).section or meta(f).help

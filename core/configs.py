@@ -9,6 +9,10 @@ One serialisation style for every config, used at every process and Prefect boun
 lists, typed keys such as ``SourceKey`` → their text, nested configs marked ``flatten`` written inline as flat keys)
 and :func:`from_json` (the inverse; reads the flat form and the nested one, refuses unknown keys with the list of
 known ones). :class:`JsonConfig` gives a config ``cfg.to_json()`` / ``Cls.from_json(data)`` for these.
+
+A nested config marked ``table`` (:func:`table`) is the other kind: its keys are a TOML table of their own
+(``[cluster]``) and a JSON object under the field's name. Its flat keys are dotted, as TOML's own dotted keys are
+(``cluster.partition``), so flags (``--cluster-partition``), rules and the annotated file treat them like any key.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ class Meta:
     example: Any = UNSET  # the value an annotated TOML shows (default: the default itself)
     json_key: str | None = None  # the stored key when the field was renamed (written runs keep their config.json)
     flatten: bool = False  # a nested config whose fields are written inline, as flat keys
+    table: bool = False  # a nested config kept as its own TOML table / JSON object (keys dotted: cluster.partition)
 
 
 def option(default: Any = MISSING, *, help: str, **facts: Any) -> Any:
@@ -59,6 +64,11 @@ def option(default: Any = MISSING, *, help: str, **facts: Any) -> Any:
 def nested(cls: type, *, help: str, factory: Any = None) -> Any:
     """A nested config written inline (its fields are flat keys of the outer one's JSON and TOML)."""
     return field(default_factory=factory or cls, metadata={_KEY: Meta(help=help, flatten=True)})
+
+
+def table(cls: type, *, help: str, section: str = "") -> Any:
+    """A nested config kept as a table of its own: ``[cluster]`` in TOML, ``{"cluster": {...}}`` in JSON."""
+    return field(default_factory=cls, metadata={_KEY: Meta(help=help, table=True, section=section)})
 
 
 def meta(f: Field) -> Meta | None:
@@ -84,6 +94,7 @@ class Leaf:
     field: Field
     hint: Any
     owner: type
+    table: str = ""  # the table it lives in ("" = top level); its key is then dotted, "table.name"
 
     @property
     def name(self) -> str:
@@ -91,6 +102,11 @@ class Leaf:
 
     @property
     def key(self) -> str:
+        return f"{self.table}.{key_of(self.field)}" if self.table else key_of(self.field)
+
+    @property
+    def short_key(self) -> str:
+        """The key inside its table (the same as :attr:`key` at top level)."""
         return key_of(self.field)
 
     @property
@@ -110,7 +126,11 @@ def leaves(cls: type) -> list[Leaf]:
     for f in fields(cls):
         m = meta(f)
         if m is not None and m.flatten:
-            out += [Leaf((f.name, *leaf.path), leaf.field, leaf.hint, leaf.owner) for leaf in leaves(hints[f.name])]
+            out += [Leaf((f.name, *leaf.path), leaf.field, leaf.hint, leaf.owner, leaf.table)
+                    for leaf in leaves(hints[f.name])]
+        elif m is not None and m.table:
+            out += [Leaf((f.name, *leaf.path), leaf.field, leaf.hint, leaf.owner, key_of(f))
+                    for leaf in leaves(hints[f.name])]
         else:
             out.append(Leaf((f.name,), f, hints[f.name], cls))
     keys = [leaf.key for leaf in out]
@@ -142,6 +162,8 @@ def to_json(cfg: Any) -> dict:
         value = getattr(cfg, f.name)
         if m is not None and m.flatten:
             out.update(to_json(value))
+        elif m is not None and m.table:
+            out[key_of(f)] = to_json(value)
         else:
             out[key_of(f)] = plain(value)
     order = getattr(type(cfg), "JSON_ORDER", ())
@@ -177,6 +199,9 @@ def from_json(cls: type, data: Mapping, *, ignore: tuple[str, ...] = ()) -> Any:
         m = meta(f)
         if m is not None and m.flatten and isinstance(flat.get(f.name), Mapping):
             flat.update(flat.pop(f.name))
+        elif m is not None and m.table and isinstance(flat.get(key_of(f)), Mapping):  # dotted keys (flags) win
+            for k, v in flat.pop(key_of(f)).items():
+                flat.setdefault(f"{key_of(f)}.{k}", v)
     all_leaves = leaves(cls)
     for leaf in all_leaves:  # a renamed field: its new name is read like its stored key
         if leaf.key != leaf.name and leaf.name in flat and leaf.key not in flat:
@@ -203,6 +228,8 @@ def _build(cls: type, values: dict) -> Any:
         m = meta(f)
         if m is not None and m.flatten:
             kwargs[f.name] = _replaced(f.default_factory(), values)
+        elif m is not None and m.table:
+            kwargs[f.name] = _replaced(f.default_factory(), _in_table(values, key_of(f)))
         elif key_of(f) in values:
             kwargs[f.name] = values[key_of(f)]
     return cls(**kwargs)
@@ -215,9 +242,16 @@ def _replaced(cfg: Any, values: dict) -> Any:
         m = meta(f)
         if m is not None and m.flatten:
             changes[f.name] = _replaced(getattr(cfg, f.name), values)
+        elif m is not None and m.table:
+            changes[f.name] = _replaced(getattr(cfg, f.name), _in_table(values, key_of(f)))
         elif key_of(f) in values:
             changes[f.name] = values[key_of(f)]
     return replace(cfg, **changes) if changes else cfg
+
+
+def _in_table(values: dict, name: str) -> dict:
+    """The values of table ``name``'s dotted keys, by their key inside the table."""
+    return {k[len(name) + 1:]: v for k, v in values.items() if k.startswith(f"{name}.")}
 
 
 def _flags(all_leaves: list[Leaf]) -> dict[str, str]:

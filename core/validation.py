@@ -66,7 +66,7 @@ def problems(values: Mapping[str, Any], rules: dict[str, Rule], flags: Mapping[s
         else:
             bad = broken(rule, value)
         if bad:
-            flag = (flags or {}).get(name) or f"--{name.replace('_', '-')}"
+            flag = (flags or {}).get(name) or f"--{name.replace('_', '-').replace('.', '-')}"
             found.append(f"{name} ({flag}) must be {rule.says}, got {value!r}")
     return found
 

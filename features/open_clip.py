@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,6 +155,11 @@ def _without_random_init_warning():
         root.removeFilter(keep)
 
 
+#: Held while a random-weight model is seeded and built: two threads seeding and drawing from the one generator at
+#: once would each get weights that belong to neither seed.
+_RANDOM_INIT = threading.Lock()
+
+
 def create_open_clip(key: BackboneKey) -> nn.Module:
     """The whole open_clip model for ``key`` (random seed, local file or pretrained tag; never a fallback), with the
     activation its weights were trained with. Random weights are built on torch's default device, so under
@@ -161,8 +167,8 @@ def create_open_clip(key: BackboneKey) -> nn.Module:
     import open_clip
 
     arch, quick_gelu = open_clip_arch(key.arch)
-    if key.is_random:
-        with torch.random.fork_rng(devices=[]), _without_random_init_warning():
+    if key.is_random:  # one at a time: torch's generator is per process, and threads (tasks) build backbones too
+        with _RANDOM_INIT, torch.random.fork_rng(devices=[]), _without_random_init_warning():
             torch.manual_seed(key.seed)
             return open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu,
                                           device=torch.get_default_device())

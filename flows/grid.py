@@ -8,19 +8,22 @@ cell is recorded in its directory (``failed.json``) and in the flow's return val
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run, task_run
 
-from declip.flows.extract import extract_backbone
-from declip.flows.runtime import run_flow, run_logger, task_runner
+from declip.flows.extract import extract_sharded
+from declip.flows.placement import gpu_request, task_device, where, workers_advertise_gpus
+from declip.flows.runtime import loopback_api_warning, run_flow, run_logger, task_runner
 from declip.core.keys import LayerKey
 from declip.pipeline.evaluate.evaluation import EvalConfig
 from declip.pipeline.grid import cells as grid_cells
 from declip.pipeline.grid.baseline_table import update_baselines
-from declip.pipeline.grid.config import GridConfig
+from declip.pipeline.grid.cluster import check_paths_here
+from declip.pipeline.grid.config import GridConfig, worker_paths
 from declip.pipeline.grid.extraction_plan import extraction_configs
 from declip.pipeline.grid.grid_run import GridOutcome, iou_markdown, start_grid, write_grid_results
 from declip.pipeline.grid.ledger import evict_group, record_created_layers
@@ -35,14 +38,25 @@ from declip.pipeline.train.training import TrainConfig
 
 @task(name="train-cells", cache_policy=NONE)
 def train_group(cfgs: list[TrainConfig]) -> list[dict]:
-    """Cells sharing a backbone, train set and seed as one multi-head run (then one by one if it fails)."""
-    return grid_cells.train_cells(cfgs, run_logger())
+    """Cells sharing a backbone, train set and seed as one multi-head run (then one by one if it fails), on one
+    device of the worker; each record says where it ran."""
+    with task_device(cfgs[0].options.device) as device:
+        records = grid_cells.train_cells(grid_cells.on_device(cfgs, device), run_logger())
+        return [dict(r, where=where(device)) for r in records]
 
 
 @task(name="evaluate-cell", cache_policy=NONE)
 def evaluate_cell(cfg: EvalConfig, trained: list[dict] | None, run: str) -> dict:
     """One evaluation of cell ``run``; skipped when its training (``trained``, its group's records) failed."""
-    return grid_cells.evaluate_cell(cfg, trained, run, task_run.name, run_logger())
+    with task_device(cfg.device) as device:
+        record = grid_cells.evaluate_cell(replace(cfg, device=device), trained, run, task_run.name, run_logger())
+        return dict(record, where=where(device))
+
+
+@task(name="check-worker-paths", cache_policy=NONE)
+def check_worker_paths(paths: dict[str, str]) -> dict:
+    """On a worker, before any work: every path the grid ships is visible there (one line naming a missing one)."""
+    return check_paths_here(paths)
 
 
 @task(name="baselines", cache_policy=NONE)
@@ -86,13 +100,14 @@ def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], lis
     from prefect.futures import as_completed
 
     groups = training_groups([c for c in cells if not cell_finished(c)], parallel=parallel)
-    group_futures = [train_group.with_options(**_group_options(group)).submit([c.train for c in group])
-                     for group in groups]
-    train_futures = {c.run_id: f for group, f in zip(groups, group_futures) for c in group}
-    eval_futures = [(cell.run_id, evaluate_cell.with_options(**_eval_options(cell, ev))
-                     .submit(ev, train_futures.get(cell.run_id), cell.run_id))
-                    for cell in cells for ev in cell.evals
-                    if cell.run_id in train_futures or not eval_finished(ev)]
+    with gpu_request(workers_advertise_gpus()):  # one GPU each, where the workers have them
+        group_futures = [train_group.with_options(**_group_options(group)).submit([c.train for c in group])
+                         for group in groups]
+        train_futures = {c.run_id: f for group, f in zip(groups, group_futures) for c in group}
+        eval_futures = [(cell.run_id, evaluate_cell.with_options(**_eval_options(cell, ev))
+                         .submit(ev, train_futures.get(cell.run_id), cell.run_id))
+                        for cell in cells for ev in cell.evals
+                        if cell.run_id in train_futures or not eval_finished(ev)]
     progress = CellProgress(cells, groups, [run for run, _ in eval_futures], show)
     run_of = {id(f): run for run, f in eval_futures}
     results: dict[int, object] = {}
@@ -116,6 +131,11 @@ def grid_flow(cfg: dict) -> dict:
     g = GridConfig.from_dict(cfg)
     log = run_logger()
     cells = start_grid(g, log)
+    if g.task_runner != "threads":  # a compute node that lacks a mount fails here, in one line, before any work
+        warning = loopback_api_warning(g.task_runner)
+        if warning:
+            log.warning(warning)
+        check_worker_paths.submit(worker_paths(g)).result()
     groups = layer_groups(g)
     outcome = GridOutcome(cells=len(cells), groups=len(groups))
     budgeted, checked = g.max_store_gb is not None, False
@@ -126,7 +146,7 @@ def grid_flow(cfg: dict) -> dict:
         else:
             if budgeted:  # written before extraction starts, so a resumed run still knows what it made
                 record_created_layers(g, group.extraction_jobs())
-            outcome.extracted += [extract_backbone(c) for c in extraction_configs(g, group.extraction_jobs())]
+            outcome.extracted += [extract_sharded(c) for c in extraction_configs(g, group.extraction_jobs())]
             if not checked:  # after the first extraction (it registers the dataset), before any run directory
                 check_subsets(g)
                 write_index(g.out, cells)
@@ -154,7 +174,8 @@ def _publish(table) -> None:
 
 def run_grid(cfg: dict) -> dict:
     """Entry point used by the CLI and the demo: picks the task runner the config asks for."""
-    runner = task_runner(cfg.get("task_runner", "threads"), cfg.get("max_workers", 1), cfg.get("dask_address"))
+    g = GridConfig.from_dict(cfg)
+    runner = task_runner(g.task_runner, g.max_workers, g.dask_address, g.cluster, g.out)
     return run_flow(grid_flow, cfg, name=grid_run_name(cfg), tags=grid_tags(cfg), task_runner=runner)
 
 

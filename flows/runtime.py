@@ -133,8 +133,11 @@ def watch_ephemeral_server() -> None:
     server.SubprocessASGIServer._run_uvicorn_command = run_watched
 
 
-def task_runner(kind: str = "threads", max_workers: int = 1, address: str | None = None):
-    """``threads`` (bounded pool, default) or ``dask`` (LocalCluster, or the scheduler at ``address``)."""
+def task_runner(kind: str = "threads", max_workers: int = 1, address: str | None = None, cluster=None,
+                out: str = "."):
+    """``threads`` (bounded pool, default), ``dask`` (LocalCluster, or the scheduler at ``address``) or ``slurm``
+    (Dask workers in SLURM jobs started by dask-jobqueue, as ``cluster`` says: a
+    :class:`~declip.pipeline.grid.cluster.ClusterConfig`; job logs under ``out``/slurm unless it names a folder)."""
     if kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -145,7 +148,41 @@ def task_runner(kind: str = "threads", max_workers: int = 1, address: str | None
 
         if address:
             return DaskTaskRunner(address=address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": max(1, max_workers), "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None,
-                                              "memory_limit": "6GiB", "silence_logs": logging.WARNING})
-    raise ValueError(f"unknown task runner {kind!r}; use threads or dask")
+        kwargs = {"n_workers": max(1, max_workers), "threads_per_worker": 1, "processes": True,
+                  "dashboard_address": None, "memory_limit": "6GiB", "silence_logs": logging.WARNING}
+        gpus = _local_gpus()
+        if gpus:  # each worker advertises its share, so GPU tasks ask for one (flows.placement)
+            kwargs["resources"] = {"GPU": max(1, gpus // kwargs["n_workers"])}
+        return DaskTaskRunner(cluster_kwargs=kwargs)
+    if kind == "slurm":
+        quiet_dask()
+        from prefect_dask import DaskTaskRunner
+
+        from declip.pipeline.grid.cluster import ClusterConfig, slurm_adapt_kwargs, slurm_cluster_kwargs
+
+        cluster = cluster if cluster is not None else ClusterConfig()
+        return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster",
+                              cluster_kwargs=slurm_cluster_kwargs(cluster, out),
+                              adapt_kwargs=slurm_adapt_kwargs(cluster))
+    raise ValueError(f"unknown task runner {kind!r}; use threads, dask or slurm")
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def loopback_api_warning(kind: str) -> str | None:
+    """A warning when SLURM workers may not reach the Prefect API: its URL is this machine's loopback (the
+    temporary API, or a server on localhost), which a compute node other than this one cannot connect to."""
+    if kind != "slurm":
+        return None
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value() or ""
+    if url and not any(host in url for host in ("://127.0.0.1", "://localhost", "://[::1]")):
+        return None
+    return ("the Prefect API is " + (url or "a temporary server on this machine") + ": SLURM workers on other "
+            "nodes cannot report to it. Start `prefect server start --host 0.0.0.0` and export "
+            "PREFECT_API_URL=http://<this host>:4200/api before running the grid")

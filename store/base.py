@@ -95,7 +95,7 @@ class StoreBase:
 
     def lock(self, name: str):
         """A lock shared by every process (on any host) writing this store; see :mod:`store.locks`."""
-        return store_lock(self.url, name)
+        return store_lock(self.url, name, self.fs, self._fs_root)
 
     # ---- small files next to the arrays (sample tables, problem records) ----
     def _full(self, rel: str) -> str:

@@ -4,8 +4,9 @@ Why not ``fcntl``/``flock``: those locks are per machine on many network file sy
 create is atomic on local disks and on NFSv3+/SMB/Lustre, so the lock is a file that only one process can create.
 The holder refreshes its mtime while it holds it (a heartbeat thread), so a lock whose holder was killed is
 recognised as stale — at once on the same host (its pid is gone), after ``stale_after`` seconds elsewhere — and
-broken. Locks live in ``<store>/.locks/``; object stores (``s3://``) have no exclusive create, so there the lock is
-a no-op and the docs ask for one writer per dataset.
+broken. Locks live in ``<store>/.locks/``. On object stores (``s3://``) the same lock is an object created with a
+conditional write (:mod:`store.object_lock`): two extraction runs started on one bucket at once need it for the
+metadata they both write.
 """
 from __future__ import annotations
 
@@ -140,9 +141,16 @@ def local_root(url: str) -> Path | None:
     return Path(url)
 
 
-def store_lock(url: str, name: str, **kw) -> StoreLock | _NoLock:
-    root = local_root(url)
-    if root is None:
-        return _NoLock()
+def store_lock(url: str, name: str, fs=None, fs_root: str | None = None, **kw):
+    """The lock ``name`` of the store at ``url``: a lock file on a file system; on object storage an object created
+    exclusively through ``fs`` (the store's fsspec filesystem, ``fs_root`` its path there); without ``fs`` there,
+    none."""
     safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
-    return StoreLock(root / LOCK_DIR / f"{safe}.lock", **kw)
+    root = local_root(url)
+    if root is not None:
+        return StoreLock(root / LOCK_DIR / f"{safe}.lock", **kw)
+    if fs is None or fs_root is None:
+        return _NoLock()
+    from declip.store.object_lock import ObjectStoreLock
+
+    return ObjectStoreLock(fs, f"{fs_root.rstrip('/')}/{LOCK_DIR}/{safe}.lock", **kw)

@@ -139,3 +139,35 @@ def flip_bytes(path, offset: int | None = None, count: int = 8) -> None:
     for i in range(start, min(start + count, len(data))):
         data[i] ^= 0xFF
     Path(path).write_bytes(bytes(data))
+
+
+def store_bytes(url, storage_options: dict | None = None) -> dict[str, bytes]:
+    """Every array of a feature store (local path or URL) by path, as bytes, plus each dataset's ``samples.parquet``
+    and each layer's identity record without its creation time and versions: what "byte-identical stores" compares.
+    Read through zarr and fsspec only, never through declip's store classes."""
+    import json
+    import warnings
+
+    import fsspec
+    import zarr
+
+    root = zarr.open_group(str(url), mode="r", storage_options=storage_options)
+    out: dict[str, bytes] = {}
+
+    def walk(group, prefix: str) -> None:
+        for name, arr in group.arrays():
+            out[f"{prefix}{name}"] = arr[:].tobytes()
+        for name, sub in group.groups():
+            meta = dict(sub.attrs).get("meta")
+            if isinstance(meta, dict):
+                out[f"{prefix}{name}/meta"] = json.dumps({k: v for k, v in meta.items()
+                                                          if k not in ("created", "versions")}, sort_keys=True).encode()
+            walk(sub, f"{prefix}{name}/")
+
+    with warnings.catch_warnings():  # .locks/ and samples.parquet are not zarr nodes, as intended
+        warnings.simplefilter("ignore")
+        walk(root, "")
+    fs, base = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    for path in fs.glob(f"{base.rstrip('/')}/datasets/*/samples.parquet"):
+        out[path[len(base.rstrip("/")) + 1:]] = fs.cat_file(path)
+    return out

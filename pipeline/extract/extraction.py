@@ -4,11 +4,17 @@ One forward pass per block yields every requested layer that is still missing fo
 in threads and store writes run behind in a writer thread, so the model is the bottleneck. Re-running skips every
 block whose ``done`` flag is set in all requested layers. Prefect wraps this in ``flows/extract.py``; nothing here
 imports Prefect.
+
+Two steps, so the blocks can be spread over tasks (``pipeline.extract.shards``; threads, Dask or SLURM workers):
+:func:`prepare_extraction` is the setup and the only writer of store metadata (dataset registration, masks, layer
+arrays); :func:`extract_blocks` encodes and writes a set of blocks, feature chunks only. :func:`run_extraction` runs
+both in this process.
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 import errno
+import logging
 import math
 import os
 import time
@@ -25,11 +31,8 @@ from declip.features.taps import layer_info, parse_layers
 from declip.features.views import View
 from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
-from declip.core.keys import view_dataset_key
 from declip.core.validation import check_config, whole
-from declip.pipeline.data.manifest import read_manifest
-from declip.pipeline.data.orientation import manifest_rows, row_mask
-from declip.pipeline.data.scan_record import ScanRecord
+from declip.pipeline.extract.registration import prepare_dataset, prepare_view_dataset
 from declip.store.block_writer import BlockWriter
 from declip.store.feature_store import FeatureStore, LayerArrays, dataset_checksum, dies_with_process
 from declip.store.quantize import DEFAULT_STORAGE_DTYPE, check_storage_dtype, cls_dtype, encode
@@ -53,14 +56,15 @@ class ExtractConfig(JsonConfig):
     half: bool = False
     strict: bool = False
     workers: int = 2
-    shards: bool = False
+    zarr_shards: bool = False  # one zarr shard per block (object/network storage); see store.layers
     storage_dtype: str = "float16"  # float32 (exact), int8 / float8_e4m3 (per-channel scales); see store.quantize
     progress: bool = True
     view: str = "clean"  # a perturbation applied before encoding (features.views); cached as DATASET@VIEW
     splits: tuple[str, ...] = ()  # encode only the blocks holding rows of these splits (default: every row)
+    shards: int = 1  # block-range tasks an extraction flow fans out (pipeline.extract.shards); 1 = one task
 
     def __post_init__(self) -> None:
-        check_config(self, {"batch_size": whole(1), "workers": whole(1)}, "extraction")
+        check_config(self, {"batch_size": whole(1), "workers": whole(1), "shards": whole(1)}, "extraction")
         check_storage_dtype(self.storage_dtype)
 
 
@@ -83,15 +87,6 @@ class ExtractStats:
 
     def to_dict(self) -> dict:
         return dict(asdict(self), images_per_s=self.images_per_s)
-
-
-def dataset_key_for(manifest_df, override: str | None) -> str:
-    if override:
-        return override
-    names = sorted(set(manifest_df["dataset"]))
-    if len(names) != 1:
-        raise DeclipError(f"the manifest mixes datasets {names}; pass --dataset NAME to name the cached copy")
-    return names[0]
 
 
 def layer_meta(backbone: Backbone, layer: str, recipe: dict, n_rows: int, block_rows: int, checksum: str,
@@ -123,148 +118,128 @@ def _existing_block_rows(store: FeatureStore, backbone: str, dataset: str) -> in
     return None
 
 
-def prepare_dataset(store: FeatureStore, manifest_path: str, dataset: str | None, progress: bool,
-                    block_rows: int = 64, exif: bool = False) -> str:
-    """Register the manifest's rows in the store and cache its masks (soft 256² targets, native binary masks).
-
-    A new dataset's masks are written in blocks of ``block_rows`` (the extraction batch), each under the store lock.
-    Masks are oriented like the images of the recipe that first caches them (``exif``: EXIF orientation applied);
-    the dataset records it, and a recipe that orients images the other way is refused for this dataset.
-    """
-    manifest = read_manifest(manifest_path)
-    df, record = manifest_rows(manifest, exif)  # sizes as the recipe sees the images (pipeline.data.orientation)
-    df = df.reset_index(drop=True)
-    key = dataset_key_for(df, dataset)
-    store.create_dataset(key, df, str(manifest.root), manifest.layout, block_rows=block_rows)
-    if store.dataset_attrs(key).get("scan") != record.to_json():  # the split rule, rows each rule removed: the report
-        with store.lock(f"dataset-{key}"):
-            store.set_dataset_attrs(key, scan=record.to_json())
-    _cache_masks(store, key, df, manifest.abspath, exif, None, progress, record)
-    return key
-
-
-def prepare_view_dataset(store: FeatureStore, dataset: str, view: View, progress: bool, exif: bool = False) -> str:
-    """Register ``dataset@view``: the same rows, sizes as the view leaves them, masks moved by geometric views.
-
-    A photometric view reads the clean dataset's masks (nothing is stored twice). A geometric view's masks are read
-    as the recipe orients them (``exif``, like the clean dataset's), then moved by the view.
-    """
-    if view.is_clean:
-        return dataset
-    key = view_dataset_key(dataset, view.name)
-    attrs = store.dataset_attrs(dataset)
-    clean = store.samples(dataset)
-    df = clean
-    if view.geometric:
-        sizes = [view.image_size(int(w), int(h)) for w, h in df[["width", "height"]].itertuples(index=False)]
-        df = df.assign(width=[w for w, _ in sizes], height=[h for _, h in sizes])
-    store.create_dataset(key, df, attrs["root"], attrs["layout"], int(attrs["block_rows"]), view=view.record(),
-                         masks_of=None if view.geometric else dataset)
-    if view.geometric:
-        root = attrs["root"]
-        _cache_masks(store, key, clean, lambda rel: os.path.normpath(os.path.join(root, rel)), exif, view, progress,
-                     ScanRecord.from_json(attrs.get("scan") or {}))
-    return key
-
-
-def _cache_masks(store: FeatureStore, key: str, df, abspath, exif: bool, view: View | None, progress: bool,
-                 record: ScanRecord) -> None:
-    """Soft 256² targets and native binary masks of every pending block of ``key``.
-
-    ``df`` holds the registered rows (clean sizes as the recipe sees the images); each mask is read aligned with its
-    image (:func:`~declip.pipeline.data.orientation.row_mask`: the scan's orientation and mask rules), then moved by
-    ``view``'s geometry (if any).
-    """
-    from declip.pipeline.data.masks import binary_native, soft_target_256
-
-    pending = store.pending_mask_blocks(key)
-    block_rows = int(store.dataset_attrs(key)["block_rows"])
-    _check_mask_orientation(store, key, exif, fresh=len(pending) == max(1, math.ceil(len(df) / block_rows)))
-    for block in tqdm(pending, desc=f"masks {key}", unit="block", disable=not progress or len(pending) == 0):
-        rows = range(block * block_rows, min((block + 1) * block_rows, len(df)))
-        soft = np.zeros((len(rows), 256, 256), dtype=np.uint8)
-        native: list[np.ndarray | None] = []
-        for i, row in enumerate(rows):
-            rec = df.iloc[row]
-            if rec["label"] == 1 and rec["mask_path"]:
-                mask = row_mask(abspath(rec["mask_path"]), rec, record, exif)
-                if view is not None:
-                    mask = view.apply_mask(mask)
-                soft[i] = soft_target_256(mask)
-                native.append(binary_native(mask))
-            else:
-                native.append(None)
-        store.write_masks(key, int(block), soft, native)
-
-
-def _check_mask_orientation(store: FeatureStore, key: str, exif: bool, fresh: bool) -> None:
-    wanted = "apply" if exif else "ignore"
-    recorded = store.dataset_attrs(key).get("mask_exif_orientation")
-    if recorded is None:
-        if not fresh:
-            recorded = "apply"  # masks cached before the setting existed were always turned upright
-        else:
-            store.set_dataset_attrs(key, mask_exif_orientation=wanted)
-            return
-    if recorded != wanted:
-        raise DeclipError(
-            f"dataset {key!r} in {store.url} caches its masks with exif_orientation={recorded!r}, but this recipe "
-            f"{'applies' if exif else 'ignores'} it, so masks and images would not line up; register the manifest "
-            f"again under another --dataset name (or use another store) for this recipe"
-        )
-
-
 def run_extraction(cfg: ExtractConfig, backbone: Backbone | None = None) -> ExtractStats:
-    """Extract every missing (block, layer) of ``cfg`` into the store; returns per-stage timings.
+    """Extract every missing (block, layer) of ``cfg`` into the store in this process; returns per-stage timings.
 
-    A full disk is reported as one line naming the store: finished blocks are kept (their done flags were set only
-    after their data), so a re-run after freeing space resumes.
+    The same two steps a sharded extraction runs as separate tasks (``pipeline.extract.shards``): the setup
+    (:func:`prepare_extraction`, the only writer of metadata), then the blocks (:func:`extract_blocks`).
     """
+    start = time.perf_counter()
+    with _disk_full_as_one_line(cfg.store):
+        setup, backbone = prepare_extraction(cfg, backbone, device=cfg.device)
+        stats = extract_blocks(cfg, setup, setup.blocks, backbone)
+    stats.wall = time.perf_counter() - start
+    return stats
+
+
+@contextlib.contextmanager
+def _disk_full_as_one_line(store: str):
+    """A full disk is reported as one line naming the store: finished blocks are kept (their done flags were set
+    only after their data), so a re-run after freeing space resumes."""
     try:
-        return _run_extraction(cfg, backbone)
+        yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DeclipError(
-                f"store {cfg.store}: no space left on the device ({exc.strerror}"
+                f"store {store}: no space left on the device ({exc.strerror}"
                 + (f", writing {exc.filename}" if exc.filename else "") + "); free space or pass another --store, then "
                 "re-run the same command: finished blocks are kept and it resumes") from None
         raise
 
 
-def _run_extraction(cfg: ExtractConfig, backbone: Backbone | None) -> ExtractStats:
+@dataclass(frozen=True)
+class ExtractionSetup(JsonConfig):
+    """What the setup made and what is left: the cached dataset key, the layers, the block size and the blocks that
+    still need work (ascending). Small and JSON-safe: it is what the setup task hands to every block-range task."""
+
+    WHAT = "extraction setup"
+
+    dataset: str
+    layers: tuple[str, ...]
+    block_rows: int
+    rows: int
+    blocks: tuple[int, ...]
+
+    @property
+    def blocks_total(self) -> int:
+        return math.ceil(self.rows / self.block_rows)
+
+
+def prepare_extraction(cfg: ExtractConfig, backbone: Backbone | None = None,
+                       device: str = "cpu") -> tuple[ExtractionSetup, Backbone]:
+    """The setup, and the only writer of store metadata: register the dataset (and its view), cache its masks, and
+    create every requested layer's arrays; then list the blocks that still need work.
+
+    Block-range tasks (:func:`extract_blocks`) then write feature chunks only, each its own blocks, so they need no
+    lock and never race on metadata. The backbone is loaded on ``device`` (the CPU by default: the setup only reads
+    its identity, and may run where there is no GPU); it is returned so a one-process run does not load it twice.
+    """
+    with _disk_full_as_one_line(cfg.store):
+        if dies_with_process(cfg.store):
+            raise DeclipError(f"--store {cfg.store}: a memory:// store vanishes when the command exits, so the "
+                              "features would be lost; pass a folder path or a persistent URL (file://, s3://)")
+        if cfg.half and not cfg.device.startswith("cuda"):
+            raise DeclipError("--half needs --device cuda (fp16 on CPU is slow and not what DeCLIP did)")
+        store = FeatureStore(cfg.store)
+        key = BackboneKey.parse(cfg.backbone)
+        backbone = backbone or load_backbone(key, device)
+        recipe = backbone.recipe("float16" if cfg.half else "float32")
+        view = View.parse(cfg.view)
+        clean = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress, cfg.batch_size,
+                                exif=recipe.applies_exif)
+        dataset = prepare_view_dataset(store, clean, view, cfg.progress, exif=recipe.applies_exif)
+        samples = store.samples(dataset)
+        layers = parse_layers(cfg.layers, backbone)
+        block_rows = (_existing_block_rows(store, str(key), dataset)
+                      or _block_rows_for(samples, cfg.splits, cfg.batch_size))
+        arrays = _layer_arrays(store, cfg, backbone, samples, dataset, layers, block_rows, create=True)
+        todo = _only_splits(_plan_blocks(arrays), samples, cfg.splits, block_rows)
+        return ExtractionSetup(dataset, tuple(layers), block_rows, len(samples), tuple(todo)), backbone
+
+
+def extract_blocks(cfg: ExtractConfig, setup: ExtractionSetup, blocks, backbone: Backbone | None = None,
+                   ) -> ExtractStats:
+    """Encode and write the given blocks that are not done yet: one block-range task, or a whole one-process run.
+
+    Writes feature chunks, their flags and checksums only, never metadata: the layers must exist (made by
+    :func:`prepare_extraction`), and their recorded identity must match this process's backbone (a worker with
+    other weights is refused). Done flags are re-read here, so a retried task resumes where it died.
+    """
     start = time.perf_counter()
-    if dies_with_process(cfg.store):
-        raise DeclipError(f"--store {cfg.store}: a memory:// store vanishes when the command exits, so the features "
-                          "would be lost; pass a folder path or a persistent URL (file://, s3://)")
-    store = FeatureStore(cfg.store)
-    key = BackboneKey.parse(cfg.backbone)
-    if cfg.half and not cfg.device.startswith("cuda"):
-        raise DeclipError("--half needs --device cuda (fp16 on CPU is slow and not what DeCLIP did)")
-    backbone = backbone or load_backbone(key, cfg.device)
-    dtype = "float16" if cfg.half else "float32"
-    recipe = backbone.recipe(dtype)
-    view = View.parse(cfg.view)
-    clean = prepare_dataset(store, cfg.manifest, cfg.dataset, cfg.progress, cfg.batch_size, exif=recipe.applies_exif)
-    dataset = prepare_view_dataset(store, clean, view, cfg.progress, exif=recipe.applies_exif)
-    samples = store.samples(dataset)
-    root = store.dataset_attrs(dataset)["root"]
-    layers = parse_layers(cfg.layers, backbone)
-    block_rows = _existing_block_rows(store, str(key), dataset) or _block_rows_for(samples, cfg.splits, cfg.batch_size)
+    with _disk_full_as_one_line(cfg.store):
+        store = FeatureStore(cfg.store)
+        key = BackboneKey.parse(cfg.backbone)
+        backbone = backbone or load_backbone(key, cfg.device)
+        recipe = backbone.recipe("float16" if cfg.half else "float32")
+        samples = store.samples(setup.dataset)
+        arrays = _layer_arrays(store, cfg, backbone, samples, setup.dataset, list(setup.layers), setup.block_rows,
+                               create=False)
+        wanted = {int(b) for b in blocks}
+        todo = {block: layers for block, layers in _plan_blocks(arrays).items() if block in wanted}
+        stats = ExtractStats(str(key), setup.dataset, list(setup.layers), len(samples), setup.blocks_total)
+        if todo:
+            backbone.to(cfg.device, torch.float16 if cfg.half else torch.float32)
+            _run_blocks(cfg, store, backbone, samples, store.dataset_attrs(setup.dataset)["root"], recipe, arrays,
+                        todo, stats, View.parse(cfg.view))
+        stats.wall = time.perf_counter() - start
+        return stats
+
+
+def _layer_arrays(store: FeatureStore, cfg: ExtractConfig, backbone: Backbone, samples, dataset: str,
+                  layers: list[str], block_rows: int, create: bool) -> dict[str, LayerArrays]:
+    """The feature groups of ``layers``, identity-checked against this backbone; created only when ``create``."""
+    key, recipe, view = str(backbone.key), backbone.recipe("float16" if cfg.half else "float32"), View.parse(cfg.view)
     checksum = dataset_checksum(samples)
-    arrays = {
-        layer: store.open_layer(str(key), layer, dataset,
-                                layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum,
-                                           cfg.storage_dtype, view),
-                                shards=cfg.shards)
-        for layer in layers
-    }
-    todo = _only_splits(_plan_blocks(arrays), samples, cfg.splits, block_rows)
-    stats = ExtractStats(str(key), dataset, layers, len(samples), math.ceil(len(samples) / block_rows))
-    if todo:
-        backbone.to(cfg.device, torch.float16 if cfg.half else torch.float32)
-        _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats, view)
-    stats.wall = time.perf_counter() - start
-    return stats
+    if not create:
+        missing = [layer for layer in layers if not store.has_layer(key, layer, dataset)]
+        if missing:
+            raise DeclipError(f"store {cfg.store} has no {key} {missing} for {dataset}: a block-range task writes "
+                              "only into layers its extraction's setup created; run the setup (or `declip extract`)")
+    return {layer: store.open_layer(key, layer, dataset,
+                                    layer_meta(backbone, layer, recipe.to_dict(), len(samples), block_rows, checksum,
+                                               cfg.storage_dtype, view),
+                                    shards=cfg.zarr_shards)
+            for layer in layers}
 
 
 def _plan_blocks(arrays: dict[str, LayerArrays]) -> dict[int, list[str]]:

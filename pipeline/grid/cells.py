@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from declip.core.io import atomic_write_text
@@ -68,6 +69,12 @@ def train_cells(cfgs: list[TrainConfig], log: logging.Logger | logging.LoggerAda
                          summary["best_val"], summary["best_epoch"], Path(cfg.out).name)
             return [_trained(cfg, summary) for cfg, summary in zip(cfgs, summaries)]
     return [train_cell(cfg, log) for cfg in cfgs]
+
+
+def on_device(cfgs: list[TrainConfig], device: str) -> list[TrainConfig]:
+    """The cells with the device their task got (``device`` never changes a run's identity or directory)."""
+    return [cfg if cfg.options.device == device else replace(cfg, options=replace(cfg.options, device=device))
+            for cfg in cfgs]
 
 
 def evaluate_cell(cfg: EvalConfig, trained: list[dict] | None, run: str, label: str | None = None,

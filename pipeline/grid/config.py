@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from declip.core.config_toml import annotated_toml
-from declip.core.configs import JsonConfig, from_json, nested, option, rules_of
+from declip.core.configs import JsonConfig, from_json, nested, option, rules_of, table
 from declip.core.errors import DeclipError
 from declip.core.keys import SourceKey
 from declip.core.validation import check_config, choice, each, number, whole
+from declip.pipeline.grid.cluster import ClusterConfig
 from declip.pipeline.train.options import RUNS_SECTION, VIEWS_SECTION, TrainOptions
 from declip.store.quantize import STORAGE_DTYPES
 
 #: How a grid's cells are run (flows.runtime.task_runner builds them).
-TASK_RUNNERS = ("threads", "dask")
+TASK_RUNNERS = ("threads", "dask", "slurm")
 
 WHERE, VARIES, EVAL, DISK = ("where things are", "what the grid varies: every combination is one trained cell",
                              "evaluation", "disk: extraction and the feature budget")
@@ -74,12 +75,17 @@ class GridConfig(JsonConfig):
         help='further single sources beyond backbones × layers, e.g. the SRM positive control "srm@fixed/layer0"')
     extract_batch_size: int = option(
         32, section=DISK, metavar="N", rule=whole(1), help="batch size of the extraction pass when manifest is set")
+    extract_shards: int = option(
+        1, section=DISK, metavar="N", rule=whole(1),
+        help="block-range tasks per extraction pass, spread over the task runner's workers (e.g. one per GPU); each "
+             "encodes and writes only its own blocks, and the store ends byte-identical to one task's")
     task_runner: str = option(
         "threads", section=RUNS_SECTION, choices=TASK_RUNNERS, rule=choice(*TASK_RUNNERS),
-        help="threads: a bounded pool in this process; dask: a dask.distributed cluster")
+        help="threads: a bounded pool in this process; dask: a dask.distributed cluster (a LocalCluster, or "
+             "dask_address); slurm: Dask workers in SLURM jobs, as the [cluster] table says")
     max_workers: int = option(
         1, section=RUNS_SECTION, metavar="N", rule=whole(1),
-        help="cells trained at once (threads), or LocalCluster workers (dask without an address)")
+        help="cells trained at once (threads), or LocalCluster workers (dask without an address); slurm: [cluster]")
     dask_address: str | None = option(
         None, section=RUNS_SECTION, metavar="ADDRESS", example="tcp://scheduler:8786",
         help="scheduler of an existing dask.distributed cluster; setting it selects task_runner = dask. Unset: "
@@ -112,16 +118,25 @@ class GridConfig(JsonConfig):
         help="robustness: every trained cell is also evaluated on each cached view (no retraining); with manifest "
              "set, a missing view is extracted for the test split first; repeatable")
 
+    cluster: ClusterConfig = table(
+        ClusterConfig, section='cluster: SLURM worker jobs for task_runner = "slurm" (dask-jobqueue\'s SLURMCluster)',
+        help="worker jobs on SLURM (task_runner = \"slurm\")")
+
     def __post_init__(self) -> None:
         if not isinstance(self.options, TrainOptions):
             raise TypeError(f"options must be TrainOptions, got {type(self.options).__name__}")
+        if not isinstance(self.cluster, ClusterConfig):
+            object.__setattr__(self, "cluster", ClusterConfig.from_json(dict(self.cluster)))
         check_config(self, rules_of(GridConfig), self.WHAT)
         for name in ("backbones", "layers", "decoders", "train_sets", "test_sets", "seeds", "eval_splits",
                      "test_views"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "fused", tuple(SourceKey.parse(f) for f in self.fused))
         object.__setattr__(self, "extra_sources", tuple(SourceKey.parse(f) for f in self.extra_sources))
-        object.__setattr__(self, "options", self.options.on_device())  # auto device and width resolved once, here
+        # auto device and width resolved once, here: for the machines that run the cells (SLURM jobs with GPUs
+        # count as CUDA even when this login node has none; each task then gets one GPU of its worker)
+        cuda = self.cluster.gpus > 0 if self.task_runner == "slurm" else None
+        object.__setattr__(self, "options", self.options.on_device(cuda))
 
     @classmethod
     def from_toml(cls, path: str, **overrides) -> "GridConfig":
@@ -155,6 +170,19 @@ class GridConfig(JsonConfig):
     @classmethod
     def from_json(cls, data: dict) -> "GridConfig":
         return cls.from_dict(data, source="grid config")
+
+
+def worker_paths(cfg: GridConfig) -> dict[str, str]:
+    """The paths the grid's workers read or write, by what they are: checked on a worker before any work (a compute
+    node that lacks a mount fails with one line naming it). URLs (s3://...) are not paths and are left out."""
+    store = cfg.store if "://" in cfg.store or Path(cfg.store).exists() else str(Path(cfg.store).parent)
+    paths = {"grid folder (out)": cfg.out, "feature store" + ("" if store == cfg.store else "'s folder"): store}
+    if cfg.manifest:
+        from declip.pipeline.data.manifest import read_manifest
+
+        paths["manifest"] = cfg.manifest
+        paths["image folder (the manifest's root)"] = str(read_manifest(cfg.manifest).root)
+    return {what: p for what, p in paths.items() if "://" not in p}
 
 
 def read_grid_file(path: str) -> dict:

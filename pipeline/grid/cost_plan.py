@@ -197,6 +197,10 @@ def calibrate(cfg: GridConfig, batch: int = 4, steps: int = 2) -> Rates:
     from declip.features.taps import forward_layers
 
     device = cfg.options.device
+    if device.startswith("cuda") and not torch.cuda.is_available():  # a SLURM grid planned on a login node
+        raise DeclipError(f"the grid runs on {device} (its workers' GPUs) but this machine has no CUDA to time them "
+                          "on: run `python bench/gpu.py --json rates.json` on a compute node and pass "
+                          "--throughputs rates.json (or --device cpu to plan for CPUs)")
     arch = sources(cfg)[0].backbone.arch  # the grid's first backbone (of a fused source: the ViT)
     backbone = load_backbone(family_for(arch).offline_key(arch), device)  # random (or fixed) weights: no download
     deepest = layer_shapes(arch).deepest([k.layer for s in sources(cfg) for k in source_layers(s)

@@ -82,8 +82,18 @@ class GridOutcome:
             "failed": [{k: f.get(k) for k in ("run", "out", "error")} for f in self.failed],
             "extracted": [{k: e[k] for k in ("backbone", "dataset", "blocks_run", "images_encoded")}
                           for e in self.extracted],
-            "results": str(results), "rows": rows,
+            "results": str(results), "rows": rows, "where": self.placements(),
         }
+
+    def placements(self) -> list[dict]:
+        """Where each task of this run ran (host, SLURM job id, process, Dask worker, device): extraction block
+        ranges, training runs (one row per cell) and evaluations."""
+        rows = [dict(s.get("where", {}), task="extract", what=f"{e['backbone']} blocks {s['blocks'][0]}-"
+                     f"{s['blocks'][-1]}" if s.get("blocks") else e["backbone"])
+                for e in self.extracted for s in e.get("shards", [])]
+        rows += [dict(t.get("where", {}), task="train", what=t.get("run")) for t in self.trained]
+        rows += [dict(e.get("where", {}), task="evaluate", what=e.get("out")) for e in self.evaluated]
+        return rows
 
 
 def write_grid_results(g: GridConfig, cells: list[Cell]) -> tuple[Path, pd.DataFrame]:

@@ -157,11 +157,15 @@ class TrainOptions(JsonConfig):
         mine = {leaf.key for leaf in leaves(cls)}
         return cls.from_json({k: v for k, v in {**raw, **nested}.items() if k in mine})
 
-    def on_device(self) -> "TrainOptions":
-        """``device`` and ``width`` made concrete on this machine (a no-op when both already are)."""
+    def on_device(self, cuda: bool | None = None) -> "TrainOptions":
+        """``device`` and ``width`` made concrete (a no-op when both already are). ``cuda``: whether the machines
+        that will run the work have CUDA (SLURM worker jobs with GPUs, say); None = this machine. A ``cuda`` device
+        without an index becomes one GPU per task where the task runs (``flows.placement.task_device``)."""
         import torch
 
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        if cuda is None:
+            cuda = torch.cuda.is_available()
+        device = ("cuda" if cuda else "cpu") if self.device == "auto" else self.device
         width = self.width if self.width is not None else (CPU_WIDTH if device == "cpu" else 1.0)
         return self if (device, width) == (self.device, self.width) else replace(self, device=device, width=width)
 

@@ -87,12 +87,15 @@ def test_list_metrics_lists_the_registry_and_evaluate_help_points_at_it(capsys):
 
 
 def _commented_keys(text: str) -> dict[str, str]:
-    """key -> the comment block right above it (``# key = ...`` lines count as keys)."""
-    keys, block = {}, []
+    """key -> the comment block right above it (``# key = ...`` lines count as keys; keys under a ``[table]`` header
+    are dotted, ``table.key``, as TOML reads them)."""
+    keys, block, prefix = {}, [], ""
     for line in text.splitlines():
         m = re.match(r"^#?\s*([a-z_]+) = ", line)
-        if m and not line.startswith("# ---"):
-            keys[m.group(1)] = " ".join(block)
+        if re.match(r"^\[([a-z_]+)\]$", line):
+            prefix, block = line[1:-1] + ".", []
+        elif m and not line.startswith("# ---"):
+            keys[prefix + m.group(1)] = " ".join(block)
             block = []
         elif line.startswith("#"):
             block.append(line.lstrip("# "))

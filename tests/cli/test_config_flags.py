@@ -13,6 +13,11 @@ from declip.pipeline.grid.config import GridConfig
 from tests.cli.cli_parsers import walk
 
 
+def _flag(leaf) -> str:
+    """The flag a key should have, written out here (not cli.config_flags.flag_of): --key-with-dashes, or its own."""
+    return leaf.meta.flag or "--" + leaf.key.replace("_", "-").replace(".", "-")
+
+
 def _strings(command: str) -> set[str]:
     parser = dict((" ".join(p), sub) for p, sub in walk(build_parser()))[command]
     return {s for a in parser._actions for s in a.option_strings}
@@ -20,8 +25,8 @@ def _strings(command: str) -> set[str]:
 
 def test_every_grid_key_is_a_grid_flag():
     strings = _strings("grid")
-    missing = [leaf.key for leaf in leaves(GridConfig)
-               if (leaf.meta.flag or "--" + leaf.key.replace("_", "-")) not in strings]
+    missing = [leaf.key for leaf in leaves(GridConfig)  # [cluster] keys are dotted: cluster.gpus -> --cluster-gpus
+               if _flag(leaf) not in strings]
     assert missing == [] and len(leaves(GridConfig)) >= 41
 
 
@@ -96,4 +101,4 @@ def test_the_cpu_width_is_said_before_training_starts(tmp_path, capsys, monkeypa
 def test_grid_help_names_every_key():
     help_text = " ".join(dict((" ".join(p), sub) for p, sub in walk(build_parser()))["grid"].format_help().split())
     for leaf in leaves(GridConfig):
-        assert (leaf.meta.flag or "--" + leaf.key.replace("_", "-")) in help_text
+        assert _flag(leaf) in help_text

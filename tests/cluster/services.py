@@ -108,6 +108,13 @@ def slurm_cluster_kwargs(node: SlurmNode, log_dir: Path, job_name: str, memory: 
                 job_name=job_name, log_directory=str(log_dir), scheduler_options={"dashboard_address": ":0"})
 
 
+def slurm_cluster_table(node: SlurmNode, log_dir: Path, job_name: str, jobs: int = 2, memory: str = "2GB") -> dict:
+    """The grid's ``[cluster]`` table for one-core worker jobs on the test node (see :func:`slurm_cluster_kwargs` for
+    why loopback)."""
+    return {"partition": node.partition, "cores": 1, "memory": memory, "walltime": "00:30:00", "jobs": jobs,
+            "interface": "lo", "job_name": job_name, "log_directory": str(log_dir)}
+
+
 def squeue_job_ids(job_name: str, states: str = "RUNNING") -> set[str]:
     """Ids of this user's jobs named ``job_name`` in ``states``, as SLURM reports them."""
     out = _run(["squeue", "-h", "--me", "-n", job_name, "-t", states, "-o", "%i"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from declip.core.config_toml import annotated_toml, toml_value
-from declip.core.configs import JsonConfig, from_json, leaves, nested, option, to_json
+from declip.core.configs import JsonConfig, from_json, leaves, nested, option, table, to_json
 from declip.core.errors import DeclipError
 from declip.core.keys import SourceKey
 from declip.core.validation import choice, whole
@@ -101,3 +101,45 @@ def test_annotated_toml_states_each_key_and_parses():
     assert parsed == {"name": "x", "sources": [], "old_name": [], "steps": 3, "kind": "a"}
     assert from_json(Outer, parsed) == Outer(name="x")
     assert toml_value(1e-06) == "1e-06" and tomllib.loads("v = " + toml_value(1e-06))["v"] == 1e-06
+
+
+@dataclass(frozen=True)
+class Jobs(JsonConfig):
+    WHAT = "jobs"
+
+    count: int = option(2, help="how many jobs", rule=whole(1))
+    queue: str | None = option(None, help="where they go. Unset: anywhere", example="gpu")
+
+
+@dataclass(frozen=True)
+class WithTable(JsonConfig):
+    WHAT = "with a table"
+
+    name: str = option("n", help="what it is called")
+    jobs: Jobs = table(Jobs, help="the jobs table", section="jobs: where work runs")
+
+
+def test_a_table_is_an_object_in_json_and_dotted_keys_everywhere_else():
+    cfg = WithTable(jobs=Jobs(count=3, queue="gpu"))
+    assert [leaf.key for leaf in leaves(WithTable)] == ["name", "jobs.count", "jobs.queue"]
+    assert to_json(cfg) == {"name": "n", "jobs": {"count": 3, "queue": "gpu"}}
+    assert from_json(WithTable, {"name": "n", "jobs": {"count": 3, "queue": "gpu"}}) == cfg
+    assert from_json(WithTable, {"jobs.count": 3, "jobs.queue": "gpu"}) == cfg  # dotted, as TOML reads them
+    # a dotted key (a flag) overrides the file's table; the table's other keys stay
+    assert from_json(WithTable, {"jobs": {"count": 5, "queue": "gpu"}, "jobs.count": 3}) == cfg
+    assert from_json(WithTable, {}) == WithTable()
+    with pytest.raises(DeclipError, match=r"jobs\.count \(--jobs-count\) must be a whole number"):
+        from_json(WithTable, {"jobs": {"count": 0}})
+    with pytest.raises(DeclipError, match=r"unknown keys \['jobs.size'\]"):
+        from_json(WithTable, {"jobs": {"size": 1}})
+
+
+def test_a_table_is_written_last_as_a_toml_table_that_reads_back():
+    import tomllib
+
+    text = annotated_toml(WithTable, "header")
+    assert text.index("[jobs]") > text.index('name = "n"')
+    assert "# --- jobs: where work runs" in text and "# how many jobs. Default: 2.\ncount = 2\n" in text
+    assert "# queue = \"gpu\"" in text  # a suggestion stays commented
+    assert WithTable.from_json(tomllib.loads(text)) == WithTable()
+    assert WithTable.from_json(tomllib.loads(text.replace("# queue =", "queue ="))).jobs.queue == "gpu"

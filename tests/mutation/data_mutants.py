@@ -57,7 +57,7 @@ DATA_MUTANTS: list[tuple] = [
       "(kept if row is not None else removed)[problem.reason] += 1", "removed[problem.reason] += 1", RECORD),
     M("DK3", "mask-rules", "a kept mask of another size is not fitted to its image", "pipeline/data/orientation.py",
       'fit=record.mask_checks == "declip"', "fit=False", RECORD),
-    M("DK4", "mask-rules", "the scan record never reaches the store", "pipeline/extract/extraction.py",
+    M("DK4", "mask-rules", "the scan record never reaches the store", "pipeline/extract/registration.py",
       "store.set_dataset_attrs(key, scan=record.to_json())", "store.set_dataset_attrs(key)", RECORD),
     M("DL1", "list-layout", "a symlink out of ROOT is followed", "pipeline/data/layouts/listfile.py",
       "    if not _inside(root, real):\n", "    if False:\n", LISTS),

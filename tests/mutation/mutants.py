@@ -427,6 +427,13 @@ except ImportError:
 
 MUTANTS += [Mutant(*fields) for fields in INTEGRITY_MUTANTS]
 
+try:  # issue 22's cluster areas
+    from tests.mutation.cluster_mutants import CLUSTER_MUTANTS  # noqa: E402
+except ImportError:
+    from cluster_mutants import CLUSTER_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in CLUSTER_MUTANTS]
+
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""
     path = root / m.file

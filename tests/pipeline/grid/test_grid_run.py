@@ -28,6 +28,7 @@ def test_outcome_counts_and_failures():
     outcome.skipped += 1
     outcome.evicted.append("b/layer0")
     summary = outcome.as_dict(Path("/g/results.parquet"), 17)
+    where = summary.pop("where")
     assert summary == {
         "cells": 5, "trained": 2, "training_runs": 2, "skipped_cells": 3, "evaluated": 2, "groups": 2,
         "evicted": ["b/layer0"],
@@ -35,6 +36,24 @@ def test_outcome_counts_and_failures():
         "extracted": [{"backbone": "b", "dataset": "d", "blocks_run": 3, "images_encoded": 40}],
         "results": "/g/results.parquet", "rows": 17}
     assert outcome.done_line(Path("r.parquet")) == "grid done: 2 trained, 2 evaluations, 2 failed; results in r.parquet"
+    # one placement row per training record and evaluation (none recorded where: those records carry no "where")
+    assert [(w["task"], w["what"]) for w in where] == [("train", "r1"), ("train", "r2"), ("train", "r3"),
+                                                       ("evaluate", "o1"), ("evaluate", "o2"), ("evaluate", "o3"),
+                                                       ("evaluate", "o4")]
+
+
+def test_outcome_says_where_each_task_ran():
+    outcome = GridOutcome(cells=1, groups=1)
+    host = {"host": "n1", "slurm_job_id": "41", "pid": 7, "device": "cuda:0"}
+    shards = [{"blocks": [0, 1], "where": host}, {"blocks": [2, 2], "where": {"host": "n2"}}]
+    outcome.extracted.append({"backbone": "b", "dataset": "d", "blocks_run": 3, "images_encoded": 40, "shards": shards})
+    outcome.add_cells([{"status": "ok", "run": "r1", "where": dict(host, slurm_job_id="42")}],
+                      [{"status": "ok", "out": "o1", "where": {"host": "n2", "slurm_job_id": "43"}}], skipped=0, runs=1)
+    where = outcome.as_dict(Path("r.parquet"), 1)["where"]
+    assert where == [dict(host, task="extract", what="b blocks 0-1"), {"host": "n2", "task": "extract",
+                                                                        "what": "b blocks 2-2"},
+                     dict(host, slurm_job_id="42", task="train", what="r1"),
+                     {"host": "n2", "slurm_job_id": "43", "task": "evaluate", "what": "o1"}]
 
 
 def test_iou_markdown_averages_train_sets_and_warns_about_random_weights():

@@ -70,6 +70,15 @@ GRID_CHANGES = {
     "dask_address": ("tcp://h:8786", NEITHER), "baselines": (False, NEITHER), "save_maps": (2, NEITHER),
     "train_views": (["jpeg:75"], TRAINED), "augment_copies": (2, TRAINED), "test_views": (["jpeg:75"], EVALUATED),
     "augment": ("blur", NEITHER),  # only read when augment_copies > 0: see test_grid_augment_kind_changes_cells
+    # where the work runs: a sharded extraction is byte-identical to one task's, SLURM jobs change no result
+    "extract_shards": (3, NEITHER), "cluster.partition": ("gpu", NEITHER), "cluster.cores": (8, NEITHER),
+    "cluster.memory": ("64GB", NEITHER), "cluster.walltime": ("10:00:00", NEITHER), "cluster.jobs": (4, NEITHER),
+    "cluster.min_jobs": (1, NEITHER), "cluster.max_jobs": (9, NEITHER), "cluster.job_directives": (["-A x"], NEITHER),
+    "cluster.prologue": (["module load cuda"], NEITHER), "cluster.python": ("/p/python", NEITHER),
+    "cluster.interface": ("ib0", NEITHER), "cluster.log_directory": ("/logs", NEITHER),
+    "cluster.job_name": ("w", NEITHER),
+    # with device = "cpu" pinned (as here) GPUs per job change nothing; with device = "auto" they set the width
+    "cluster.gpus": (2, NEITHER),
 }
 
 
