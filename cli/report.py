@@ -16,15 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from declip.cli.grid import command_line, print_summary
+    from declip.pipeline.report.report import write_report
 
-    from declip.pipeline.report.report import conform, write_report
-    from declip.pipeline.report.selection import format_summary, summary_table
-
-    page = write_report(args.results, args.out, max_overlays=args.max_overlays)
-    table = conform(pd.read_parquet(args.results))
-    if bool(table["random_weights"].fillna(False).astype(bool).any()):
-        print("NOTE: backbone weights are RANDOM")
-    print(format_summary(summary_table(table)))
+    page = write_report(args.results, args.out, max_overlays=args.max_overlays, command=command_line())
+    print_summary(args.results)
     print(f"report: {page}")
     return 0
