@@ -10,8 +10,8 @@ each evaluation's per-image mean. Its interval resamples what could have come ou
 * the seeds, first, when the model has several (the two-level bootstrap of
   :func:`declip.pipeline.metrics.resampling.with_seed_level`): a resample draws seeds, then images.
 
-Groups with the same number of seeds are bootstrapped together, so two models compared on the same images share
-draws. The point value is the same mean computed from the per-image tables; where it disagrees with the results
+Groups with the same number of seeds on the same test sets are bootstrapped together, so models compared on the
+same images share draws, and a single cell's interval is the one its results row carries (the same draws). The point value is the same mean computed from the per-image tables; where it disagrees with the results
 table's (a stale per-image table) the group gets a note instead of an interval.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ def group_intervals(rows: pd.DataFrame, by: Sequence[str], load: PerImageLoader,
         images = ImageSet.of(fs)
         align[t] = Aligner(images.image_ids[images.fake])
 
-    out, todo = [], defaultdict(list)  # todo: n_seeds -> [(group position, member row indices)]
+    out, todo = [], defaultdict(list)  # (n_seeds, test sets) -> [(group position, member row indices)]
     for key, part in rows.groupby(by, sort=True, dropna=False):
         seed_means = _seed_means(part)
         rec = dict(zip(by, key if isinstance(key, tuple) else (key,)))
@@ -84,17 +84,19 @@ def group_intervals(rows: pd.DataFrame, by: Sequence[str], load: PerImageLoader,
         elif metric not in by_test[str(part["test_set"].iloc[0])][0].columns:
             rec["ci_note"] = f"per_image has no {metric!r} column"
         else:
-            todo[len(seed_means)].append((len(out), list(part.index)))
+            todo[(len(seed_means), tuple(sorted(set(part["test_set"].astype(str)))))].append(
+                (len(out), list(part.index)))
         out.append(rec)
     table = pd.DataFrame(out)
-    for n_seeds, groups in todo.items():
+    for (n_seeds, _), groups in todo.items():
         _bootstrap(table, groups, n_seeds, rows, frames, align, metric, skip, options)
     return table[[*by, *GROUP_COLUMNS]]
 
 
 def _bootstrap(table: pd.DataFrame, groups: list[tuple[int, list[int]]], n_seeds: int, rows: pd.DataFrame,
                frames: list, align: dict[str, Aligner], metric: str, skip: bool, options: BootstrapOptions) -> None:
-    """Intervals of ``groups`` (each ``n_seeds`` seeds) from one shared set of draws: strata = [seeds] + test sets."""
+    """Intervals of ``groups`` (each ``n_seeds`` seeds on the same test sets) from one shared set of draws: strata =
+    [seeds] + test sets."""
     tests = sorted({str(rows.at[i, "test_set"]) for _, members in groups for i in members})
     slot: list[list[tuple[int, int]]] = [[] for _ in tests]  # per test set: (group, seed) of each stacked row
     values: list[list[np.ndarray]] = [[] for _ in tests]

@@ -82,7 +82,9 @@ def models_table(table: pd.DataFrame, ties: pd.DataFrame | None = None) -> pd.Da
         if ties is not None:
             key = (rec["source"], rec["decoder"])
             tie = ties.loc[key] if key in ties.index else None
-            if tie is None:
+            if rec["control"]:
+                row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "control: not ranked"})
+            elif tie is None:
                 row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "not compared"})
             elif tie["status"] == "best":
                 row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "★ chosen"})
