@@ -28,7 +28,20 @@ from declip.pipeline.metrics.resampling import (BootstrapOptions, CountStatistic
 from declip.pipeline.metrics.weighted import (IMAGE_METRICS, POOLED_COUNT_METRICS, POOLED_CURVE_METRICS,
                                               ImageScores, image_metrics, pooled_count_metric, pooled_curve_metric)
 
-HIST_ATTR = "pixel_hist"  # per-image table attribute: (image ids, (n, 2, bins) pixel histograms) of its fake images
+HIST_ATTR = "pixel_hist"  # per-image table attribute: the PixelHistograms of its fake images
+
+
+@dataclass(frozen=True, eq=False)
+class PixelHistograms:
+    """(image ids, (n, 2, bins) fake/real pixel counts) of an evaluation's fake images, carried in its per-image
+    table's ``attrs``. Compared by identity and never copied (pandas compares and deep-copies ``attrs`` on many
+    operations; arrays would make the comparison ambiguous and the copies costly)."""
+
+    image_ids: np.ndarray
+    hist: np.ndarray
+
+    def __deepcopy__(self, memo: dict) -> "PixelHistograms":
+        return self
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,8 @@ def _image_cells(cells: Sequence[Cell], images: ImageSet) -> tuple[PerSeed, list
 
 def histograms_of(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     """(len(ids), 2, bins) pixel histograms of ``frame``'s fake images on ``ids``; zeros where it lacks an image."""
-    have, hist = frame.attrs[HIST_ATTR]
+    stored: PixelHistograms = frame.attrs[HIST_ATTR]
+    have, hist = stored.image_ids, stored.hist
     out = np.zeros((len(ids), *hist.shape[1:]), dtype=np.float64)
     at = pd.Index(ids).get_indexer(pd.Index(have))
     out[at[at >= 0]] = hist[at >= 0]

@@ -27,10 +27,23 @@ def collapsed_count(k: int, n: int, split: str = "test") -> str:
     return f"{k} of {n} {split} evaluations collapsed"
 
 
-def note_lines(fig, text: str) -> list[str]:
-    """``text`` wrapped to the figure's width at 8 pt (about 0.55 em per character), so no note is clipped."""
-    chars = max(30, int(fig.get_figwidth() * 72 / (8 * 0.55)))
-    return textwrap.wrap(text, chars)
+def note_text(fig, text: str, y: float = 0.005, fontsize: int = 8):
+    """``text`` along the figure's bottom edge, wrapped until its rendered width fits the figure (never clipped)."""
+    renderer = fig.canvas.get_renderer()
+    chars = max(20, int(fig.get_figwidth() * 72 / (fontsize * 0.55)))
+    while True:
+        note = fig.text(0.5, y, "\n".join(textwrap.wrap(text, chars)), ha="center", va="bottom",
+                        fontsize=fontsize, color="crimson")
+        if chars <= 20 or note.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return note
+        note.remove()
+        chars = int(chars * 0.9)
+
+
+def note_height(fig, note) -> float:
+    """The fraction of the figure's height a note takes (the bottom of ``tight_layout``'s rect)."""
+    lines = note.get_text().count("\n") + 1
+    return min(0.3, 0.01 + lines * note.get_fontsize() * 1.35 / 72 / fig.get_figheight())
 
 
 def decorate(fig, random_weights: bool) -> float:
@@ -38,9 +51,7 @@ def decorate(fig, random_weights: bool) -> float:
     fraction of the figure's height it takes (the bottom of ``tight_layout``'s rect)."""
     if not random_weights:
         return 0.02
-    lines = note_lines(fig, RANDOM_NOTE)
-    fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=8, color="crimson")
-    return min(0.3, 0.01 + len(lines) * 8 * 1.35 / 72 / fig.get_figheight())
+    return note_height(fig, note_text(fig, RANDOM_NOTE))
 
 
 @lru_cache(maxsize=None)

@@ -126,11 +126,9 @@ def fig_robustness(rows: pd.DataFrame, out: Path, note: str | None = None) -> Pa
     fig.suptitle("robustness: metric vs perturbation strength (test split, means over train/test sets)", fontsize=9)
     bottom = 0.02
     if note:
-        from declip.pipeline.report.labels import note_lines
+        from declip.pipeline.report.labels import note_height, note_text
 
-        lines = note_lines(fig, note)
-        fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=8, color="crimson")
-        bottom = min(0.3, 0.01 + len(lines) * 8 * 1.35 / 72 / fig.get_figheight())
+        bottom = note_height(fig, note_text(fig, note))
     fig.tight_layout(rect=(0, bottom, 1, 0.96))
     path = out / "robustness.png"
     fig.savefig(path, dpi=110)
