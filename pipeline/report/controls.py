@@ -115,19 +115,24 @@ class LayerCheck:
                 "Holm")
 
 
-def random_layer_pair(models: list[tuple[str, str]]) -> tuple[tuple[str, str], tuple[str, str]] | None:
-    """The two shallowest single layers of the first random-weight backbone and decoder that has two."""
+def random_layer_pair(models: list[tuple[str, str]], collapsed: dict[tuple[str, str], float] | None = None
+                      ) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """The two shallowest single layers of a random-weight backbone and decoder that has two: of those groups, the one
+    whose two layers collapsed least (``collapsed``: share of collapsed evaluations per model), so that two collapsed
+    models, whose difference is trivially nil, never make the check pass vacuously."""
     groups: dict[tuple[str, str], list[str]] = {}
     for source, decoder in models:
         key = source_or_none(source)
         if key is None or key.fused or is_control(source) or not is_random_source(source):
             continue
         groups.setdefault((str(key.backbone), decoder), []).append(source)
+    pairs = []
     for (_, decoder), sources in sorted(groups.items()):
         if len(sources) >= 2:
             a, b = sorted(sources, key=lambda s: layer_depth(source_or_none(s).layer))[:2]
-            return (a, decoder), (b, decoder)
-    return None
+            pairs.append(((a, decoder), (b, decoder)))
+    share = collapsed or {}
+    return min(pairs, key=lambda p: share.get(p[0], 0.0) + share.get(p[1], 0.0), default=None)
 
 
 def layer_check(rows: pd.DataFrame, load: PerImageLoader, options: BootstrapOptions = BootstrapOptions()
@@ -136,7 +141,9 @@ def layer_check(rows: pd.DataFrame, load: PerImageLoader, options: BootstrapOpti
     grid has no two random-weight layers of one backbone and decoder."""
     rows = with_domain(rows)
     rows = rows[rows["domain"] == "in-domain"]
-    pair = random_layer_pair(sorted({(str(s), str(d)) for s, d in zip(rows["source"], rows["decoder"])}))
+    flags = rows["collapsed"].fillna(False).astype(bool) if "collapsed" in rows else pd.Series(False, rows.index)
+    share = {(str(s), str(d)): float(v) for (s, d), v in flags.groupby([rows["source"], rows["decoder"]]).mean().items()}
+    pair = random_layer_pair(sorted({(str(s), str(d)) for s, d in zip(rows["source"], rows["decoder"])}), share)
     if pair is None:
         return None
     a, b = pair

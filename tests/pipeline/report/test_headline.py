@@ -79,3 +79,16 @@ def test_page_has_provenance_and_no_leftover_index_column(tmp_path):
     matrix = md.split("## Train × test matrix")[1].split("\n## ")[0]
     cells = re.findall(r"\| +(\d+\.\d\d(?: \[[\d.]+, [\d.]+\])?) +(?=\|)", matrix)
     assert len(cells) == 4 and all("[" in c for c in cells), matrix  # every matrix cell: value [low, high]
+
+
+def test_the_random_layer_check_skips_decoders_whose_layers_collapsed(tmp_path):
+    """Two collapsed models differ by nothing, so a check on them passes vacuously (the demo compared two all-collapsed
+    conv-4 heads while its linear heads worked): the check takes the decoder whose two layers collapsed least."""
+    models = {(L2, "conv-4"): 0.0, (L5, "conv-4"): 0.0, (L2, "linear"): 20.0, (L5, "linear"): 21.0}
+    results = write_grid(tmp_path, models)
+    table = load_results(results)
+    conv = table["decoder"] == "conv-4"
+    table.loc[conv, "collapsed"] = True
+    table.to_parquet(results)
+    check = _analysis(results).layers
+    assert check is not None and check.a == (L2, "linear") and check.b == (L5, "linear")
