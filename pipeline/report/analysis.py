@@ -47,6 +47,14 @@ class Analysis:
         return got.iloc[0].to_dict() if len(got) else None
 
     @property
+    def chosen_wording(self) -> str:
+        """How figures and tables name the chosen model: 'chosen on validation', or, when validation cannot tell it
+        from others, that it is only the highest there (the headline says there is no single best)."""
+        if not self.valid_ties:
+            return "chosen on validation"
+        return f"highest on validation, not separable there from {len(self.valid_ties)} other(s)"
+
+    @property
     def best_baseline(self) -> dict | None:
         """The baseline with the highest in-domain test IoU (the constant map a model must beat)."""
         d = self.domains

@@ -39,7 +39,8 @@ def _yerr(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.clip(np.vstack([below, above]), 0, None)
 
 
-def fig_summary(summary: pd.DataFrame, out: Path, rnd: bool, best: tuple[str, str] | None) -> Path:
+def fig_summary(summary: pd.DataFrame, out: Path, rnd: bool, best: tuple[str, str] | None, tied: bool = False
+                ) -> Path:
     """Best decoder per feature (chosen on validation): test ID and OOD IoU bars with their intervals, beside every
     baseline's in-domain level."""
     rows = summary[summary["feature"] != "no features (baseline)"].reset_index(drop=True)
@@ -67,7 +68,7 @@ def fig_summary(summary: pd.DataFrame, out: Path, rnd: bool, best: tuple[str, st
     for rec in rows.to_dict("records"):
         text = f"{short_source(rec['feature'])}\n{rec['decoder']}"
         if best == (rec["feature"], rec["decoder"]):
-            text += "\n★ chosen"
+            text += "\n★ highest on valid (tied)" if tied else "\n★ chosen"
         if is_control(rec["feature"]):
             text += "\n(control)"
         if "collapsed" in str(rec["note"]):
@@ -86,6 +87,10 @@ def fig_summary(summary: pd.DataFrame, out: Path, rnd: bool, best: tuple[str, st
     return path
 
 
+#: Model curves' colours: tab10 without the baselines' red, purple and grey, so no model line looks like a baseline.
+MODEL_COLOURS = ("C0", "C1", "C2", "C5", "C6", "C8", "C9", "black")
+
+
 def _depth(source: object) -> int:
     key = source_or_none(source)
     return layer_depth(key.layer) if key is not None else 0
@@ -102,16 +107,16 @@ def fig_by_layer(table: pd.DataFrame, analysis: Analysis, out: Path, rnd: bool) 
     for ax, name in zip(axes, ("in-domain", "out-of-domain")):
         part = models[models["domain"] == name]
         part = part.assign(curve=part["source"].map(curve_name), depth=part["source"].map(_depth))
-        for (curve, decoder), rows in part.groupby(["curve", "decoder"]):
-            rows = rows.sort_values("depth")
+        for k, ((curve, decoder), rows) in enumerate(part.groupby(["curve", "decoder"])):
+            rows, colour = rows.sort_values("depth"), MODEL_COLOURS[k % len(MODEL_COLOURS)]
             label = f"{decoder} on {curve}" + (" (control)" if is_control(rows["source"].iloc[0]) else "")
             vals = rows["value"].to_numpy(float)
             err = _yerr(vals, rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float))
             if len(rows) == 1:
-                line = ax.axhline(vals[0], lw=1.5, alpha=0.7, label=label + f" ({vals[0]:.1f})")
-                ax.axhspan(vals[0] - err[0, 0], vals[0] + err[1, 0], color=line.get_color(), alpha=0.12)
+                ax.axhline(vals[0], lw=1.5, alpha=0.8, color=colour, label=label + f" ({vals[0]:.1f})")
+                ax.axhspan(vals[0] - err[0, 0], vals[0] + err[1, 0], color=colour, alpha=0.12)
                 continue
-            ax.errorbar(rows["depth"], vals, yerr=err, marker="o", capsize=3, label=label)
+            ax.errorbar(rows["depth"], vals, yerr=err, marker="o", capsize=3, color=colour, label=label)
             collapsed = iou[(iou["source"].isin(rows["source"])) & (iou["decoder"] == decoder)
                             & ((iou["train_set"] == iou["test_set"]) == (name == "in-domain"))]
             bad = collapsed.groupby("source")["collapsed"].all()

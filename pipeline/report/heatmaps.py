@@ -146,7 +146,8 @@ def fig_matrices(table: pd.DataFrame, analysis: Analysis, out: Path, rnd: bool) 
         values = part.pivot_table(index="test_set", columns="train_set", values="value", aggfunc="mean")
         k, n = (None, None) if source == "-" else _evaluations(part, "test_set", "train_set")
         id_avg, ood_avg = domain_averages(part)
-        chosen = " ★ chosen" if analysis.best == (source, decoder) else ""
+        chosen = (" ★ chosen" if not analysis.valid_ties else " ★ highest on valid (tied)") \
+            if analysis.best == (source, decoder) else ""
         name = f"{decoder.removeprefix('baseline:')} (constant map)" if source == "-" else \
             f"{decoder} @ {short_source(source)}"
         heatmap(ax, values, f"{name}{chosen}\nID {id_avg:.1f} / OOD {ood_avg:.1f}", k, n,
@@ -177,7 +178,7 @@ def fig_matrix(table: pd.DataFrame, analysis: Analysis, out: Path, rnd: bool
     label = f"{decoder} @ {source}"
     fig, ax = plt.subplots(figsize=(2.8 + 1.4 * matrix.shape[1], 2.0 + 1.1 * matrix.shape[0]))
     heatmap(ax, matrix, f"test IoU (%) [95 % interval], test ↓ / train →\n{decoder} @ {short_source(source)} "
-            f"(chosen on validation): ID {id_avg:.2f}, OOD {ood_avg:.2f}", *_evaluations(part, "test_set", "train_set"),
+            f"({analysis.chosen_wording}): ID {id_avg:.2f}, OOD {ood_avg:.2f}", *_evaluations(part, "test_set", "train_set"),
             low, high)
     ax.set_xlabel("train generator")
     ax.set_ylabel("test generator")
@@ -191,5 +192,4 @@ def fig_matrix(table: pd.DataFrame, analysis: Analysis, out: Path, rnd: bool
         lo, hi = low.reindex_like(matrix).iat[i, j], high.reindex_like(matrix).iat[i, j]
         text.iat[i, j] = "—" if not np.isfinite(v) else (f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo)
                                                          else f"{v:.2f}")
-    text.columns.name = None
     return path, text, (id_avg, ood_avg), label

@@ -71,7 +71,7 @@ def report_tables(table: pd.DataFrame, analysis: Analysis, matrix: pd.DataFrame,
             readable(with_interval_text(summary)),
         "Every model, and its paired test difference from the chosen one (tied with best: not significant after "
         "Holm)": readable(models_table(table, analysis.test_ties)),
-        f"Train × test matrix of the chosen model {label} (test IoU % [95 % interval])": readable(matrix),
+        f"Train × test matrix of the model {analysis.chosen_wording}, {label} (test IoU % [95 % interval])": readable(matrix),
     }
 
 
@@ -94,7 +94,7 @@ def write_report(results: str | Path, out: str | Path | None = None, *, max_over
     rnd = bool(table["random_weights"].fillna(False).astype(bool).any())
     analysis = analyse(table, grid_dir)
     summary = summary_table(table, analysis)
-    figures = [fig_summary(summary, out, rnd, analysis.best), fig_feature_decoder_heatmap(table, analysis, out, rnd),
+    figures = [fig_summary(summary, out, rnd, analysis.best, bool(analysis.valid_ties)), fig_feature_decoder_heatmap(table, analysis, out, rnd),
                fig_by_layer(table, analysis, out, rnd)]
     matrix_png, matrix, _, label = fig_matrix(table, analysis, out, rnd)
     figures += [p for p in (matrix_png, fig_matrices(table, analysis, out, rnd),

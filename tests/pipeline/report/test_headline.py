@@ -33,10 +33,14 @@ def test_models_not_significantly_below_the_chosen_one_are_marked_tied_on_the_pa
 
 def test_models_validation_cannot_tell_apart_are_not_crowned(tmp_path):
     models = {(L2, "conv-4"): 40.0, (L5, "conv-4"): 40.0, (L9, "conv-4"): 10.0}
-    analysis = _analysis(write_grid(tmp_path, models))
+    results = write_grid(tmp_path, models)
+    analysis = _analysis(results)
     assert len(analysis.valid_ties) == 1
     first = headline_lines(analysis)[0]
     assert first.startswith("No single best model:") and "cannot tell it from 1 other model(s)" in first
+    md = (write_report(results).parent / "index.md").read_text()  # nor do the matrix's heading and title crown it
+    assert "## Train × test matrix of the model highest on validation, not separable there from 1 other(s)" in md
+    assert "of the chosen model" not in md
 
 
 def test_a_best_model_below_a_constant_map_is_said_plainly(tmp_path):

@@ -75,6 +75,22 @@ def test_layer_curves_have_intervals_integer_ticks_and_distinct_baselines(tmp_pa
     assert len(baselines) == 3 and len(set(baselines)) == 3
 
 
+def test_every_model_line_of_the_layer_figure_has_its_own_colour(tmp_path, kept):
+    """The demo drew both SRM control lines and the conv-4 curve in one blue: which was which could not be told."""
+    models = {**{(f"vit@random-0/layer{k}", d): 20.0 + k for k in (1, 2) for d in ("linear", "conv-4")},
+              ("srm@fixed/layer0", "linear"): 30.0, ("srm@fixed/layer0", "conv-4"): 40.0}
+    results = write_grid(tmp_path, models, n_fake=10)
+    table = conform(load_results(results))
+    figures.fig_by_layer(table, analyse(table, results.parent), tmp_path, True)
+    ax = kept[0].axes[0]
+    handles, labels = ax.get_legend_handles_labels()
+    colours = {label: matplotlib.colors.to_hex(h.get_color() if hasattr(h, "get_color") else h.lines[0].get_color())
+               for h, label in zip(handles, labels)}
+    models_only = {label: c for label, c in colours.items() if not label.startswith("baseline")}
+    assert len(models_only) == 4 and len(set(models_only.values())) == 4, models_only
+    assert not set(models_only.values()) & {c for label, c in colours.items() if label.startswith("baseline")}
+
+
 def test_robustness_lines_name_the_backbone():
     rows = []
     for view, value in (("clean", 50.0), ("jpeg:50", 40.0)):
