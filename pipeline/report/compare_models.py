@@ -23,6 +23,7 @@ from declip.pipeline.report.comparisons import compare_tables, holm, paired_comp
 from declip.pipeline.report.grid_files import PerImageTables
 from declip.pipeline.report.labels import short_source
 from declip.pipeline.report.model_intervals import with_domain
+from declip.pipeline.report.results_file import results_path
 from declip.pipeline.report.selection import clean_rows
 from declip.pipeline.report.tables import conform
 from declip.pipeline.report.ties import image_values
@@ -93,9 +94,7 @@ def _name(model: tuple[str, str]) -> str:
 def compare_models(results: str | Path, a: str, b: str, metric: str = "iou", split: str = "test",
                    test_sets: list[str] | None = None, options: BootstrapOptions = BootstrapOptions()) -> Comparison:
     """A − B per (train set, test set) both models were evaluated on, and in-domain / out-of-domain overall."""
-    results = Path(results)
-    if results.is_dir():
-        results = results / "results.parquet"
+    results = results_path(results)
     if not results.exists():
         raise DeclipError(f"{results} not found; pass the folder of a grid (`declip grid` writes results.parquet)")
     if metric in REGISTRY and REGISTRY[metric].level != "image-pixel":

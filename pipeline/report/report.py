@@ -37,7 +37,7 @@ from declip.pipeline.report.labels import RANDOM_NOTE
 from declip.pipeline.report.overlays import fig_overlays
 from declip.pipeline.report.page import readable, write_pages
 from declip.pipeline.report.provenance import provenance
-from declip.pipeline.report.results_file import load_results
+from declip.pipeline.report.results_file import load_results, results_path
 from declip.pipeline.report.robustness import fig_robustness, robustness_rows, robustness_table
 from declip.pipeline.report.selection import SUMMARY_METRICS
 from declip.pipeline.report.summary import headline_lines, summary_table, with_interval_text
@@ -79,7 +79,7 @@ def write_report(results: str | Path, out: str | Path | None = None, *, max_over
                  command: str | None = None) -> Path:
     """Figures, tables and ``index.html``/``index.md`` for ``results`` (a grid's ``results.parquet``) into ``out``
     (default: ``report/`` beside it); returns the page. ``command`` is what the provenance says produced it."""
-    results = Path(results)
+    results = results_path(results)
     if not results.exists():
         raise DeclipError(f"{results} not found; run `declip grid` first (it writes results.parquet)")
     table = conform(load_results(results))
@@ -94,8 +94,8 @@ def write_report(results: str | Path, out: str | Path | None = None, *, max_over
     rnd = bool(table["random_weights"].fillna(False).astype(bool).any())
     analysis = analyse(table, grid_dir)
     summary = summary_table(table, analysis)
-    figures = [fig_summary(summary, out, rnd, analysis.best, bool(analysis.valid_ties)), fig_feature_decoder_heatmap(table, analysis, out, rnd),
-               fig_by_layer(table, analysis, out, rnd)]
+    figures = [fig_summary(summary, out, rnd, analysis.best, bool(analysis.valid_ties)),
+               fig_feature_decoder_heatmap(table, analysis, out, rnd), fig_by_layer(table, analysis, out, rnd)]
     matrix_png, matrix, _, label = fig_matrix(table, analysis, out, rnd)
     figures += [p for p in (matrix_png, fig_matrices(table, analysis, out, rnd),
                             fig_per_image(table, grid_dir, out, rnd),

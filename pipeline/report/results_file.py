@@ -60,10 +60,17 @@ def fill_intervals(table: pd.DataFrame, grid_dir: str | Path, options: Bootstrap
     return table
 
 
-def load_results(path: str | Path, options: BootstrapOptions = BootstrapOptions()) -> pd.DataFrame:
-    """A grid's ``results.parquet`` with every row's interval (computed from the per-image tables beside it where
-    the file has none: a table written before intervals existed)."""
+def results_path(path: str | Path) -> Path:
+    """``path`` itself, or a grid folder's ``results.parquet`` (a folder read as parquet would read every per-image
+    file under it as one dataset)."""
     path = Path(path)
+    return path / "results.parquet" if path.is_dir() else path
+
+
+def load_results(path: str | Path, options: BootstrapOptions = BootstrapOptions()) -> pd.DataFrame:
+    """A grid's ``results.parquet`` (or its folder) with every row's interval (computed from the per-image tables
+    beside it where the file has none: a table written before intervals existed)."""
+    path = results_path(path)
     if not path.exists():
         raise DeclipError(f"{path} not found; run `declip grid` first (it writes results.parquet)")
     table = pd.read_parquet(path)

@@ -108,3 +108,13 @@ def test_pooled_pixel_ap_interval_resamples_images_from_the_histograms_evaluatio
     (where / "pixel_hist.npz").unlink()  # an evaluation written before the histograms: a note says so
     old = add_intervals(summary, PerImageTables(tmp_path), opts).set_index("metric")
     assert "pixel_hist" in old.loc["pooled_pixel_ap", "ci_note"] and np.isfinite(old.loc["iou", "ci_low"])
+
+
+def test_a_grid_folder_is_read_as_its_results_table(tmp_path):
+    """`declip report runs/my-grid` read the folder as one parquet dataset and crashed on a per-image CSV."""
+    from declip.pipeline.report.report import write_report
+
+    results = write_grid(tmp_path, {("vit@random-0/layer2", "linear"): 20.0, ("vit@random-0/layer5", "linear"): 30.0})
+    (results.parent / "runs" / "run-0-a-s0" / "eval" / "a" / "per_image.csv").write_text("image_id,iou\nx,1\n")
+    assert len(load_results(results.parent)) == len(pd.read_parquet(results))
+    assert write_report(results.parent) == results.parent / "report" / "index.html"
