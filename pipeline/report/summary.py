@@ -166,10 +166,10 @@ def closing_lines(results: str | Path) -> list[str]:
     """What ``declip grid``, ``declip report`` and ``declip demo`` print at the end: the summary with intervals, the
     headline (choice, margin, test sizes, control verdict, layer check) and a warning per kind of problem."""
     from declip.pipeline.report.analysis import analyse
-    from declip.pipeline.report.results_file import load_results
+    from declip.pipeline.report.results_file import load_results, results_path
     from declip.pipeline.report.tables import conform
 
-    results = Path(results)
+    results = results_path(results)
     if not results.exists():
         return []
     table = load_results(results)

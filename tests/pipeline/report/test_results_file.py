@@ -113,8 +113,11 @@ def test_pooled_pixel_ap_interval_resamples_images_from_the_histograms_evaluatio
 def test_a_grid_folder_is_read_as_its_results_table(tmp_path):
     """`declip report runs/my-grid` read the folder as one parquet dataset and crashed on a per-image CSV."""
     from declip.pipeline.report.report import write_report
+    from declip.pipeline.report.summary import closing_lines
 
     results = write_grid(tmp_path, {("vit@random-0/layer2", "linear"): 20.0, ("vit@random-0/layer5", "linear"): 30.0})
     (results.parent / "runs" / "run-0-a-s0" / "eval" / "a" / "per_image.csv").write_text("image_id,iou\nx,1\n")
     assert len(load_results(results.parent)) == len(pd.read_parquet(results))
     assert write_report(results.parent) == results.parent / "report" / "index.html"
+    from_folder, from_file = closing_lines(results.parent), closing_lines(results)
+    assert from_folder == from_file and any("[" in line for line in from_folder)  # intervals found beside the table
