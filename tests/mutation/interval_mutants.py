@@ -97,4 +97,11 @@ INTERVAL_MUTANTS: list[tuple] = [
     M("RP13", "report", "the cost plan's evaluation time ignores seeds (issue 21 item 14)",
       "pipeline/grid/cost_plan.py", "e = work.seeds * sum(work.test_rows.values())",
       "e = sum(work.test_rows.values())", ("tests/pipeline/grid/test_cost_plan.py",)),
+    M("RP14", "report", "random-layer check on two collapsed heads (passes vacuously)", "pipeline/report/controls.py",
+      "key=lambda p: share.get(p[0], 0.0) + share.get(p[1], 0.0)", "key=lambda p: 0.0", HEADLINE),
+    M("RP15", "report", "a grid folder read as one parquet dataset", "pipeline/report/results_file.py",
+      'return path / "results.parquet" if path.is_dir() else path', "return path", RESULTS_FILE),
+    M("RP16", "report", "every model line of the layer figure in one colour", "pipeline/report/figures.py",
+      "colour = rows.sort_values(\"depth\"), MODEL_COLOURS[k % len(MODEL_COLOURS)]",
+      "colour = rows.sort_values(\"depth\"), \"C0\"", FIGURES),
 ]
