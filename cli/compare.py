@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from declip.cli.option_names import names, split_values
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="is model A different from model B on the same test images? (paired)",
@@ -18,13 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="iou", metavar="NAME",
                    help="a per-image metric (`declip evaluate --list-metrics`, level image-pixel); default iou")
     p.add_argument("--split", default="test", metavar="SPLIT", help="the evaluations' split (default test)")
-    p.add_argument("--test-sets", default=None, metavar="SUBSETS", help="comma-separated test sets (default: all)")
+    p.add_argument(*names("--test-sets"), dest="test_sets", default=None, metavar="SUBSETS", action="append",
+                   help="test sets, comma-separated or repeated (default: all)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from declip.pipeline.report.compare_models import compare_models
 
-    test_sets = [t for t in args.test_sets.split(",") if t] if args.test_sets else None
+    test_sets = split_values(args.test_sets) or None
     print(compare_models(args.grid, args.a, args.b, args.metric, args.split, test_sets).text())
     return 0
