@@ -19,7 +19,7 @@ from declip.cli import help_format
 from declip.cli.examples import EXAMPLES
 
 COMMAND_MODULES = (
-    "data", "extract", "store", "train", "evaluate", "grid", "report", "predict", "checkpoint", "demo",
+    "data", "extract", "store", "train", "evaluate", "grid", "report", "compare", "predict", "checkpoint", "demo",
 )
 
 

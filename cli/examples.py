@@ -74,6 +74,10 @@ declip grid --config grid.toml --task-runner dask --dask-address tcp://scheduler
     "report": """
 declip report runs/grid/results.parquet
 """,
+    "compare": """
+declip compare runs/grid --a ViT-L-14@openai/layer20:conv-20 --b ViT-L-14@openai/layer16:conv-20
+declip compare demo-out/grid --a srm@fixed/layer0:conv-4 --b baseline:all-fake --metric iou
+""",
     "predict": """
 declip predict photos/ 'more/*.jpg' --ckpt runs/lama-conv20/best --out predictions
 """,

@@ -54,26 +54,21 @@ def grid_values(args: argparse.Namespace) -> tuple[dict, str]:
 
 
 def print_summary(results: str) -> None:
-    """The per-feature ID/OOD lines beside the baselines, and a warning for every collapsed evaluation."""
-    from pathlib import Path
+    """The per-feature ID/OOD lines with intervals beside the baselines, the headline (chosen model and its margin
+    over the best baseline, test-set sizes, the positive control's verdict, a random-weight layer check) and a
+    warning for every kind of problem."""
+    from declip.pipeline.report.summary import closing_lines
 
-    import pandas as pd
+    for line in closing_lines(results):
+        print(line)
 
-    from declip.pipeline.report.selection import format_summary, summary_table
 
-    if not Path(results).exists():
-        return
-    table = pd.read_parquet(results)
-    if table.empty or "iou" not in set(table["metric"]):
-        return
-    print(format_summary(summary_table(table)))
-    decoders = table[(table["metric"] == "iou") & ~table["decoder"].astype(str).str.startswith("baseline")]
-    collapsed = decoders[decoders["collapsed"].fillna(False).astype(bool)]
-    if len(collapsed):
-        print(f"WARNING: {len(collapsed)} of {len(decoders)} decoder evaluations COLLAPSED (near-constant maps); "
-              "they are marked in the results table and the report and never chosen as best")
-    if bool(table["random_weights"].fillna(False).astype(bool).any()):
-        print("NOTE: some features come from a backbone with RANDOM weights")
+def command_line() -> str:
+    """The command as typed, for the report's provenance."""
+    import shlex
+    import sys
+
+    return shlex.join(["declip", *sys.argv[1:]])
 
 
 def slurm_plan(cfg) -> str:
@@ -121,5 +116,5 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from declip.pipeline.report.report import write_report
 
-        print(f"report: {write_report(result['results'])}")
+        print(f"report: {write_report(result['results'], command=command_line())}")
     return 1 if result["failed"] else 0

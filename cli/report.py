@@ -8,7 +8,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write figures and an HTML page from a results table",
                        description="IoU by layer × decoder, the train × test generator matrix (ID/OOD averages), "
                        "per-image IoU distributions and predicted-mask overlays, linked from index.html.")
-    p.add_argument("results", metavar="RESULTS", help="results.parquet written by `declip grid`")
+    p.add_argument("results", metavar="RESULTS", help="results.parquet written by `declip grid`, or the grid's folder")
     p.add_argument("--out", metavar="DIR", help="output folder (default: report/ next to the results)")
     p.add_argument("--max-overlays", type=int, default=4, metavar="N",
                    help="test images in the overlay panel (saved maps, or recomputed from the checkpoint)")
@@ -16,15 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from declip.cli.grid import command_line, print_summary
+    from declip.pipeline.report.report import write_report
 
-    from declip.pipeline.report.report import conform, write_report
-    from declip.pipeline.report.selection import format_summary, summary_table
-
-    page = write_report(args.results, args.out, max_overlays=args.max_overlays)
-    table = conform(pd.read_parquet(args.results))
-    if bool(table["random_weights"].fillna(False).astype(bool).any()):
-        print("NOTE: backbone weights are RANDOM")
-    print(format_summary(summary_table(table)))
+    page = write_report(args.results, args.out, max_overlays=args.max_overlays, command=command_line())
+    print_summary(args.results)
     print(f"report: {page}")
     return 0

@@ -231,6 +231,29 @@ def source_or_none(text: object) -> SourceKey | None:
         return None
 
 
+BASELINE_MODEL = "baseline"  # ``baseline:NAME`` names a feature-free baseline where a model is expected
+
+
+def split_model_ref(text: str) -> tuple[str, str]:
+    """``SOURCE:DECODER`` (a model of a grid, as ``declip compare`` takes it) -> (source text, decoder).
+
+    The decoder follows the last ``:`` outside brackets (a view ``[jpeg:75]`` keeps its colon); ``baseline:NAME``
+    names a feature-free baseline and gives (``baseline``, ``baseline:NAME``).
+    """
+    text = text.strip()
+    if text.startswith(f"{BASELINE_MODEL}:"):
+        return BASELINE_MODEL, text
+    depth, cut = 0, -1
+    for i, ch in enumerate(text):
+        depth += (ch == "[") - (ch == "]")
+        if ch == ":" and depth == 0:
+            cut = i
+    if cut <= 0 or cut == len(text) - 1:
+        raise DeclipError(f"model {text!r} must be SOURCE:DECODER, e.g. ViT-L-14@openai/layer20:conv-20 or "
+                          "layer20:linear (a baseline: baseline:all-fake)")
+    return text[:cut], text[cut + 1:]
+
+
 def layer_depth(layer: str) -> int:
     """The block or stage number of a layer name (``layer20`` → 20; ``layer0`` of a non-CLIP family → 0), for
     ordering layers by depth; -1 for a name without one."""

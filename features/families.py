@@ -104,6 +104,9 @@ class FeatureFamily:
     name: str = ""
     default_recipe: str = "declip"
     test_keys: tuple[str, ...] = ()
+    #: A positive control (features known to carry the signal, e.g. SRM residuals): reports check that it beats the
+    #: baselines and never crown it as the study's best model (it checks the pipeline; it is not a result).
+    positive_control: bool = False
 
     def handles(self, arch: str) -> bool:
         raise NotImplementedError

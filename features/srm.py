@@ -144,6 +144,7 @@ class SrmFamily(FeatureFamily):
     name = ARCH
     default_recipe = "srm"
     test_keys = (KEY,)
+    positive_control = True
 
     def handles(self, arch: str) -> bool:
         return arch == ARCH

@@ -11,6 +11,8 @@ their rows are flagged ``collapsed`` by construction.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -33,7 +35,14 @@ def mask_prior(store: FeatureStore, dataset: str, samples: pd.DataFrame, train_s
     return np.clip(0.5 * prior / threshold, 0.0, 1.0).astype(np.float32)
 
 
-def baseline_rows(store_url: str, dataset: str, train_sets, test_sets, metrics=None, split: str = "test") -> pd.DataFrame:
+#: keep(name, train set, test set, accumulator): where a caller keeps each baseline's per-image tables.
+PerImageSink = Callable[[str, str, str, MetricAccumulator], None]
+
+
+def baseline_rows(store_url: str, dataset: str, train_sets, test_sets, metrics=None, split: str = "test",
+                  keep: PerImageSink | None = None) -> pd.DataFrame:
+    """One summary row per (baseline, train set, test set, metric); ``keep`` receives each accumulator, so the
+    grid can write the per-image tables its intervals and comparisons resample."""
     store = FeatureStore(store_url, mode="r")
     samples = store.samples(dataset)
     valid = np.ones(len(samples), bool)
@@ -50,6 +59,8 @@ def baseline_rows(store_url: str, dataset: str, train_sets, test_sets, metrics=N
                     size = (int(rec["height"]), int(rec["width"]))
                     gt = store.native_mask(dataset, int(row), size) if rec["label"] == 1 else None
                     acc.add(to_native(prob, size), gt, int(rec["label"]), rec["image_path"])
+                if keep is not None:
+                    keep(name, train_set, test_set, acc)
                 df = acc.summary()
                 df["test_set"], df["train_set"], df["decoder"] = test_set, train_set, f"baseline:{name}"
                 df["layer"] = df["source"] = df["backbone"] = "-"

@@ -25,6 +25,7 @@ from declip.core.errors import DeclipError
 from declip.core.keys import CLEAN_VIEW, SourceKey
 from declip.core.validation import check_config, number, whole
 from declip.pipeline.metrics.registry import MetricAccumulator
+from declip.pipeline.metrics.weighted import HISTOGRAM_FILE, save_histograms
 from declip.features.views import View
 from declip.pipeline.data.cached_splits import CachedSplits
 from declip.pipeline.data.splits import require_split
@@ -182,8 +183,7 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
         set_dir.mkdir(parents=True, exist_ok=True)
         record = {"identity": cfg.subset_identity(subset), "config": replace(cfg, test_subsets=(subset,)).to_json()}
         (set_dir / EVAL_RECORD).write_text(json.dumps(record, indent=2, default=str))
-        per_image = acc.per_image()
-        _write_table(per_image, set_dir / "per_image")
+        write_per_image(acc, set_dir)
         summary = acc.summary()
         summary.insert(0, "test_set", subset)
         summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -195,6 +195,17 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
     if len(cfg.test_subsets) > 1:
         _write_table(table, out / "summary")
     return table
+
+
+def write_per_image(acc: MetricAccumulator, directory: Path) -> None:
+    """``per_image.{parquet,csv}`` (one row per image, TP/FP/FN of the fakes) and, when a pooled pixel AP/AUC was
+    computed, the fake images' pixel histograms (``pixel_hist.npz``): what every bootstrap interval and paired
+    comparison of this evaluation resamples (images, never pixels)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_table(acc.per_image(), directory / "per_image")
+    ids, hist = acc.pixel_histograms()
+    if len(ids):
+        save_histograms(directory / HISTOGRAM_FILE, ids, hist)
 
 
 def _describe(cfg: EvalConfig, meta: dict, source: SourceKey, store_meta: dict) -> dict:

@@ -16,6 +16,7 @@ from declip.core.keys import SourceKey
 from declip.pipeline.evaluate.evaluation import EVAL_RECORD, EvalConfig
 from declip.pipeline.grid.budget import LayerGroup, layer_nbytes, plan_groups, source_layers
 from declip.pipeline.grid.config import GridConfig, resolved_test_views
+from declip.pipeline.report.grid_files import run_eval_dir
 from declip.pipeline.train.config import TrainConfig
 
 
@@ -29,12 +30,8 @@ class Cell:
         return self.train.identity()
 
 
-def view_eval_dir(run_dir: Path, view: str, split: str = "test") -> Path:
-    """Where a cell's evaluations on ``view`` and ``split`` go: clean test ones stay in ``eval/`` as before views
-    and validation evaluations existed, clean validation ones in ``eval-valid/``, views in ``eval-views/<view>/``."""
-    if view == "clean":
-        return run_dir / ("eval" if split == "test" else f"eval-{split}")
-    return run_dir / "eval-views" / (view if split == "test" else f"{view}@{split}")
+#: Where a cell's evaluations on a view and split go (the report reads them from the same place).
+view_eval_dir = run_eval_dir
 
 
 def sources(cfg: GridConfig) -> list[SourceKey]:

@@ -8,7 +8,9 @@ Levels:
     ``image-pixel``: computed per FAKE image, then the mean over images. Undefined (nan) values are skipped and
     counted, except for metrics that copy DeCLIP's plain mean (``undefined="propagate"``), where one nan image makes
     the mean nan, as in DeCLIP's ``sum(values) / len(values)``.
-    ``pooled``: TP/FP/FN summed over all fake images at ``p > 0.5``, then one value.
+    ``pooled``: TP/FP/FN summed over all fake images at ``p > 0.5``, then one value (pooled IoU/F1); or the fake
+    and real pixel histograms of all fake images summed, then one curve (pooled pixel AP/AUC, maps read in the 256
+    bins of an 8-bit map).
     ``image``: detection over real + fake images from one declared image score per image.
 """
 
@@ -24,10 +26,12 @@ import pandas as pd
 from declip.pipeline.metrics import image as mi
 from declip.pipeline.metrics.collapse import CollapseStats
 from declip.pipeline.metrics import pixel as mp
+from declip.pipeline.metrics.weighted import HISTOGRAM_BINS, pixel_histograms, pooled_curve_metric
 from declip.core.errors import DeclipError
 from declip.core.registry import Registry, import_submodules
 
 Level = Literal["image-pixel", "pooled", "image"]
+COUNT_COLUMNS = ("tp", "fp", "fn")  # per-image columns of every fake image (not metrics: pooled metrics sum them)
 LEVELS: tuple[str, ...] = ("image-pixel", "pooled", "image")
 
 
@@ -46,6 +50,7 @@ class MetricSpec:
     inverted: bool = False
     boundary_band: bool = False
     undefined: Literal["skip", "propagate"] = "skip"  # what a nan image does to the mean over images
+    pooled_from: Literal["counts", "histograms"] = "counts"  # a pooled metric's sufficient statistic per image
 
 
 REGISTRY: Registry[MetricSpec] = Registry("metric", loader=lambda: import_submodules("declip.pipeline.metrics"))
@@ -96,6 +101,15 @@ for _spec in (
     MetricSpec("pooled_f1", "pooled", "F1 2TP/(2TP+FP+FN) from counts summed over all fake images, all pixels, "
                "no band; nan if no positive pixel anywhere", "pred>0.5", _POOLED,
                lambda tp, fp, fn: 2.0 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")),
+    MetricSpec("pooled_pixel_ap", "pooled", "pixel AP over the pixels of all fake images pooled (large masks "
+               f"dominate), from summed fake/real pixel histograms of {HISTOGRAM_BINS} bins (a map read as 8 bit); "
+               "nan if no positive pixel anywhere", "none", _POOLED,
+               lambda hist: float(pooled_curve_metric("pooled_pixel_ap", hist[None], np.ones((1, 1)))[0]),
+               pooled_from="histograms"),
+    MetricSpec("pooled_pixel_auc", "pooled", "pixel ROC AUC over the pixels of all fake images pooled, from summed "
+               f"fake/real pixel histograms of {HISTOGRAM_BINS} bins; nan unless both classes are present", "none",
+               _POOLED, lambda hist: float(pooled_curve_metric("pooled_pixel_auc", hist[None], np.ones((1, 1)))[0]),
+               pooled_from="histograms"),
     MetricSpec("image_auc", "image", "image ROC AUC, fake = positive; nan unless both classes present", "none",
                _DATASET, mi.image_auc),
     MetricSpec("image_ap", "image", "image average precision, fake = positive; nan unless both classes present",
@@ -141,6 +155,8 @@ class MetricAccumulator:
         self._pixel = [n for n in self.names if REGISTRY[n].level == "image-pixel"]
         self._rows: list[dict] = []
         self._pooled = np.zeros(3, dtype=np.int64)  # TP, FP, FN
+        self._histograms = any(REGISTRY[n].pooled_from == "histograms" for n in self.names)
+        self._hist: dict[str, np.ndarray] = {}  # image id -> (2, bins) fake/real pixel counts (fake images only)
         self.collapse = CollapseStats()
 
     def add(self, prob_native: np.ndarray, gt: np.ndarray | None, label: int, image_id: str) -> None:
@@ -151,20 +167,32 @@ class MetricAccumulator:
         if int(label) == 1:
             row.update(self._pixel_values(prob, gt))
         self._rows.append(row)
+        if self._histograms and int(label) == 1 and gt is not None:
+            self._hist[image_id] = pixel_histograms(prob, gt)
 
     def _pixel_values(self, prob: np.ndarray, gt: np.ndarray | None) -> dict[str, float]:
-        """Per-image metric values of a fake image; a fake without a mask gets nan everywhere."""
+        """Per-image metric values of a fake image, and its TP/FP/FN at ``p > 0.5`` (what pooled metrics and their
+        bootstrap intervals sum); a fake without a mask gets nan everywhere."""
         if gt is None:
             return {n: float("nan") for n in self._pixel}
         case = mp.PixelCase(prob, gt)
         self._pooled += case.counts
         self.collapse.add(case.prob, case.pred)
-        return {n: float(REGISTRY[n].fn(case)) for n in self._pixel}
+        return {**{n: float(REGISTRY[n].fn(case)) for n in self._pixel},
+                **dict(zip(COUNT_COLUMNS, (int(c) for c in case.counts)))}
 
     def per_image(self) -> pd.DataFrame:
-        """One row per image: image_id, label, image_score and each per-image metric (nan for real images)."""
-        cols = ["image_id", "label", "image_score", *self._pixel]
+        """One row per image: image_id, label, image_score, each per-image metric and the fake images' TP/FP/FN at
+        ``p > 0.5`` (nan for real images): the ground truth every interval of the results is resampled from."""
+        cols = ["image_id", "label", "image_score", *self._pixel, *COUNT_COLUMNS]
         return pd.DataFrame(self._rows, columns=cols)
+
+    def pixel_histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, (n, 2, bins) uint32 fake/real pixel histograms) of the fake images with a mask, in the order
+        they were added; empty unless a pooled pixel AP/AUC metric was asked for."""
+        ids = np.array(list(self._hist), dtype=object)
+        hist = np.stack(list(self._hist.values())) if self._hist else np.zeros((0, 2, HISTOGRAM_BINS))
+        return ids, hist.astype(np.uint32)
 
     def summary(self) -> pd.DataFrame:
         """One row per metric with its value, conventions, images used and undefined count, plus the evaluation's
@@ -197,6 +225,9 @@ class MetricAccumulator:
             if spec.undefined == "propagate":
                 return (float(vals.mean()) if vals.size else float("nan")), int(vals.size), int((~ok).sum())
             return (float(vals[ok].mean()) if ok.any() else float("nan")), int(vals.size), int((~ok).sum())
+        if spec.level == "pooled" and spec.pooled_from == "histograms":
+            _, hist = self.pixel_histograms()
+            return float(spec.fn(hist.sum(axis=0))), len(fakes), 0
         if spec.level == "pooled":
             return float(spec.fn(*(int(c) for c in self._pooled))), len(fakes), 0
         scores = per_image["image_score"].to_numpy(dtype=np.float64)

@@ -16,6 +16,10 @@ needs both classes and a resample lacks one).
 """
 from __future__ import annotations
 
+import os
+import threading
+from pathlib import Path
+
 import numpy as np
 
 from declip.pipeline.metrics.image import THRESHOLD as IMAGE_THRESHOLD
@@ -179,3 +183,21 @@ def pooled_curve_metric(name: str, histograms: np.ndarray, weights: np.ndarray) 
     if name == "pooled_pixel_auc":
         return auc_from_curve(tps, fps)
     raise ValueError(f"unknown pooled curve metric {name!r}; choose one of {POOLED_CURVE_METRICS}")
+
+
+HISTOGRAM_FILE = "pixel_hist.npz"  # beside an evaluation's per_image table: its fake images' pixel histograms
+
+
+def save_histograms(path: Path, image_ids: np.ndarray, histograms: np.ndarray) -> None:
+    """Write (image ids, (n, 2, bins) histograms) compressed, via a temporary file (a reader never sees half)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial.npz")
+    np.savez_compressed(tmp, image_id=np.asarray(image_ids, dtype=str), hist=np.asarray(histograms, np.uint32))
+    tmp.replace(path)
+
+
+def load_histograms(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image ids, histograms) written by :func:`save_histograms`; None when there is no such file."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return data["image_id"].astype(object), data["hist"]

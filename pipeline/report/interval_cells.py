@@ -9,8 +9,9 @@ same images in any later call (a ``declip compare`` agrees with the grid's inter
   registry's rule (skipped, or nan for the whole mean).
 * ``image`` (detection over real + fake images): two strata, reals and fakes resampled separately, so every
   resample keeps the test set's class balance (AUC and AP depend on it and it is fixed by the test set's author).
-* ``pooled`` (IoU/F1 from summed counts): the fake images, from per-image ``tp``/``fp``/``fn`` columns; tables
-  written before those columns existed have no pooled interval (and say so).
+* ``pooled`` (IoU/F1 from summed counts, pixel AP/AUC from summed pixel histograms): the fake images, from
+  per-image ``tp``/``fp``/``fn`` columns and the histograms of ``pixel_hist.npz`` beside the table (attached to it as
+  ``frame.attrs[HIST_ATTR]`` when read); tables written before those existed have no pooled interval (and say so).
 """
 from __future__ import annotations
 
@@ -21,13 +22,26 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from declip.pipeline.metrics.registry import REGISTRY
+from declip.pipeline.metrics.registry import COUNT_COLUMNS, REGISTRY
 from declip.pipeline.metrics.resampling import (BootstrapOptions, CountStatistic, Intervals, bootstrap_counts,
                                                 per_seed_means, with_seed_level)
-from declip.pipeline.metrics.weighted import (IMAGE_METRICS, POOLED_COUNT_METRICS, ImageScores, image_metrics,
-                                              pooled_count_metric)
+from declip.pipeline.metrics.weighted import (IMAGE_METRICS, POOLED_COUNT_METRICS, POOLED_CURVE_METRICS,
+                                              ImageScores, image_metrics, pooled_count_metric, pooled_curve_metric)
 
-COUNT_COLUMNS = ("tp", "fp", "fn")
+HIST_ATTR = "pixel_hist"  # per-image table attribute: the PixelHistograms of its fake images
+
+
+@dataclass(frozen=True, eq=False)
+class PixelHistograms:
+    """(image ids, (n, 2, bins) fake/real pixel counts) of an evaluation's fake images, carried in its per-image
+    table's ``attrs``. Compared by identity and never copied (pandas compares and deep-copies ``attrs`` on many
+    operations; arrays would make the comparison ambiguous and the copies costly)."""
+
+    image_ids: np.ndarray
+    hist: np.ndarray
+
+    def __deepcopy__(self, memo: dict) -> "PixelHistograms":
+        return self
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,10 @@ def unavailable(cell: Cell, level: str | None, images: ImageSet) -> str:
     if images.n_fake < 2:
         return "fewer than two fake images"
     if level == "pooled":
+        if cell.metric in POOLED_CURVE_METRICS:
+            if any(HIST_ATTR not in f.attrs for f in cell.seeds):
+                return "no pixel_hist.npz beside per_image (written before pooled pixel intervals existed)"
+            return ""
         if cell.metric not in POOLED_COUNT_METRICS:
             return f"no resampling rule for pooled metric {cell.metric!r}"
         if any(c not in f.columns for f in cell.seeds for c in COUNT_COLUMNS):
@@ -143,15 +161,29 @@ def _image_cells(cells: Sequence[Cell], images: ImageSet) -> tuple[PerSeed, list
     return per_seed, [len(real_at), len(fake_at)]
 
 
+def histograms_of(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
+    """(len(ids), 2, bins) pixel histograms of ``frame``'s fake images on ``ids``; zeros where it lacks an image."""
+    stored: PixelHistograms = frame.attrs[HIST_ATTR]
+    have, hist = stored.image_ids, stored.hist
+    out = np.zeros((len(ids), *hist.shape[1:]), dtype=np.float64)
+    at = pd.Index(ids).get_indexer(pd.Index(have))
+    out[at[at >= 0]] = hist[at >= 0]
+    return out
+
+
 def _pooled_cells(cells: Sequence[Cell], images: ImageSet) -> tuple[PerSeed, list[int]]:
     align = Aligner(images.image_ids[images.fake])
-    counts = np.stack([np.stack([align.matrix(c.seeds, col) for col in COUNT_COLUMNS], axis=-1) for c in cells])
-    counts = np.nan_to_num(counts)  # (K, S, n_fake, 3); an image missing from a table counts nothing
+    stats: list[list[np.ndarray]] = []  # per cell, per seed: (n_fake, 3) counts or (n_fake, 2, bins) histograms
+    for c in cells:
+        if c.metric in POOLED_CURVE_METRICS:
+            stats.append([histograms_of(f, align.ids) for f in c.seeds])
+        else:  # an image missing from a table counts nothing
+            stats.append(list(np.nan_to_num(np.stack([align.matrix(c.seeds, col) for col in COUNT_COLUMNS], -1))))
 
     def per_seed(image_counts: list[np.ndarray]) -> np.ndarray:
         w = image_counts[0]
-        return np.stack([[pooled_count_metric(c.metric, counts[k, s], w) for s in range(counts.shape[1])]
-                         for k, c in enumerate(cells)])
+        return np.stack([[(pooled_curve_metric if c.metric in POOLED_CURVE_METRICS else pooled_count_metric)(
+            c.metric, stat, w) for stat in per] for c, per in zip(cells, stats)])
 
     return per_seed, [len(align.ids)]
 

@@ -31,8 +31,9 @@ import pandas as pd
 from declip.core.errors import DeclipError
 from declip.pipeline.metrics.resampling import (BootstrapOptions, Intervals, bootstrap_counts, per_seed_means,
                                                 weighted_means, with_seed_level)
-from declip.pipeline.metrics.weighted import pooled_curve_metric
-from declip.pipeline.report.interval_cells import Cell, ImageSet, cell_intervals, level_of, n_images, unavailable
+from declip.pipeline.metrics.weighted import HISTOGRAM_FILE, load_histograms, pooled_curve_metric
+from declip.pipeline.report.interval_cells import (HIST_ATTR, Cell, ImageSet, PixelHistograms, cell_intervals,
+                                                   level_of, n_images, unavailable)
 
 IMAGE_SET_KEY = ("dataset", "test_set", "split", "view")  # rows that share images share draws
 EVAL_KEY = ("run_id", "train_set", "test_set", "split", "view")  # one evaluation: one per_image table
@@ -59,6 +60,14 @@ def read_per_image(path: str | Path) -> pd.DataFrame | None:
     if missing:
         raise DeclipError(f"{path} has no {', '.join(missing)} column(s): it is not a per-image table written by "
                           "`declip evaluate`; re-run the evaluation that wrote it")
+    hist_path = path.with_name(HISTOGRAM_FILE)
+    try:
+        histograms = load_histograms(hist_path)
+    except Exception as exc:  # noqa: BLE001 - any reader error means the same thing to the user
+        raise DeclipError(f"{hist_path} cannot be read ({type(exc).__name__}: {exc}); re-run the evaluation that "
+                          "wrote it") from exc
+    if histograms is not None:
+        frame.attrs[HIST_ATTR] = PixelHistograms(*histograms)
     return frame
 
 

@@ -31,9 +31,9 @@ def recompute_maps(grid: dict, grid_dir: Path, run_id: str, source: str, rows: l
 
 
 def _note_figure(out: Path, text: str, rnd: bool) -> Path:
-    fig, ax = plt.subplots(figsize=(7.5, 1.6))
+    fig, ax = plt.subplots(figsize=(7.5, 1.8))
     ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True)
+    ax.text(0.5, 0.6, text, ha="center", va="center", fontsize=9, wrap=True)
     decorate(fig, rnd)
     path = out / "overlays.png"
     fig.savefig(path, dpi=100)
@@ -97,8 +97,8 @@ def fig_overlays(table: pd.DataFrame, grid: dict, grid_dir: Path, out: Path, rnd
             a.axis("off")
     flag = " — COLLAPSED" if bool(rows[rows["test_set"] == rec["test_set"]]["collapsed"].any()) else ""
     fig.suptitle(f"{decoder} @ {short_source(source)}, train = test = {rec['test_set']} ({how}){flag}", fontsize=9)
-    decorate(fig, rnd)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    bottom = decorate(fig, rnd)
+    fig.tight_layout(rect=(0, bottom, 1, 0.97))
     path = out / "overlays.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)

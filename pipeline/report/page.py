@@ -1,21 +1,24 @@
 """The report's page: ``index.html`` and ``index.md`` with the headline, the tables and the figures.
 
-Every table goes through :func:`readable` first: rounded numbers and '—' where nothing was computed, never NaN.
+The headline's first line is the page's title, the others its bullet points; every table goes through
+:func:`readable` first: rounded numbers and '—' where nothing was computed, never NaN.
 """
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from declip.core.io import atomic_write_text
-from declip.pipeline.report.labels import RANDOM_NOTE
+from declip.pipeline.report.labels import COLLAPSED, NOT_CHOSEN_RULE, RANDOM_NOTE
 
 
 def readable(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """Rounded numbers, '—' for anything not computed (no NaN cells)."""
+    """Rounded numbers, '—' for anything not computed (no NaN cells), and no name on the columns (a pivot's would
+    become an empty first column on the page)."""
     out = df.copy()
+    out.columns.name = None
     for col in out.columns:
         if pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
             out[col] = out[col].map(lambda v: "—" if pd.isna(v) else f"{v:.{digits}f}")
@@ -29,28 +32,35 @@ STYLE = ("<style>body{font-family:sans-serif;max-width:1200px;margin:auto;color:
          "tr:nth-child(even) td{background:#f0f0f4}</style>")
 
 
-def write_pages(out: Path, figures: list[Path], tables: dict, conventions: pd.DataFrame, rnd: bool, label: str,
-                averages: tuple[float, float]) -> None:
+READING = ("<p>All metrics in percent. Numbers in brackets are <b>95 % intervals</b>: bootstrap over the test "
+           "images (and over seeds first, when several seeds ran); a model's in-domain or out-of-domain mean "
+           "resamples each test set's images separately. <b>Tied with best</b>: the model's per-image difference "
+           "from the chosen one on the same test images is not significant at 0.05 (Wilcoxon signed-rank, Holm's "
+           "correction over the models compared).</p>")
+
+
+def write_pages(out: Path, figures: list[Path], tables: dict, conventions: pd.DataFrame, rnd: bool,
+                headline: list[str], provenance: pd.DataFrame | None = None) -> None:
     """``index.html`` and ``index.md`` in ``out`` (each replaced whole: a reader never sees half a page)."""
     banner = f'<p style="background:#fdd;padding:1em;font-size:1.3em"><b>{RANDOM_NOTE}</b></p>' if rnd else ""
-    if np.isfinite(averages[0]):
-        headline = f"Best cell {label} (chosen on validation): in-domain IoU {averages[0]:.2f}, " \
-                   f"out-of-domain IoU {averages[1]:.2f} (test)"
-    else:
-        headline = f"Best cell: {label}"
+    head = "".join(f"<li>{escape(line)}</li>" for line in headline[1:])
+    title = escape(headline[0]) if headline else "no results"
     imgs = "".join(f'<h3>{p.stem.replace("_", " ")}</h3><a href="{p.name}"><img src="{p.name}" '
                    f'style="max-width:100%"></a>' for p in figures)
-    tabs = "".join(f"<h3>{name}</h3>{df.to_html(index=False)}" for name, df in tables.items())
+    tabs = "".join(f"<h3>{escape(name)}</h3>{df.to_html(index=False)}" for name, df in tables.items())
+    prov = "" if provenance is None else f"<h3>provenance</h3>{provenance.to_html(index=False)}"
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>declip report</title>{STYLE}</head><body>"
-            f"<h1>declip ablation report</h1>{banner}<h2>{headline}</h2>"
-            "<p>All metrics in percent. A <b>collapsed</b> evaluation predicted near-constant maps (almost all "
-            "fake, almost none, pixel AUC ≈ 0.5, or the same map for every image); it is marked everywhere and "
-            "never chosen.</p>"
-            f"{tabs}{imgs}<h3>metric conventions</h3>{conventions.to_html(index=False)}</body></html>")
+            f"<h1>declip ablation report</h1>{banner}<h2>{title}</h2><ul>{head}</ul>{READING}"
+            f"<p>{escape(COLLAPSED)}. {escape(NOT_CHOSEN_RULE)}.</p>"
+            f"{tabs}{imgs}<h3>metric conventions</h3>{conventions.to_html(index=False)}{prov}</body></html>")
     atomic_write_text(out / "index.html", html)
-    md = ["# declip ablation report", "", f"**{RANDOM_NOTE}**" if rnd else "", "", headline, "",
-          "All metrics in percent; collapsed evaluations are marked and never chosen.", ""]
+    md = ["# declip ablation report", "", f"**{RANDOM_NOTE}**" if rnd else "", "", f"**{headline[0]}**"
+          if headline else "", "", *[f"- {line}" for line in headline[1:]], "",
+          "All metrics in percent, with 95 % bootstrap intervals in brackets (test images; seeds first when several "
+          "ran). " + COLLAPSED + ". " + NOT_CHOSEN_RULE + ".", ""]
     for name, df in tables.items():
         md += ["", f"## {name}", "", df.to_markdown(index=False)]
     md += [""] + [f"![{p.stem}]({p.name})" for p in figures]
+    if provenance is not None:
+        md += ["", "## provenance", "", provenance.to_markdown(index=False)]
     atomic_write_text(out / "index.md", "\n".join(md) + "\n")

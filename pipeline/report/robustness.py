@@ -28,13 +28,16 @@ LABELS = {"iou": "mean IoU (%)", "ap": "pixel AP (%)", "image_ap": "image AP (%)
 
 
 def robustness_rows(table: pd.DataFrame, image_level: bool = False) -> pd.DataFrame:
-    """Long table: decoder, layer, metric, view, axis, strength, value (mean over train/test sets and seeds).
+    """Long table: decoder, feature (backbone and layer, as the figures name a source), metric, view, axis, strength,
+    value (mean over train/test sets and seeds).
 
     Empty when the grid has no views besides clean. The clean value is repeated on every axis at its identity.
     ``image_level`` (detection grids) adds image AP and AUC.
     """
     if "view" not in table.columns or set(table["view"].fillna("clean")) <= {"clean"}:
-        return pd.DataFrame(columns=["decoder", "layer", "trained_on", "metric", "view", "axis", "strength", "value"])
+        return pd.DataFrame(columns=["decoder", "feature", "trained_on", "metric", "view", "axis", "strength",
+                                     "value"])
+    from declip.pipeline.report.labels import short_source
     from declip.pipeline.report.selection import in_percent, is_baseline
 
     if "split" in table.columns:  # views are evaluated on the test split; valid-split rows serve model selection
@@ -45,7 +48,10 @@ def robustness_rows(table: pd.DataFrame, image_level: bool = False) -> pd.DataFr
     models["view"] = models["view"].fillna("clean")
     trained = models["train_views"] if "train_views" in models.columns else pd.Series("clean", index=models.index)
     models["trained_on"] = trained.fillna("clean").map(trained_on)
-    means = models.groupby(["decoder", "layer", "trained_on", "metric", "view"], as_index=False)["value"].mean()
+    source = models["source"] if "source" in models.columns else pd.Series(None, index=models.index)
+    models["feature"] = [short_source(s) if isinstance(s, str) and s not in ("", "-") else layer
+                         for s, layer in zip(source, models["layer"])]
+    means = models.groupby(["decoder", "feature", "trained_on", "metric", "view"], as_index=False)["value"].mean()
     rows = []
     axes_used = set()
     for rec in means.itertuples(index=False):
@@ -79,7 +85,7 @@ def trained_on(train_views: str) -> str:
 
 
 def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Wide table: one row per decoder × layer × metric, one column per view (clean first, then by axis/strength)."""
+    """Wide table: one row per decoder × feature × metric, one column per view (clean first, then by axis/strength)."""
     views = rows.drop_duplicates("view")
     def order(view: str) -> tuple:
         s = View.parse(view).strength()
@@ -87,13 +93,15 @@ def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
             return (0, 0, 0.0)
         return (1, AXES.index(s[0]), s[1]) if s else (2, 0, view)
     columns = sorted(views["view"], key=order)
-    wide = rows.drop_duplicates(["decoder", "layer", "trained_on", "metric", "view"]).pivot_table(
-        index=["decoder", "layer", "trained_on", "metric"], columns="view", values="value", aggfunc="first")
-    return wide.reindex(columns=columns).round(3)
+    wide = rows.drop_duplicates(["decoder", "feature", "trained_on", "metric", "view"]).pivot_table(
+        index=["decoder", "feature", "trained_on", "metric"], columns="view", values="value", aggfunc="first")
+    wide = wide.reindex(columns=columns).round(3)
+    wide.columns.name = None  # a named column index becomes an empty first column on the page
+    return wide
 
 
 def fig_robustness(rows: pd.DataFrame, out: Path, note: str | None = None) -> Path | None:
-    """Metric (rows) × perturbation axis (columns) panels, a line per layer × decoder."""
+    """Metric (rows) × perturbation axis (columns) panels, a line per decoder × feature (backbone and layer)."""
     curves = rows.dropna(subset=["axis"])
     if curves.empty:
         return None
@@ -105,10 +113,10 @@ def fig_robustness(rows: pd.DataFrame, out: Path, note: str | None = None) -> Pa
         for j, axis in enumerate(axes_names):
             ax = axes[i][j]
             part = curves[(curves["metric"] == metric) & (curves["axis"] == axis)]
-            for (decoder, layer, trained), line in part.groupby(["decoder", "layer", "trained_on"]):
+            for (decoder, feature, trained), line in part.groupby(["decoder", "feature", "trained_on"]):
                 line = line.sort_values("strength")
                 suffix = "" if trained == "clean" else f", trained on {trained}"
-                ax.plot(line["strength"], line["value"], marker="o", ms=3, label=f"{decoder} @ {layer}{suffix}")
+                ax.plot(line["strength"], line["value"], marker="o", ms=3, label=f"{decoder} @ {feature}{suffix}")
             if axis in ("JPEG quality", "resize scale"):
                 ax.invert_xaxis()  # stronger perturbation to the right on every panel
             ax.set_xlabel(f"{axis} (clean = {CLEAN_AT[axis]:g})", fontsize=8)
@@ -116,9 +124,12 @@ def fig_robustness(rows: pd.DataFrame, out: Path, note: str | None = None) -> Pa
             ax.tick_params(labelsize=7)
     axes[0][-1].legend(fontsize=6)
     fig.suptitle("robustness: metric vs perturbation strength (test split, means over train/test sets)", fontsize=9)
+    bottom = 0.02
     if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="crimson")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
+        from declip.pipeline.report.labels import note_height, note_text
+
+        bottom = note_height(fig, note_text(fig, note))
+    fig.tight_layout(rect=(0, bottom, 1, 0.96))
     path = out / "robustness.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

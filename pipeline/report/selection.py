@@ -3,7 +3,8 @@
 A model is a (feature source, decoder) pair trained on each generator of the grid. It is chosen on the
 **validation** split (mean IoU over all train × test pairs), never on test; a model whose in-domain evaluations on
 that split collapsed for half or more of its training generators cannot be chosen (:mod:`pipeline.metrics.collapse`);
-collapsed cells of a chosen model stay marked. Test numbers are then reported for the
+collapsed cells of a chosen model stay marked. A positive control (the SRM features) is chosen per source like any
+other, but never as the grid's best model: it checks the pipeline, it is not a result. Test numbers are then reported for the
 chosen models: in-domain (train = test generator) and out-of-domain (train ≠ test) means, as DeCLIP's tables do.
 Results tables written before validation rows existed fall back to test for the choice, and say so.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from declip.pipeline.report.labels import source_order
+from declip.pipeline.report.labels import collapsed_count, is_control, source_order
 
 SUMMARY_METRICS = {"iou": "IoU", "ap": "pixel AP", "pixel_auc": "pixel AUC", "f1_fixed": "F1", "image_auc": "image AUC"}
 BASELINE_PREFIX = "baseline:"
@@ -62,22 +63,37 @@ def model_scores(table: pd.DataFrame) -> pd.DataFrame:
         test = iou[(iou["source"] == source) & (iou["decoder"] == decoder) & (iou["split"] == "test")]
         in_domain = part[part["domain"] == "in-domain"]
         collapsed_id = in_domain[in_domain["collapsed"]]
+        id_evals = in_domain.drop_duplicates(["run_id", "test_set"])
         rows.append({
             "source": source, "decoder": decoder, "chosen_on": split, "select_iou": float(part["value"].mean()),
             "eligible": 2 * collapsed_id["train_set"].nunique() < max(1, in_domain["train_set"].nunique()),
             "collapsed_in_domain": ", ".join(sorted(set(collapsed_id["train_set"]))),
+            "select_collapsed_in_domain": int(id_evals["collapsed"].sum()),
+            "select_in_domain_evaluations": int(len(id_evals)),
             "test_collapsed": int(test.drop_duplicates(["run_id", "test_set"])["collapsed"].sum()),
             "test_evaluations": int(test.drop_duplicates(["run_id", "test_set"]).shape[0]),
+            "control": is_control(source),
         })
     return pd.DataFrame(rows, columns=["source", "decoder", "chosen_on", "select_iou", "eligible",
-                                       "collapsed_in_domain", "test_collapsed", "test_evaluations"])
+                                       "collapsed_in_domain", "select_collapsed_in_domain",
+                                       "select_in_domain_evaluations", "test_collapsed", "test_evaluations",
+                                       "control"])
+
+
+def not_eligible_note(rec: dict) -> str:
+    """Why a model may not be chosen, in the one wording of collapse."""
+    return (f"not eligible: {collapsed_count(rec['select_collapsed_in_domain'], rec['select_in_domain_evaluations'], rec['chosen_on'])} "
+            "in-domain")
 
 
 def best_model(table: pd.DataFrame, source: str | None = None) -> tuple[str, str] | None:
-    """(source, decoder) with the highest validation IoU among models that did not collapse; None if none qualifies."""
+    """(source, decoder) with the highest validation IoU among models that did not collapse; None if none qualifies.
+    Without ``source``, positive controls are left out (a control is never the grid's best model)."""
     scores = model_scores(table)
     if source is not None:
         scores = scores[scores["source"] == source]
+    else:
+        scores = scores[~scores["control"]]
     scores = scores[scores["eligible"]]
     if scores.empty:
         return None
@@ -98,47 +114,7 @@ def domain_metrics(rows: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per feature source its best decoder (chosen on validation) with test ID/OOD metrics, then every baseline."""
-    table = clean_rows(table)
-    scores = model_scores(table)
-    records = []
-    for source in sorted(scores["source"].unique(), key=source_order):
-        pick = best_model(table, source)
-        if pick is None:
-            decoder, note = "—", "every decoder collapsed"
-            metrics = {}
-        else:
-            decoder = pick[1]
-            rec = scores[(scores["source"] == source) & (scores["decoder"] == decoder)].iloc[0]
-            note = f"chosen on {rec['chosen_on']}"
-            if rec["test_collapsed"]:
-                note += f"; {rec['test_collapsed']} of {rec['test_evaluations']} test evaluations collapsed"
-            metrics = domain_metrics(table[(table["source"] == source) & (table["decoder"] == decoder)])
-        records.append({"feature": source, "decoder": decoder, **metrics, "note": note})
-    base = table[is_baseline(table)]
-    for decoder, rows in base.groupby("decoder", sort=True):
-        records.append({"feature": "no features (baseline)", "decoder": decoder.removeprefix(BASELINE_PREFIX),
-                        **domain_metrics(rows), "note": "constant map"})
-    if is_dolos(table):
-        records.append({**DECLIP_DOLOS, "note": "published (Smeu et al., WACV 2025), not run here"})
-    cols = ["feature", "decoder"] + [f"{d} {m}" for d in ("in-domain", "out-of-domain")
-                                     for m in SUMMARY_METRICS.values()] + ["note"]
-    return pd.DataFrame(records).reindex(columns=cols)
-
-
 def is_dolos(table: pd.DataFrame) -> bool:
     """A real Dolos dataset (not the demo, which only borrows the Dolos layout)."""
     names = set(table["dataset"].dropna().astype(str)) if "dataset" in table else set()
     return any(n.startswith("dolos") and n != "dolos-demo" for n in names)
-
-
-def format_summary(summary: pd.DataFrame) -> str:
-    """The ID/OOD IoU lines a grid prints at its end."""
-    lines = ["test IoU (%), best decoder per feature chosen on validation; in-domain / out-of-domain:"]
-    width = max([len(str(f)) for f in summary["feature"]] + [10])
-    for rec in summary.to_dict("records"):
-        idv, ood = rec.get("in-domain IoU"), rec.get("out-of-domain IoU")
-        nums = "   —   /   —  " if idv is None or not np.isfinite(idv) else f"{idv:6.2f} / {ood:6.2f}"
-        lines.append(f"  {str(rec['feature']):<{width}}  {str(rec['decoder']):<12} {nums}   {rec.get('note') or ''}")
-    return "\n".join(lines)

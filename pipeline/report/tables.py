@@ -3,10 +3,10 @@ out-of-domain averages, train × test matrices and the every-model table. Figure
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
+from declip.pipeline.report.grid_files import eval_dir  # noqa: F401 - figures and overlays import it from here
+from declip.pipeline.report.labels import collapsed_count
 from declip.pipeline.report.selection import is_baseline, model_scores
 
 
@@ -57,24 +57,42 @@ def train_test_matrix(iou: pd.DataFrame, decoder: str, source: str) -> pd.DataFr
     return cell.pivot_table(index="test_set", columns="train_set", values="value", aggfunc="mean")
 
 
-def eval_dir(grid_dir: Path, run_id: str, test_set: str) -> Path:
-    """Where a grid cell's clean test evaluation on ``test_set`` lies (per-image table, saved maps)."""
-    return grid_dir / "runs" / str(run_id) / "eval" / test_set
-
-
-def models_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Every model: its validation IoU (the selection score), test ID/OOD IoU, and its collapsed evaluations."""
+def models_table(table: pd.DataFrame, ties: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every model: its validation IoU (the selection score), test ID/OOD IoU, its collapsed evaluations, whether it
+    may be chosen, and (with ``ties``, :func:`declip.pipeline.report.ties.ties_with`) its paired test difference from
+    the chosen model: Δ with its interval, Holm-adjusted p, and 'tied with best' where not significant."""
     scores = model_scores(table)
     iou = iou_on_test(table)
+    ties = ties.set_index(["source", "decoder"]) if ties is not None and len(ties) else None
     records = []
     for rec in scores.to_dict("records"):
         part = iou[(iou["source"] == rec["source"]) & (iou["decoder"] == rec["decoder"])]
         id_avg, ood_avg = domain_averages(part) if len(part) else (float("nan"), float("nan"))
-        records.append({"feature": rec["source"], "decoder": rec["decoder"],
-                        f"{rec['chosen_on']} IoU (selection)": rec["select_iou"],
-                        "test in-domain IoU": id_avg, "test out-of-domain IoU": ood_avg,
-                        "collapsed test evaluations": f"{rec['test_collapsed']} of {rec['test_evaluations']}",
-                        "may be chosen": ("yes" if not rec["collapsed_in_domain"] else
-                                          f"yes (collapsed in-domain: {rec['collapsed_in_domain']})")
-                        if rec["eligible"] else f"no: collapsed in-domain ({rec['collapsed_in_domain']})"})
+        if rec["control"]:
+            may = "no: positive control (checks the pipeline)"
+        elif rec["eligible"]:
+            may = "yes"
+        else:
+            may = f"no: {collapsed_count(rec['select_collapsed_in_domain'], rec['select_in_domain_evaluations'], rec['chosen_on'])} in-domain"
+        row = {"feature": rec["source"], "decoder": rec["decoder"],
+               f"{rec['chosen_on']} IoU (selection)": rec["select_iou"],
+               "test in-domain IoU": id_avg, "test out-of-domain IoU": ood_avg,
+               "test evaluations collapsed": f"{rec['test_collapsed']} of {rec['test_evaluations']}",
+               "may be chosen": may}
+        if ties is not None:
+            key = (rec["source"], rec["decoder"])
+            tie = ties.loc[key] if key in ties.index else None
+            if rec["control"]:
+                row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "control: not ranked"})
+            elif tie is None:
+                row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "not compared"})
+            elif tie["status"] == "best":
+                row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "★ chosen"})
+            else:
+                row.update({"test Δ IoU vs chosen [95 %]": f"{tie['difference']:+.2f} [{tie['ci_low']:+.2f}, "
+                                                           f"{tie['ci_high']:+.2f}]"
+                            if pd.notna(tie["difference"]) else "—",
+                            "p (Holm)": f"{tie['p_holm']:.3g}" if pd.notna(tie["p_holm"]) else "—",
+                            "vs chosen (test)": tie["status"]})
+        records.append(row)
     return pd.DataFrame(records)

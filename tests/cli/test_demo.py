@@ -26,6 +26,13 @@ def test_demo_command_end_to_end(tmp_path):
     assert {"layer0", "layer2"} <= set(iou["layer"])
     assert "srm@fixed/layer0" in set(iou["source"])  # the positive control runs beside the backbone's layers
     assert "best decoder per feature chosen on validation" in proc.stdout and "all-fake" in proc.stdout
+    # the closing summary: the control against the best baseline and one random-weight layer comparison, with
+    # intervals (at this size one test fake per generator: the control cannot be judged, and says so)
+    control = next(line for line in proc.stdout.splitlines() if line.startswith("positive control"))
+    assert "@ srm/layer0 vs best baseline" in control and ("PASSED" in control or "JUDGED" in control
+                                                          or "FAILED" in control)
+    layers = next(line for line in proc.stdout.splitlines() if line.startswith("random-weight layers"))
+    assert "@ test-vit-tiny/layer0 − " in layers and "@ test-vit-tiny/layer2" in layers and "p = " in layers
     assert iou.loc[iou["backbone"] == "test-vit-tiny@random-0", "random_weights"].all()
     assert not iou.loc[iou["source"] == "srm@fixed/layer0", "random_weights"].any()  # SRM has fixed kernels
     page = out / "grid" / "report" / "index.html"

@@ -16,6 +16,12 @@ INTERVALS = ("tests/pipeline/report/test_intervals.py",)
 TABLES = ("tests/pipeline/report/test_interval_tables.py",)
 COMPARE = ("tests/pipeline/report/test_comparisons.py", "tests/pipeline/report/test_intervals.py")
 
+RESULTS_FILE = ("tests/pipeline/report/test_results_file.py",)
+MODEL_INTERVALS = ("tests/pipeline/report/test_model_intervals.py",)
+HEADLINE = ("tests/pipeline/report/test_headline.py",)
+FIGURES = ("tests/pipeline/report/test_report_figures.py",)
+COMPARE_MODELS = ("tests/pipeline/report/test_compare_models.py",)
+
 INTERVAL_MUTANTS: list[tuple] = [
     M("I1", "intervals", "undefined images counted as zeros in the mean", "pipeline/metrics/resampling.py",
       "weight @ w[rest].T", "np.broadcast_to(w[rest].sum(axis=1), total[:, rest].shape)", RESAMPLING + TABLES),
@@ -58,4 +64,44 @@ INTERVAL_MUTANTS: list[tuple] = [
       "return (lambda c: per_seed(np.split(c[0], [len(real_at)], axis=1))), [len(images.image_ids)]", TABLES),
     M("I17", "intervals", "seed standard deviation with ddof=0", "pipeline/report/intervals.py",
       "std=float(np.std(vals, ddof=1))", "std=float(np.std(vals, ddof=0))", INTERVALS),
+    # ---- the statistics wired into results, report, compare and the demo's summary (area "report")
+    M("RP1", "report", "the positive control crowned best", "pipeline/report/selection.py",
+      'scores = scores[~scores["control"]]', "scores = scores", HEADLINE),
+    M("RP2", "report", "an interval carried over although the row's value changed", "pipeline/report/results_file.py",
+      'key = [c for c in (*ROW_KEY, "value") if c in table]', "key = [c for c in ROW_KEY if c in table]",
+      RESULTS_FILE),
+    M("RP3", "report", "several seeds bootstrapped as the first seed alone", "pipeline/report/model_intervals.py",
+      "    if n_seeds > 1:", "    if n_seeds > 99:", MODEL_INTERVALS),
+    M("RP4", "report", "a heat-map cell hatched for one collapsed evaluation", "pipeline/report/heatmaps.py",
+      "        if bad and bad == total:", "        if bad:", FIGURES),
+    M("RP5", "report", "heat-map colours on a fixed 0-100 scale", "pipeline/report/heatmaps.py",
+      "        vmin, vmax = fitted_range(values)", "        vmin, vmax = 0.0, 100.0", FIGURES),
+    M("RP6", "report", "ties on validation ignored: one model crowned", "pipeline/report/ties.py",
+      'return [(str(s), str(d)) for s, d in zip(tied["source"], tied["decoder"])]', "return []", HEADLINE),
+    M("RP7", "report", "a model below a constant map not said so", "pipeline/report/summary.py",
+      "            if margin < 0:", "            if margin < -100:", HEADLINE),
+    M("RP8", "report", "a pivot's column name left as an empty first column", "pipeline/report/page.py",
+      "    out.columns.name = None", "    pass", HEADLINE),
+    M("RP9", "report", "per-image FP and FN swapped", "pipeline/metrics/registry.py",
+      'COUNT_COLUMNS = ("tp", "fp", "fn")', 'COUNT_COLUMNS = ("tp", "fn", "fp")',
+      ("tests/pipeline/metrics/test_metrics.py",)),
+    M("RP10", "report", "baselines without per-image tables never recomputed", "pipeline/grid/baseline_table.py",
+      "                       or not all(", "                       and not all(",
+      ("tests/pipeline/grid/test_baseline_table.py",)),
+    M("RP11", "report", "compare prints B − A", "pipeline/report/compare_models.py",
+      "        cmp = compare_tables(fa, fb, metric, options)", "        cmp = compare_tables(fb, fa, metric, options)",
+      COMPARE_MODELS),
+    M("RP12", "report", "control passes on point values, not on intervals", "pipeline/report/controls.py",
+      "        return bool(self.low > self.baseline_high)", "        return bool(self.value > self.baseline_value)",
+      HEADLINE),
+    M("RP13", "report", "the cost plan's evaluation time ignores seeds (issue 21 item 14)",
+      "pipeline/grid/cost_plan.py", "e = work.seeds * sum(work.test_rows.values())",
+      "e = sum(work.test_rows.values())", ("tests/pipeline/grid/test_cost_plan.py",)),
+    M("RP14", "report", "random-layer check on two collapsed heads (passes vacuously)", "pipeline/report/controls.py",
+      "key=lambda p: share.get(p[0], 0.0) + share.get(p[1], 0.0)", "key=lambda p: 0.0", HEADLINE),
+    M("RP15", "report", "a grid folder read as one parquet dataset", "pipeline/report/results_file.py",
+      'return path / "results.parquet" if path.is_dir() else path', "return path", RESULTS_FILE),
+    M("RP16", "report", "every model line of the layer figure in one colour", "pipeline/report/figures.py",
+      "colour = rows.sort_values(\"depth\"), MODEL_COLOURS[k % len(MODEL_COLOURS)]",
+      "colour = rows.sort_values(\"depth\"), \"C0\"", FIGURES),
 ]

@@ -57,6 +57,16 @@ def test_time_estimate_is_flops_over_rate(tiny_store, tmp_path):
     assert both["seconds"]["encode"] == pytest.approx(work.n_images * (4 * 7_471_360 + 1_572_864) / 2e9)
 
 
+def test_seeds_count_in_cells_and_in_train_and_evaluation_hours(tiny_store, tmp_path):
+    """Issue 21 item 14: a second seed trains and evaluates every cell again; encoding is shared."""
+    one = estimate(grid_workload(_grid(tiny_store, tmp_path, seeds=[0])), RATES)
+    two = estimate(grid_workload(_grid(tiny_store, tmp_path, seeds=[0, 1])), RATES)
+    assert two["cells"] == 2 * one["cells"] and two["evaluations"] == 2 * one["evaluations"]
+    assert two["seconds"]["evaluate"] == pytest.approx(2 * one["seconds"]["evaluate"])
+    assert two["seconds"]["train"] == pytest.approx(2 * one["seconds"]["train"])
+    assert two["seconds"]["encode"] == pytest.approx(one["seconds"]["encode"])
+
+
 def test_full_ablation_needs_groups_and_int8_on_a_64_gib_disk(monkeypatch):
     import declip.pipeline.grid.model_flops as model_flops
 

@@ -62,6 +62,23 @@ def test_pooled_metrics_match_sklearn_on_concatenated_pixels():
     assert got["pooled_f1"] == pytest.approx(f1_score(y, pred))
 
 
+def test_pooled_pixel_ap_and_auc_match_sklearn_on_8_bit_maps():
+    """Pooled pixel AP/AUC read the maps in 256 bins (as `--save-maps` stores them): sklearn on the concatenated
+    pixels of maps quantised to floor(256 p) gives the same numbers; real images add nothing."""
+    acc = MetricAccumulator(["pooled_pixel_ap", "pooled_pixel_auc"])
+    for i, (prob, gt) in enumerate(CASES):
+        acc.add(prob, gt, 1, f"f{i}")
+    acc.add(np.full((8, 8), 0.9, np.float32), None, 0, "real")
+    y = np.concatenate([gt.ravel() for _, gt in CASES])
+    q = np.concatenate([np.minimum(np.floor(p.ravel().astype(np.float64) * 256), 255) for p, _ in CASES])
+    got = acc.summary().set_index("metric")["value"]
+    assert got["pooled_pixel_ap"] == pytest.approx(average_precision_score(y, q), abs=1e-12)
+    assert got["pooled_pixel_auc"] == pytest.approx(roc_auc_score(y, q), abs=1e-12)
+    ids, hist = acc.pixel_histograms()
+    assert list(ids) == [f"f{i}" for i in range(len(CASES))] and hist.shape == (len(CASES), 2, 256)
+    assert [int(h.sum()) for h in hist] == [gt.size for _, gt in CASES]
+
+
 @pytest.mark.parametrize("rule", ["mean_prob", "max_prob", "mean_logit_sigmoid"])
 def test_image_metrics_match_sklearn(rule):
     rng = np.random.default_rng(5)
@@ -267,8 +284,12 @@ def test_per_image_table_and_summary_columns():
     acc.add(prob, gt, 1, "fake")
     acc.add(prob, None, 0, "real")
     per = acc.per_image()
-    assert list(per.columns) == ["image_id", "label", "image_score", *PER_IMAGE]
-    assert per.loc[per.image_id == "real", PER_IMAGE].isna().all(axis=None)
+    assert list(per.columns) == ["image_id", "label", "image_score", *PER_IMAGE, "tp", "fp", "fn"]
+    assert per.loc[per.image_id == "real", [*PER_IMAGE, "tp", "fp", "fn"]].isna().all(axis=None)
+    gt = np.asarray(CASES[0][1], bool)
+    pred = np.asarray(CASES[0][0]) > 0.5  # the fake's TP/FP/FN at p > 0.5, counted here by hand
+    fake = per[per.image_id == "fake"].iloc[0]
+    assert (fake["tp"], fake["fp"], fake["fn"]) == ((pred & gt).sum(), (pred & ~gt).sum(), (~pred & gt).sum())
     s = acc.summary()
     for col in ["metric", "value", "level", "threshold_rule", "aggregation", "scale", "n_images", "n_undefined",
                 "description"]:
@@ -289,7 +310,7 @@ def test_unknown_names_and_rules_fail_early():
 def test_registry_declares_every_convention():
     assert set(metric_names()) >= {"iou", "iou_empty0", "f1_fixed", "f1_best", "f1_inverted", "ap", "pixel_auc",
                                    "pooled_iou", "pooled_f1", "image_auc", "image_ap", "image_acc", "image_bacc"}
-    assert metric_names("pooled") == ["pooled_iou", "pooled_f1"]
+    assert metric_names("pooled") == ["pooled_iou", "pooled_f1", "pooled_pixel_ap", "pooled_pixel_auc"]
     table = describe_metrics()
     assert isinstance(table, pd.DataFrame) and len(table) == len(REGISTRY)
     assert table.set_index("metric").loc["iou", "scale"] == "percent"

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from declip.pipeline.report.report import RANDOM_NOTE, conform, domain_averages, train_test_matrix, write_report
-from declip.pipeline.report.selection import best_model, model_scores, summary_table
+from declip.pipeline.report.selection import best_model, model_scores
+from declip.pipeline.report.summary import summary_table
 
 from tests.fixtures import REPO  # noqa: E402
 PANELS = ("summary", "iou_layer_decoder_heatmap", "iou_by_layer", "train_test_matrix", "train_test_matrices",
@@ -74,7 +75,8 @@ def test_report_panels_page_and_averages(tmp_path):
     best = iou[(iou["decoder"] == "conv-4") & (iou["layer"] == "layer10") & (iou["split"] == "test")
                & (iou["metric"] == "iou")]
     assert domain_averages(best) == (75.0, 35.0)
-    assert "in-domain IoU 75.00, out-of-domain IoU 35.00" in html
+    assert "Best model conv-4 @ vit/layer10 (chosen on validation): test IoU in-domain 75.00, out-of-domain 35.00" \
+        in html
     assert train_test_matrix(iou[iou["metric"] == "iou"], "conv-4", "layer10").loc["a", "b"] == 35.0
     assert "DeCLIP paper" not in html  # the demo only borrows Dolos' layout
 
@@ -84,7 +86,7 @@ def test_best_is_chosen_on_validation_not_test(tmp_path):
     table = conform(pd.read_parquet(results))
     assert best_model(table) == ("vit@random-0/layer2", "linear")
     html = write_report(results).read_text()
-    assert "Best cell linear @ vit@random-0/layer2 (chosen on validation): in-domain IoU 62.00" in html
+    assert "Best model linear @ vit/layer2 (chosen on validation): test IoU in-domain 62.00" in html
 
 
 def test_collapsed_model_is_marked_and_never_best(tmp_path):
@@ -102,7 +104,7 @@ def test_collapsed_model_is_marked_and_never_best(tmp_path):
     row = summary[summary["feature"] == "vit@random-0/layer10"].iloc[0]
     assert row["decoder"] == "linear"  # conv-4 collapsed in-domain on this source
     html = write_report(results).read_text()
-    assert "no: collapsed in-domain (a)" in html and "1 of 4" in html
+    assert "no: 1 of 2 valid evaluations collapsed in-domain" in html and "1 of 4" in html
 
 
 def test_summary_metrics_in_percent_and_baselines(tmp_path):
@@ -120,7 +122,7 @@ def test_dolos_reference_row_and_cli(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "declip.cli", "report", str(results), "--out", str(tmp_path / "r")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert " 75.00 /  35.00" in proc.stdout and "DeCLIP paper" in proc.stdout
+    assert "75.00 / 35.00" in proc.stdout and "DeCLIP paper" in proc.stdout
     html = (tmp_path / "r" / "index.html").read_text()
     assert RANDOM_NOTE not in html and "73.85" in html and "34.72" in html
 
@@ -141,4 +143,4 @@ def test_a_grid_with_one_generator_gets_every_panel(tmp_path):
     html = page.read_text()
     for name in PANELS:
         assert f'src="{name}.png"' in html and (page.parent / f"{name}.png").exists()
-    assert "in-domain IoU 75.00" in html
+    assert "test IoU in-domain 75.00" in html

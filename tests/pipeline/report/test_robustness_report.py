@@ -77,7 +77,7 @@ def test_report_has_robustness_figure_and_table_and_keeps_clean_tables_clean(tmp
 
     models = md.split("## Every model")[1].split("##")[0]
     assert re.search(r"\| layer3 +\| linear +\| +50 \| +60 \| +40 \|", models), models
-    assert "in-domain IoU 60.00, out-of-domain IoU 40.00" in md
+    assert "test IoU in-domain 60.00, out-of-domain 40.00" in md
     assert "## Robustness" in md
 
 
