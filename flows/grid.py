@@ -129,7 +129,7 @@ def grid_flow(cfg: dict) -> dict:
             outcome.extracted += [extract_backbone(c) for c in extraction_configs(g, group.extraction_jobs())]
             if not checked:  # after the first extraction (it registers the dataset), before any run directory
                 check_subsets(g)
-                write_index(g.out, cells)
+                write_index(g.out, [c.train for c in cells])
                 checked = True
             outcome.add_cells(*_run_cells(group_cells, g.max_workers, g.options.progress))
         if budgeted and not g.keep_features:

@@ -58,7 +58,7 @@ def test_index_csv_and_links_name_hash_directories(tmp_path):
     done = Path(cells[0].train.out)
     done.mkdir(parents=True)
     (done / "summary.json").write_text("{}")
-    path = write_index(cfg.out, cells)
+    path = write_index(cfg.out, [c.train for c in cells])
     index = pd.read_csv(path, dtype={"run_id": str})
     assert len(index) == 18 and index["name"].is_unique
     assert list(index["run_id"]) == [c.run_id for c in cells]
@@ -70,6 +70,6 @@ def test_index_csv_and_links_name_hash_directories(tmp_path):
     # a re-run with fewer cells keeps the other rows and refreshes the status of the ones it touched
     (Path(cells[1].train.out)).mkdir(parents=True)
     (Path(cells[1].train.out) / "failed.json").write_text("{}")
-    write_index(cfg.out, cells[1:2])
+    write_index(cfg.out, [cells[1].train])
     again = pd.read_csv(path, dtype={"run_id": str})
     assert len(again) == 18 and again.set_index("run_id").loc[cells[1].run_id, "status"] == "failed"
