@@ -17,6 +17,7 @@ from typing import Sequence
 from declip.core.errors import DeclipError
 from declip.cli import help_format
 from declip.cli.examples import EXAMPLES
+from declip.cli.suggest import check_options
 
 COMMAND_MODULES = (
     "data", "extract", "store", "train", "evaluate", "grid", "report", "predict", "checkpoint", "demo",
@@ -72,6 +73,7 @@ def _no_prefect_failure_logs(record: logging.LogRecord) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_defaults()
     parser = build_parser()
+    check_options(parser, sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="encode a manifest once and cache layer features in the store",
                        description="Run the extraction flow: one forward pass per block yields every requested "
                        "layer; re-running skips what is cached. Unreadable images are skipped and recorded.")
-    p.add_argument("--manifest", required=True, metavar="PARQUET", help="manifest written by `declip data scan`")
+    p.add_argument(*names("--manifest", "extract"), dest="manifest", required=True, metavar="PARQUET", help="manifest written by `declip data scan`")
     p.add_argument("--store", required=True, metavar="PATH|URL", help="feature store path or fsspec URL (created if missing)")
     p.add_argument("--backbone", metavar="KEY", help="ARCH@WEIGHTS[~RECIPE]: ViT-L-14@openai, ViT-B-32@random-0, "
                    "ViT-L-14@/path/weights.pt; ~openclip selects open_clip's bicubic+crop preprocessing")

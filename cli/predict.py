@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "backbone to images. Unreadable files are reported in scores.csv and skipped.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument(*names("--ckpt"), dest="ckpt", required=True, metavar="DIR", help="a run's best/ directory or an imported checkpoint directory")
-    p.add_argument("--out", required=True, metavar="DIR",
+    p.add_argument(*names("--out", "predict"), dest="out", required=True, metavar="DIR",
                    help="output folder: maps/ (probability PNGs), overlays/, scores.csv")
     p.add_argument("--backbone", metavar="KEY", help="override the backbone (needed for imported DeCLIP checkpoints whose "
                    "weights are not ViT-L-14@openai), e.g. ViT-L-14@/path/ViT-L-14.pt")

@@ -52,6 +52,7 @@ class EvalConfig(JsonConfig):
     device: str = "cpu"
     memory_gb: float | None = None
     view: str = CLEAN_VIEW  # evaluate on the cached copy DATASET@VIEW (features.views), e.g. "jpeg:75"
+    maps_dir: str | None = None  # with save_maps: maps go to MAPS_DIR/<test set>/ (DeCLIP's --output_save_path)
 
     def __post_init__(self) -> None:
         if self.source is not None:
@@ -59,7 +60,7 @@ class EvalConfig(JsonConfig):
         check_config(self, {"batch_size": whole(1), "memory_gb": number(at_least=0, optional=True)}, "evaluation")
 
     #: Fields that say where results go or how they are computed, never what they are.
-    NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")
+    NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "maps_dir")
 
     def identity(self) -> str:
         """Hash of everything that changes the numbers (why: a grid re-evaluates when, and only when, it must)."""
@@ -176,7 +177,7 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
         set_dir = out / subset
         acc = score_rows(decoder, data, source, rows, metrics=cfg.metrics, image_score_rule=cfg.image_score_rule,
                          batch_size=cfg.batch_size, device=cfg.device,
-                         maps_dir=set_dir / "maps" if cfg.save_maps else None)
+                         maps_dir=_maps_dir(cfg, set_dir, subset))
         set_dir.mkdir(parents=True, exist_ok=True)
         record = {"identity": cfg.subset_identity(subset), "config": replace(cfg, test_subsets=(subset,)).to_json()}
         (set_dir / EVAL_RECORD).write_text(json.dumps(record, indent=2, default=str))
@@ -193,6 +194,12 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
     if len(cfg.test_subsets) > 1:
         _write_table(table, out / "summary")
     return table
+
+
+def _maps_dir(cfg: EvalConfig, set_dir: Path, subset: str) -> Path | None:
+    if not cfg.save_maps:
+        return None
+    return Path(cfg.maps_dir) / subset if cfg.maps_dir else set_dir / "maps"
 
 
 def _describe(cfg: EvalConfig, meta: dict, source: SourceKey, store_meta: dict) -> dict:

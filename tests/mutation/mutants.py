@@ -131,8 +131,9 @@ MUTANTS: list[Mutant] = [
       '    if not eval_summary_path(ev).exists() or not record.exists():\n        return False',
       '    if eval_summary_path(ev).exists():\n        return True', IDENTITY_TESTS),
     M("G3", "training", "evaluation identity ignores the metrics", "pipeline/evaluate/evaluation.py",
-      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")',
-      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "metrics")', IDENTITY_TESTS),
+      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "maps_dir")',
+      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "maps_dir", "metrics")',
+      IDENTITY_TESTS),
     # ---- the grid's own state, without Prefect (pipeline/grid: cells, ledger, baselines table, progress)
     M("G4", "grid", "layers already in the store recorded as the grid's own", "pipeline/grid/ledger.py",
       "if (b, layer) not in mine and fs.layer_path(b, layer, g.dataset) not in fs.root}",
