@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from declip.cli.devices import add_device_flag, resolved
 from declip.cli.option_names import names, split_values
 
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"evaluate on a cached view ({view_syntax()}, composed with +; see `declip extract --view`), "
                    "repeatable; `clean` is the unperturbed data; with several views each one's tables go to "
                    "OUT/<view>/")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    add_device_flag(p)
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, source=args.source, split=args.split,
         metrics=tuple(args.metrics.split(",")) if args.metrics else None, image_score_rule=args.image_score,
         include_reals=not args.no_reals, save_maps=args.save_maps or bool(args.maps_dir), maps_dir=args.maps_dir,
-        device=args.device).to_json()
+        device=resolved(args.device)).to_json()
     several = views != ["clean"]
     cfgs = [dict(base, view=v, out=f"{args.out}/{v}" if several else args.out,
                  maps_dir=f"{args.maps_dir}/{v}" if several and args.maps_dir else args.maps_dir) for v in views]
