@@ -15,7 +15,7 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run, task_run
 
 from declip.flows.extract import extract_backbone
-from declip.flows.runtime import run_flow, run_logger, task_runner
+from declip.flows.runtime import own_tags, run_flow, run_logger, task_runner
 from declip.core.keys import LayerKey
 from declip.pipeline.evaluate.evaluation import EvalConfig
 from declip.pipeline.grid import cells as grid_cells
@@ -29,7 +29,9 @@ from declip.pipeline.grid.plan import (
 )
 from declip.pipeline.grid.progress import CellProgress
 from declip.pipeline.grid.run_index import write_index
-from declip.pipeline.grid.run_names import cell_name, grid_run_name, grid_tags, source_parts, tags
+from declip.pipeline.grid.run_names import (
+    cell_name, extract_tags, grid_artifact_key, grid_run_name, grid_tags, source_parts, tags,
+)
 from declip.pipeline.train.training import TrainConfig
 
 
@@ -113,7 +115,11 @@ def grid_flow(cfg: dict) -> dict:
 
     With ``max_store_gb`` the grid's layers run in groups that fit the disk (extract, train and evaluate the group's
     cells, evict its features); without it there is one group."""
-    g = GridConfig.from_dict(cfg)
+    with own_tags():  # the flow run has the grid's tags; each task run only its own
+        return _grid(GridConfig.from_dict(cfg))
+
+
+def _grid(g: GridConfig) -> dict:
     log = run_logger()
     cells = start_grid(g, log)
     groups = layer_groups(g)
@@ -126,7 +132,8 @@ def grid_flow(cfg: dict) -> dict:
         else:
             if budgeted:  # written before extraction starts, so a resumed run still knows what it made
                 record_created_layers(g, group.extraction_jobs())
-            outcome.extracted += [extract_backbone(c) for c in extraction_configs(g, group.extraction_jobs())]
+            outcome.extracted += [extract_backbone.with_options(tags=extract_tags(c.to_json()))(c)
+                                  for c in extraction_configs(g, group.extraction_jobs())]
             if not checked:  # after the first extraction (it registers the dataset), before any run directory
                 check_subsets(g)
                 write_index(g.out, [c.train for c in cells])
@@ -137,18 +144,18 @@ def grid_flow(cfg: dict) -> dict:
     if g.baselines:
         baselines_task(g)
     path, table = write_grid_results(g, cells)
-    _publish(table)
+    _publish(table, grid_artifact_key(g.to_json()))
     log.info(outcome.done_line(path))
     return outcome.as_dict(path, len(table))
 
 
-def _publish(table) -> None:
-    """The IoU summary as a Prefect artifact (visible in the UI when a server is configured)."""
+def _publish(table, key: str) -> None:
+    """The IoU summary as a Prefect artifact (visible in the UI when a server is configured), keyed by grid."""
     from prefect.artifacts import create_markdown_artifact
 
     markdown = iou_markdown(table)
     if markdown is not None:
-        create_markdown_artifact(key="grid-iou", markdown=markdown,
+        create_markdown_artifact(key=key, markdown=markdown,
                                  description="mean IoU (%) per decoder × layer × test set, averaged over train sets")
 
 
