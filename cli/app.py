@@ -17,7 +17,9 @@ from typing import Sequence
 from declip.core.errors import DeclipError
 from declip.cli import help_format
 from declip.cli.examples import EXAMPLES
+from declip.cli.interrupts import INTERRUPTED_LINE, exit_code, stop_on_signals
 from declip.cli.suggest import check_options
+from declip.core.stop import stop_requested
 
 COMMAND_MODULES = (
     "data", "extract", "store", "train", "evaluate", "grid", "report", "predict", "checkpoint", "demo",
@@ -86,23 +88,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_no_prefect_failure_logs)
     try:
-        code = args.func(args)
+        with stop_on_signals():
+            return _run(args, debug)
+    except BaseException as exc:
+        if not stop_requested() or isinstance(exc, SystemExit) or debug:
+            raise
+        print(INTERRUPTED_LINE, file=sys.stderr)  # whatever the stop surfaced as (Prefect may wrap it)
+        return exit_code()
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """The command, its one-line errors (user input and infrastructure) and a plain Ctrl-C."""
+    try:
+        return int(args.func(args) or 0)
     except DeclipError as exc:
-        if debug:
+        if debug or stop_requested():
             raise
         print(f"declip {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if debug or stop_requested() or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
         print(f"declip {args.command}: error: no space left on the device{where}; free space and re-run (finished "
               "work is kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished work is kept and a re-run resumes from it", file=sys.stderr)
-        return 130
-    return int(code or 0)
+        print(INTERRUPTED_LINE, file=sys.stderr)
+        return exit_code()
 
 
 if __name__ == "__main__":

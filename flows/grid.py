@@ -17,6 +17,7 @@ from prefect.runtime import flow_run, task_run
 from declip.flows.extract import extract_backbone
 from declip.flows.runtime import own_tags, run_flow, run_logger, task_runner
 from declip.core.keys import LayerKey
+from declip.core.stop import waiting
 from declip.pipeline.evaluate.evaluation import EvalConfig
 from declip.pipeline.grid import cells as grid_cells
 from declip.pipeline.grid.baseline_table import update_baselines
@@ -98,13 +99,16 @@ def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], lis
     progress = CellProgress(cells, groups, [run for run, _ in eval_futures], show)
     run_of = {id(f): run for run, f in eval_futures}
     results: dict[int, object] = {}
-    for fut in as_completed([*group_futures, *(f for _, f in eval_futures)]):
-        results[id(fut)] = fut.result()
-        if id(fut) in run_of:
-            progress.evaluated(run_of[id(fut)], results[id(fut)])
-        else:
-            progress.trained(results[id(fut)])
-    progress.close()
+    try:
+        with waiting():  # only waits for the tasks: Ctrl-C / SIGTERM ends the wait at once, the tasks at a batch
+            for fut in as_completed([*group_futures, *(f for _, f in eval_futures)]):
+                results[id(fut)] = fut.result()
+                if id(fut) in run_of:
+                    progress.evaluated(run_of[id(fut)], results[id(fut)])
+                else:
+                    progress.trained(results[id(fut)])
+    finally:
+        progress.close()
     trained = [record for f in group_futures for record in results[id(f)]]
     return trained, [results[id(f)] for _, f in eval_futures], len(cells) - len(train_futures), len(groups)
 

@@ -128,6 +128,7 @@ def watch_ephemeral_server() -> None:
         @staticmethod
         def Popen(args, **kw):  # noqa: N802 - stands in for subprocess.Popen
             watchdog = [sys.executable, str(Path(__file__).with_name("server_watchdog.py")), str(os.getpid()), "--"]
+            kw.setdefault("start_new_session", True)  # a terminal's Ctrl-C reaches the command, not its API server
             return subprocess.Popen(watchdog + list(args), **kw)
 
     def run_watched(self):

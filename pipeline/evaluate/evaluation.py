@@ -22,6 +22,7 @@ from PIL import Image
 from declip.decoders import Decoder, load_decoder
 from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.core.keys import CLEAN_VIEW, SourceKey
 from declip.core.validation import check_config, number, whole
 from declip.pipeline.metrics.registry import MetricAccumulator
@@ -62,6 +63,12 @@ class EvalConfig(JsonConfig):
     #: Fields that say where results go or how they are computed, never what they are.
     NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "maps_dir")
 
+    def to_json(self) -> dict:
+        data = super().to_json()
+        if data.get("maps_dir") is None:  # records written before maps_dir existed keep their bytes
+            data.pop("maps_dir", None)
+        return data
+
     def identity(self) -> str:
         """Hash of everything that changes the numbers (why: a grid re-evaluates when, and only when, it must)."""
         keep = {k: v for k, v in self.to_json().items() if k not in self.NOT_RESULTS}
@@ -92,6 +99,7 @@ def score_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows
     paths = data.samples["image_path"].tolist()
     sources = sorted({source for _, source in models})  # SourceKeys order by their text
     for batch in data.batches(rows, batch_size, shuffle=False, seed=0, sources=sources):
+        check_stop()
         sizes = [native_size(data.samples, row) for row in batch.rows]
         truth = []
         for row in batch.rows:

@@ -25,6 +25,7 @@ from declip.features.taps import layer_info, parse_layers
 from declip.features.views import View
 from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.core.keys import view_dataset_key
 from declip.core.validation import check_config, whole
 from declip.pipeline.data.manifest import read_manifest
@@ -323,6 +324,7 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
                disable=not cfg.progress)
     try:
         for batch in prefetch_batches(jobs, recipe, workers=cfg.workers, view=view):
+            check_stop()  # Ctrl-C / SIGTERM: the writer below still finishes the blocks already encoded
             stats.seconds["decode"] += batch.seconds
             if batch.problems and cfg.strict:
                 p = batch.problems[0]

@@ -23,6 +23,7 @@ from declip.features.backbones import load_backbone
 from declip.features.images import ImageProblem, open_rgb
 from declip.features.encode import encode_images
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, BackboneKey, SourceKey
 from declip.pipeline.evaluate.maps import decoder_inputs, native_maps
 from declip.pipeline.infer.panels import save_panel
@@ -147,6 +148,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
     from tqdm.auto import tqdm
 
     for lo in tqdm(range(0, len(paths), batch_size), desc="predict", unit="batch", disable=not progress):
+        check_stop()
         good, images = [], []
         for path in paths[lo:lo + batch_size]:
             try:

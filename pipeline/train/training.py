@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.decoders import Decoder, build_decoder, save_decoder
 from declip.features.views import parse_views
 from declip.pipeline.data.augmentation import AugmentedSplits
@@ -200,6 +201,7 @@ def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows:
     totals = {id(h): 0.0 for h in active}
     n = 0
     for batch in _epoch_batches(data, rows, cfg, epoch, sorted({h.cfg.source for h in active})):
+        check_stop()  # Ctrl-C / SIGTERM: end here; the last finished epoch's state.pt is what resumes
         masks = batch.masks.to(o.device, non_blocking=True)
         labels = batch.labels.to(o.device, non_blocking=True)
         for h in active:
