@@ -17,6 +17,7 @@ from typing import Sequence
 from declip.core.errors import DeclipError
 from declip.cli import help_format
 from declip.cli.examples import EXAMPLES
+from declip.cli.infra_errors import infrastructure_line
 from declip.cli.interrupts import INTERRUPTED_LINE, exit_code, stop_on_signals
 from declip.cli.suggest import check_options
 from declip.core.stop import stop_requested
@@ -116,6 +117,12 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
     except KeyboardInterrupt:
         print(INTERRUPTED_LINE, file=sys.stderr)
         return exit_code()
+    except Exception as exc:  # Prefect, its database or a Dask scheduler failing: one line and the fix
+        line = None if debug or stop_requested() else infrastructure_line(exc)
+        if line is None:
+            raise
+        print(f"declip {args.command}: error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
