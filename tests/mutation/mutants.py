@@ -365,6 +365,13 @@ except ImportError:
 
 MUTANTS += [Mutant(*fields) for fields in INTERVAL_MUTANTS]
 
+try:  # issue 19/21's user-experience work (signals, one-line errors, help, run index)
+    from tests.mutation.ux_mutants import UX_MUTANTS  # noqa: E402
+except ImportError:
+    from ux_mutants import UX_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in UX_MUTANTS]
+
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""
     path = root / m.file
