@@ -67,9 +67,18 @@ def main(argv: list[str] | None = None) -> dict:
                                 test_subsets=tuple(generators), out=str(out / "results"), device=args.device))
     iou = table[table["metric"] == "iou"].set_index("test_set")["value"]
     print("test IoU (%) by generator:\n" + iou.round(2).to_string())
+    # 5. Did it learn? A decoder whose maps collapsed (one value everywhere) is flagged per row; say it plainly.
+    rows = table[table["metric"] == "iou"].set_index("test_set")
+    collapsed = rows["collapsed"].fillna(False).astype(bool) if "collapsed" in rows else iou * 0 > 0
+    for test_set in rows.index[collapsed]:
+        print(f"COLLAPSED on {test_set}: {rows.loc[test_set, 'collapse_reason']}")
+    if len(collapsed) and collapsed.all():
+        print("COLLAPSED everywhere: this decoder learned nothing (every map is one value); train longer (--epochs) "
+              "or try the fixed-kernel control (--backbone srm@fixed --layer layer0)")
     if "random" in args.backbone:
         print("NOTE: random backbone weights: the numbers show the pipeline works, not what CLIP features can do.")
-    return {"dataset": dataset, "train_set": train_set, "iou": iou.to_dict(), "summary": summary}
+    return {"dataset": dataset, "train_set": train_set, "iou": iou.to_dict(), "summary": summary,
+            "collapsed": collapsed.to_dict()}
 
 
 if __name__ == "__main__":
