@@ -11,7 +11,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from declip.core.stop import Interrupted, clear_stop, is_waiting, request_stop, stop_requested
+from declip.core.stop import Interrupted, clear_stop, is_waiting, loop_running, request_stop, stop_requested
 
 #: What the user reads when a command stopped early.
 INTERRUPTED_LINE = "interrupted; finished work is kept and a re-run resumes from it"
@@ -25,6 +25,8 @@ def _handler(signum: int, frame) -> None:
     if stop_requested():  # the second signal: stop now
         raise Interrupted(name)
     request_stop(name)
+    if not loop_running():  # nothing checks the flag yet (the Prefect API starting, a store opening): stop now
+        raise Interrupted(name)
     print(f"declip: {name} received: stopping at the next batch boundary (again to stop now); finished work is kept",
           file=sys.stderr, flush=True)
     if is_waiting():  # the main thread only waits for workers, which see the flag themselves

@@ -12,6 +12,7 @@ import threading
 from contextlib import contextmanager
 
 _STOP = threading.Event()
+_LOOP = threading.Event()  # set by the first check_stop: a batch loop runs, so a stop request will be seen
 _REASON: list[str] = []
 _WAITING = threading.local()
 
@@ -39,11 +40,13 @@ def stop_reason() -> str:
 def clear_stop() -> None:
     """Forget a stop request (a new command in the same process, or a test)."""
     _STOP.clear()
+    _LOOP.clear()
     _REASON.clear()
 
 
 def check_stop() -> None:
     """Raise :class:`Interrupted` if a stop was requested: call it where work can end cleanly (between batches)."""
+    _LOOP.set()
     if _STOP.is_set():
         raise Interrupted(stop_reason())
 
@@ -62,3 +65,9 @@ def waiting():
 
 def is_waiting() -> bool:
     return getattr(_WAITING, "on", False)
+
+
+def loop_running() -> bool:
+    """Whether a batch loop has checked the flag yet: before that (a server starting, a store opening) nothing would
+    see a request, so the handler stops at once."""
+    return _LOOP.is_set()

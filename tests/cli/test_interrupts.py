@@ -20,6 +20,7 @@ def _clear():
 def test_first_signal_only_asks_the_second_stops_now(sig, code, capsys):
     before = signal.getsignal(sig)
     with stop_on_signals():
+        check_stop()  # a batch loop runs: it will see the request
         os.kill(os.getpid(), sig)  # delivered to this (the main) thread before kill returns to Python code
         assert stop_requested()  # nothing raised: the loops stop at their next batch boundary
         assert "stopping at the next batch boundary" in capsys.readouterr().err
@@ -31,8 +32,16 @@ def test_first_signal_only_asks_the_second_stops_now(sig, code, capsys):
     assert signal.getsignal(sig) is before  # the previous handler is back
 
 
+def test_before_any_batch_loop_a_signal_stops_at_once():
+    with stop_on_signals():
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert stop_requested()
+
+
 def test_a_waiting_main_thread_is_interrupted_at_once():
     with stop_on_signals():
+        check_stop()
         with pytest.raises(Interrupted), waiting():
             os.kill(os.getpid(), signal.SIGTERM)
     assert stop_requested()
