@@ -17,6 +17,10 @@ from typing import Sequence
 from declip.core.errors import DeclipError
 from declip.cli import help_format
 from declip.cli.examples import EXAMPLES
+from declip.cli.infra_errors import infrastructure_line
+from declip.cli.interrupts import INTERRUPTED_LINE, exit_code, stop_on_signals
+from declip.cli.suggest import check_options
+from declip.core.stop import stop_requested
 
 COMMAND_MODULES = (
     "data", "extract", "store", "train", "evaluate", "grid", "report", "compare", "predict", "checkpoint", "demo",
@@ -72,6 +76,7 @@ def _no_prefect_failure_logs(record: logging.LogRecord) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_defaults()
     parser = build_parser()
+    check_options(parser, sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
@@ -84,23 +89,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_no_prefect_failure_logs)
     try:
-        code = args.func(args)
+        with stop_on_signals():
+            return _run(args, debug)
+    except BaseException as exc:
+        if not stop_requested() or isinstance(exc, SystemExit) or debug:
+            raise
+        print(INTERRUPTED_LINE, file=sys.stderr)  # whatever the stop surfaced as (Prefect may wrap it)
+        return exit_code()
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """The command, its one-line errors (user input and infrastructure) and a plain Ctrl-C."""
+    try:
+        return int(args.func(args) or 0)
     except DeclipError as exc:
-        if debug:
+        if debug or stop_requested():
             raise
         print(f"declip {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if debug or stop_requested() or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
         print(f"declip {args.command}: error: no space left on the device{where}; free space and re-run (finished "
               "work is kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished work is kept and a re-run resumes from it", file=sys.stderr)
-        return 130
-    return int(code or 0)
+        print(INTERRUPTED_LINE, file=sys.stderr)
+        return exit_code()
+    except Exception as exc:  # Prefect, its database or a Dask scheduler failing: one line and the fix
+        line = None if debug or stop_requested() else infrastructure_line(exc)
+        if line is None:
+            raise
+        print(f"declip {args.command}: error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

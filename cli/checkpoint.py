@@ -6,6 +6,8 @@ evaluated, compared and exported by exactly the code paths our own models use.
 from __future__ import annotations
 
 import argparse
+
+from declip.cli.option_names import names
 from pathlib import Path
 
 
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "DIR/config.json naming its feature source, so `declip predict/evaluate --ckpt DIR` need no other flag.",
     )
     p.add_argument("file", type=Path, metavar="FILE.pth", help="DeCLIP checkpoint")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output checkpoint directory")
+    p.add_argument(*names("--out", "import-checkpoint"), dest="out", type=Path, required=True, metavar="DIR", help="output checkpoint directory")
     p.add_argument("--family", choices=("vit", "resnet", "fused"), help="backbone family (default: inferred from the weights)")
     p.add_argument("--backbone", help="the backbone it was trained on (default DeCLIP's: ViT-L-14@openai, "
                    "RN50@openai, or both for ViT+RN50); VIT_KEY,RESNET_KEY for a fused checkpoint; CLIP: names work")

@@ -9,6 +9,7 @@ grid file's value) applies and a flag overrides it only when typed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import types
 import typing
 from typing import Any
@@ -52,6 +53,8 @@ def _default_words(value: Any) -> str:
 
 
 def _help(leaf: Leaf, default: Any) -> str:
+    if default is dataclasses.MISSING:  # a key with no default: the file or the flag must give it
+        return (leaf.meta.help + " (required)").replace("%", "%%")
     words = _default_words(default)
     text = leaf.meta.help + (f" (default: {words})" if words else "")
     return text.replace("%", "%%")

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build the embedded demo data, extract once, run a grid, write the report",
                        description="Runs offline in minutes on 2 CPU cores with a RANDOM-weight ViT. With network "
                        "access, --backbone ViT-L-14@openai runs the real DeCLIP backbone.")
-    p.add_argument("--out", default=d.out, metavar="DIR",
+    p.add_argument(*names("--out", "demo"), dest="out", default=d.out, metavar="DIR",
                    help="everything goes here: data/, manifest, store, grid/ and grid/report/index.html")
     p.add_argument("--backbone", default=d.backbone, metavar="KEY",
                    help="backbone key; the default is a small random-weight ViT (offline)")

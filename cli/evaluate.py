@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from declip.cli.devices import add_device_flag, resolved
 from declip.cli.option_names import names, split_values
 
 
@@ -31,13 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-score", default="mean_prob", choices=["mean_prob", "mean_logit_sigmoid", "max_prob"],
                    help="how a probability map becomes one image score for the image-level metrics")
     p.add_argument(*names("--save-maps"), dest="save_maps", action="store_true",
-                   help="write predicted probability maps as PNG at mask resolution")
+                   help="write predicted probability maps as PNG at mask resolution (to OUT/<test set>/maps/)")
+    p.add_argument(*names("--save-maps-to", "evaluate"), dest="maps_dir", metavar="DIR",
+                   help="write the maps to DIR/<test set>/ instead (implies --save-maps)")
     p.add_argument("--no-reals", action="store_true", help="leave real images out (no image-level metrics)")
     p.add_argument("--view", action="append", default=None, metavar="VIEW",
                    help=f"evaluate on a cached view ({view_syntax()}, composed with +; see `declip extract --view`), "
                    "repeatable; `clean` is the unperturbed data; with several views each one's tables go to "
                    "OUT/<view>/")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    add_device_flag(p)
     p.add_argument("--no-flow", action="store_true", help="run in-process without Prefect (debugging)")
     p.set_defaults(func=run)
 
@@ -66,6 +69,25 @@ def metrics_listing(width: int = 100) -> str:
     return "\n".join(lines)
 
 
+#: The headline metrics ``declip evaluate`` prints (the tables hold every metric).
+SHOWN = ("iou", "f1_fixed", "f1_best", "ap", "image_auc")
+
+
+def percent_table(wide) -> str:
+    """The headline metrics (columns of ``wide``) on one scale, percent, and a line saying so: the tables store IoU
+    in percent (DeCLIP's headline) but F1, AP and AUC on 0-1, and printed side by side they read as one scale."""
+    from declip.pipeline.metrics.registry import describe_metrics
+
+    unit = set(describe_metrics().query("scale == 'unit'")["metric"])
+    cols = [c for c in SHOWN if c in wide.columns]
+    shown = wide[cols].copy()
+    for c in cols:
+        if c in unit:
+            shown[c] = shown[c] * 100.0
+    return ("metrics in % (IoU per image at p > 0.5, as DeCLIP reports it; F1, AP and AUC × 100 here, stored on 0-1 "
+            "in the summary tables)\n" + shown.round(2).to_string())
+
+
 def run(args: argparse.Namespace) -> int:
     from declip.features.views import parse_views
     from declip.pipeline.evaluate.evaluation import EvalConfig
@@ -75,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
         store=args.store, checkpoint=args.ckpt, dataset=args.dataset, test_subsets=tuple(split_values(args.test_sets)),
         out=args.out, source=args.source, split=args.split,
         metrics=tuple(args.metrics.split(",")) if args.metrics else None, image_score_rule=args.image_score,
-        include_reals=not args.no_reals, save_maps=args.save_maps, device=args.device).to_json()
-    cfgs = [dict(base, view=v, out=args.out if views == ["clean"] else f"{args.out}/{v}") for v in views]
+        include_reals=not args.no_reals, save_maps=args.save_maps or bool(args.maps_dir), maps_dir=args.maps_dir,
+        device=resolved(args.device)).to_json()
+    several = views != ["clean"]
+    cfgs = [dict(base, view=v, out=f"{args.out}/{v}" if several else args.out,
+                 maps_dir=f"{args.maps_dir}/{v}" if several and args.maps_dir else args.maps_dir) for v in views]
     if args.no_flow:
         from declip.flows.evaluate import evaluate_task
 
@@ -93,10 +118,9 @@ def run(args: argparse.Namespace) -> int:
     table = pd.DataFrame(rows)
     index = ["view", "test_set"] if len(views) > 1 else "test_set"
     wide = table.pivot_table(index=index, columns="metric", values="value", aggfunc="first")
-    cols = [c for c in ("iou", "f1_fixed", "f1_best", "ap", "image_auc") if c in wide.columns]
     if rows and rows[0].get("random_weights"):
         print("NOTE: these features come from a backbone with RANDOM weights")
-    print(wide[cols].round(4).to_string())
+    print(percent_table(wide))
     collapsed = table[table["collapsed"].fillna(False).astype(bool)].drop_duplicates("test_set") \
         if "collapsed" in table else table.iloc[:0]
     for rec in collapsed.itertuples():

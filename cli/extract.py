@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from declip.cli.devices import add_device_flag, resolved
 from declip.cli.option_names import names
 
 
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="encode a manifest once and cache layer features in the store",
                        description="Run the extraction flow: one forward pass per block yields every requested "
                        "layer; re-running skips what is cached. Unreadable images are skipped and recorded.")
-    p.add_argument("--manifest", required=True, metavar="PARQUET", help="manifest written by `declip data scan`")
+    p.add_argument(*names("--manifest", "extract"), dest="manifest", required=True, metavar="PARQUET", help="manifest written by `declip data scan`")
     p.add_argument("--store", required=True, metavar="PATH|URL", help="feature store path or fsspec URL (created if missing)")
     p.add_argument("--backbone", metavar="KEY", help="ARCH@WEIGHTS[~RECIPE]: ViT-L-14@openai, ViT-B-32@random-0, "
                    "ViT-L-14@/path/weights.pt; ~openclip selects open_clip's bicubic+crop preprocessing")
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="name of the cached dataset (default: the manifest's dataset column, as `declip data scan` printed it)")
     p.add_argument(*names("--batch-size"), dest="batch_size", type=int, default=32, metavar="N",
                    help="images per forward pass (and per store block)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    add_device_flag(p)
     p.add_argument("--half", action="store_true", help="fp16 forward (CUDA only; recorded in the recipe)")
     p.add_argument("--storage-dtype", default=DEFAULT_STORAGE_DTYPE, choices=STORAGE_DTYPES.names(),
                    help="how features are stored: " + "; ".join(f"{d.name} ({d.help})" for d in STORAGE_DTYPES.values())
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = [dict(job, view=view) for view in views for job in backbone_jobs(args.backbone, args.arch, args.layers)]
     cfg = ExtractConfig(manifest=args.manifest, store=args.store, backbone=jobs[0]["backbone"],
                         layers=jobs[0]["layers"], dataset=args.dataset, batch_size=args.batch_size,
-                        device=args.device, half=args.half, strict=args.strict, workers=args.workers,
+                        device=resolved(args.device), half=args.half, strict=args.strict, workers=args.workers,
                         zarr_shards=args.zarr_shards, shards=args.shards, storage_dtype=args.storage_dtype,
                         progress=not args.no_progress, splits=tuple(split_values(args.split)))
     if args.no_flow:

@@ -18,9 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print an annotated grid.toml (every key, its meaning and default) and exit")
     p.add_argument("--config", metavar="TOML",
                    help="grid file (`declip grid --example-config` prints an annotated one); flags override it")
-    p.add_argument("--dry-run", action="store_true", help="print the cost plan (cells, store bytes per layer and "
-                   "view, encode/train/evaluate time, and DeCLIP's full ablation at Dolos size) and, with "
-                   "task_runner = \"slurm\", the batch script of the worker jobs; run nothing, submit nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the cost plan (cells, evaluations, store bytes per "
+                   "layer and view, encode/train/evaluate time) and, with task_runner = \"slurm\", the batch script "
+                   "of the worker jobs; run nothing, submit nothing")
+    p.add_argument("--project-declip", action="store_true", help="with --dry-run: also plan DeCLIP's full ablation "
+                   "(24 ViT-L/14 + 4 RN50 layers × 5 decoders × 4 generators at Dolos size) on this grid's rates")
     p.add_argument("--throughputs", metavar="JSON", help="with --dry-run: achieved FLOP/s (bench/gpu.py --json "
                    "writes them) instead of a short calibration on --device")
     p.add_argument("--epochs-estimate", type=int, default=None, metavar="N",
@@ -94,12 +96,14 @@ def run(args: argparse.Namespace) -> int:
     if note:  # before anything runs: an unset width on the CPU is a DeCLIP deviation
         print(f"NOTE: {note}", flush=True)
     if args.dry_run:
-        from declip.pipeline.grid.cost_plan import DEFAULT_EPOCHS, Rates, dry_run
+        from declip.pipeline.grid.cost_plan import DEFAULT_EPOCHS, Rates
+        from declip.pipeline.grid.dry_run import dry_run
 
         rates = Rates.from_json(args.throughputs) if args.throughputs else None
         if cfg.task_runner == "slurm":  # first: it needs no calibration, which a login node may not manage
             print(slurm_plan(cfg).lstrip("\n") + "\n")
-        text, _ = dry_run(cfg, rates, args.epochs_estimate or DEFAULT_EPOCHS)
+        text, _ = dry_run(cfg, rates, args.epochs_estimate or DEFAULT_EPOCHS, project_declip=args.project_declip,
+                          say=lambda line: print(line, flush=True))
         print(text)
         return 0
     from declip.flows.runtime import prefect_defaults

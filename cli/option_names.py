@@ -13,10 +13,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "--train-sets": ("--train", "--train_dataset"),
     "--test-sets": ("--test",),
     "--batch-size": ("--batch_size",),
-    "--max-epochs": ("--niter",),
+    "--max-epochs": ("--niter", "--epochs"),
     "--patience": ("--earlystop_epoch",),
     "--ckpt": ("--checkpoint",),
-    "--save-maps": ("--output_save_path",),
     "--fully-supervised": ("--fully_supervised",),
     "--augment": ("--data-aug", "--data_aug"),
 }
@@ -26,9 +25,15 @@ CONST_FLAGS: dict[str, tuple[str, object, str]] = {
     "--fully-supervised": ("mode", "localization", "DeCLIP's spelling of --mode localization"),
 }
 
-# Spellings that only make sense in one command: DeCLIP's evaluation writes to ``--result_folder``.
+# Spellings that only make sense in some commands: DeCLIP's evaluation writes to ``--result_folder``; IMDLBenCo's
+# ``--output_dir`` is an output folder (not ``data scan --out``, a file) and its ``--data_path`` the data, which is a
+# manifest here. DeCLIP's ``--output_save_path DIR`` takes a folder: ``declip evaluate`` has it as its own option.
+_OUTPUT_DIRS = ("train", "evaluate", "predict", "grid", "demo", "report", "import-checkpoint")
 COMMAND_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("evaluate", "--out"): ("--result_folder",),
+    ("evaluate", "--out"): ("--result_folder", "--output_dir"),
+    ("evaluate", "--save-maps-to"): ("--output_save_path",),
+    **{(command, "--out"): ("--output_dir",) for command in _OUTPUT_DIRS if command != "evaluate"},
+    **{(command, "--manifest"): ("--data_path",) for command in ("extract", "grid")},
 }
 
 

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from declip.cli.option_names import names
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write figures and an HTML page from a results table",
                        description="IoU by layer × decoder, the train × test generator matrix (ID/OOD averages), "
                        "per-image IoU distributions and predicted-mask overlays, linked from index.html.")
     p.add_argument("results", metavar="RESULTS", help="results.parquet written by `declip grid`, or the grid's folder")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: report/ next to the results)")
+    p.add_argument(*names("--out", "report"), dest="out", metavar="DIR",
+                   help="output folder (default: report/ next to the results)")
     p.add_argument("--max-overlays", type=int, default=4, metavar="N",
                    help="test images in the overlay panel (saved maps, or recomputed from the checkpoint)")
     p.set_defaults(func=run)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="linear, attention, conv-4, conv-12, conv-20 (default: conv-20); comma-separated or repeated")
     p.add_argument(*names("--train-sets"), dest="train_sets", required=True, metavar="SUBSETS",
                    help="training generator(s) (subsets of the dataset), comma-separated, or all")
-    p.add_argument("--out", required=True, metavar="DIR",
+    p.add_argument(*names("--out", "train"), dest="out", required=True, metavar="DIR",
                    help="run directory: best/ checkpoint, state.pt for resuming, epochs.csv, summary.json "
                    "(one sub-directory per head when several)")
     p.add_argument("--seed", type=int, default=0, metavar="N",

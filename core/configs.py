@@ -216,10 +216,25 @@ def from_json(cls: type, data: Mapping, *, ignore: tuple[str, ...] = ()) -> Any:
         raise DeclipError(f"missing required keys {missing}")
     values = {leaf.key: _typed(leaf.hint, flat[leaf.key]) for leaf in all_leaves if leaf.key in flat}
     rules = {leaf.key: leaf.meta.rule for leaf in all_leaves if leaf.meta is not None and leaf.meta.rule is not None}
-    found = problems(values, {k: r for k, r in rules.items() if k in values}, _flags(all_leaves))
+    not_lists = _not_lists(values, all_leaves)
+    found = list(not_lists.values()) + problems(
+        values, {k: r for k, r in rules.items() if k in values and k not in not_lists}, _flags(all_leaves))
     if found:
         raise DeclipError(f"invalid {getattr(cls, 'WHAT', 'config')} settings: " + "; ".join(found))
     return _build(cls, values)
+
+
+def _not_lists(values: dict, all_leaves: list[Leaf]) -> dict[str, str]:
+    """A list key given one value (``layers = 3``, ``layers = "layer0"``): key -> one line, before a string is split
+    into characters or a number fails deep inside with "'int' object is not iterable"."""
+    found = {}
+    for leaf in all_leaves:
+        value = values.get(leaf.key)
+        if leaf.key in values and value is not None and _is_tuple(leaf.hint) and not isinstance(value, (tuple, list)):
+            example = leaf.meta.example if leaf.meta is not None and leaf.meta.example is not UNSET else ("...",)
+            shown = "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in example) + "]"
+            found[leaf.key] = f"{leaf.key} takes a list such as {leaf.key} = {shown}, got {value!r}"
+    return found
 
 
 def _build(cls: type, values: dict) -> Any:

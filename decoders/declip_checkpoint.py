@@ -73,6 +73,7 @@ def load_declip_checkpoint(
         "feature_layer": layer, "decoder_type": name, "family": config["family"], "in_channels": c_in,
         "grid": tuple(config["grid"]), "total_steps": _as_int(ckpt.get("total_steps", 0)), "ignored_keys": ignored,
         "num_params": sum(p.numel() for p in decoder.parameters()),
+        "embedded_family": _backbone_family(ckpt["model"]),  # what the embedded backbone says (None: nothing)
     }
     return decoder, info
 
@@ -103,6 +104,17 @@ def save_declip_checkpoint(
     return atomic_torch_save(ckpt, Path(path))
 
 
+#: torch.save's legacy (pre-zip) format: pickle protocol 2 starting with its magic number, a 10-byte LONG1.
+_TORCH_LEGACY_HEAD = b"\x80\x02\x8a\x0a"
+
+
+def is_plain_pickle(path: Path) -> bool:
+    """A pickle that is neither torch.save's zip archive nor its legacy format (``pickle.dump(checkpoint, f)``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head[:1] == b"\x80" and not head.startswith(_TORCH_LEGACY_HEAD) and not zipfile.is_zipfile(path)
+
+
 def _read_declip(path: Path) -> dict[str, Any]:
     """``torch.load`` with weights_only, turning every way a file can be wrong into an actionable DeclipError."""
     if not path.is_file():
@@ -112,6 +124,13 @@ def _read_declip(path: Path) -> dict[str, Any]:
             f"{path} is a TorchScript archive, not a DeCLIP training checkpoint; convert it once with "
             f"m = torch.jit.load(PATH, map_location='cpu'); torch.save({{'model': m.state_dict(), "
             f"'feature_layer': 'layer20', 'decoder_type': 'conv-20'}}, 'converted.pth') (use your layer/decoder)"
+        )
+    if is_plain_pickle(path):
+        raise DeclipError(
+            f"{path} is a plain Python pickle (written with pickle.dump, not torch.save), which safe (weights_only) "
+            "loading cannot read; the file is probably intact. If you trust where it came from, convert it once: "
+            "import pickle, torch; c = pickle.load(open(PATH, 'rb')); torch.save({k: c[k] for k in ('model', "
+            "'feature_layer', 'decoder_type')}, 'converted.pth'), then import converted.pth"
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))

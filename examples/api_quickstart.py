@@ -1,6 +1,6 @@
 """scan -> extract -> train -> evaluate through declip's Python API (no CLI, no Prefect).
 
-    python examples/api_quickstart.py OUT                       # generated demo data, random-weight ViT, ~2 min on CPU
+    python examples/api_quickstart.py OUT                       # generated demo data, SRM control, ~3 min on CPU
     python examples/api_quickstart.py OUT --data /data/dolos_data/celebahq --layout dolos \
         --backbone ViT-L-14@openai --layer layer20 --decoder conv-20 --epochs 400 --device cuda
 
@@ -29,12 +29,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("out", type=Path, help="working folder (manifest, store, run, results)")
     p.add_argument("--data", type=Path, help="your dataset folder (default: generate the small demo dataset)")
     p.add_argument("--layout", default="auto", help="dolos | autosplice | pairs | list | auto")
-    p.add_argument("--backbone", default="demo-vit-small@random-0", help="backbone key (random weights by default)")
-    p.add_argument("--layer", default="layer4", help="layer to cache and train on")
+    p.add_argument("--backbone", default="srm@fixed", help="backbone key (default: the fixed SRM noise filters, the "
+                   "positive control that learns on the demo data; a random-weight ViT such as "
+                   "demo-vit-small@random-0 collapses there)")
+    p.add_argument("--layer", default="layer0", help="layer to cache and train on")
     p.add_argument("--decoder", default="conv-4", help="linear | attention | conv-4 | conv-12 | conv-20")
     p.add_argument("--width", type=float, default=0.25, help="decoder channel multiplier (1.0 = DeCLIP)")
     p.add_argument("--train-set", help="generator to train on (default: the first one)")
-    p.add_argument("--epochs", type=int, default=3, help="upper bound on training epochs")
+    p.add_argument("--epochs", type=int, default=5, help="upper bound on training epochs")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     out = args.out
@@ -67,9 +69,18 @@ def main(argv: list[str] | None = None) -> dict:
                                 test_subsets=tuple(generators), out=str(out / "results"), device=args.device))
     iou = table[table["metric"] == "iou"].set_index("test_set")["value"]
     print("test IoU (%) by generator:\n" + iou.round(2).to_string())
+    # 5. Did it learn? A decoder whose maps collapsed (one value everywhere) is flagged per row; say it plainly.
+    rows = table[table["metric"] == "iou"].set_index("test_set")
+    collapsed = rows["collapsed"].fillna(False).astype(bool) if "collapsed" in rows else iou * 0 > 0
+    for test_set in rows.index[collapsed]:
+        print(f"COLLAPSED on {test_set}: {rows.loc[test_set, 'collapse_reason']}")
+    if len(collapsed) and collapsed.all():
+        print("COLLAPSED everywhere: this decoder learned nothing (every map is one value); train longer (--epochs) "
+              "or try the fixed-kernel control (--backbone srm@fixed --layer layer0)")
     if "random" in args.backbone:
         print("NOTE: random backbone weights: the numbers show the pipeline works, not what CLIP features can do.")
-    return {"dataset": dataset, "train_set": train_set, "iou": iou.to_dict(), "summary": summary}
+    return {"dataset": dataset, "train_set": train_set, "iou": iou.to_dict(), "summary": summary,
+            "collapsed": collapsed.to_dict()}
 
 
 if __name__ == "__main__":

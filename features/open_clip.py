@@ -208,7 +208,8 @@ def _create_from_file(key: BackboneKey) -> nn.Module:
             model = open_clip.load_openai_model(path, precision="fp32", device="cpu")
             _check_archive_arch(model, arch, path)
             return model
-        if not quick_gelu and isinstance((vision_config(arch) or {}).get("layers"), int):
+        config_quick = bool((open_clip_config(arch) or {}).get("quick_gelu"))  # e.g. open_clip's ViT-L-14-quickgelu
+        if not (quick_gelu or config_quick) and isinstance((vision_config(arch) or {}).get("layers"), int):
             log.warning("%s: building %s with exact GELU; if these are OpenAI-trained weights, name the architecture "
                         "%s%s for QuickGELU", path, arch, arch, QUICKGELU_SUFFIX)
         return open_clip.create_model(arch, pretrained=path, force_quick_gelu=quick_gelu)

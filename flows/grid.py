@@ -12,13 +12,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, task
+from prefect import tags as prefect_tags
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run, task_run
 
 from declip.flows.extract import extract_sharded
 from declip.flows.placement import gpu_request, task_device, where, workers_advertise_gpus
-from declip.flows.runtime import loopback_api_warning, run_flow, run_logger, task_runner
+from declip.flows.runtime import loopback_api_warning, own_tags, run_flow, run_logger, task_runner
 from declip.core.keys import LayerKey
+from declip.core.stop import waiting
 from declip.pipeline.evaluate.evaluation import EvalConfig
 from declip.pipeline.grid import cells as grid_cells
 from declip.pipeline.grid.baseline_table import update_baselines
@@ -32,7 +34,9 @@ from declip.pipeline.grid.plan import (
 )
 from declip.pipeline.grid.progress import CellProgress
 from declip.pipeline.grid.run_index import write_index
-from declip.pipeline.grid.run_names import cell_name, grid_run_name, grid_tags, source_parts, tags
+from declip.pipeline.grid.run_names import (
+    cell_name, extract_tags, grid_artifact_key, grid_run_name, grid_tags, source_parts, tags,
+)
 from declip.pipeline.train.training import TrainConfig
 
 
@@ -111,13 +115,16 @@ def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], lis
     progress = CellProgress(cells, groups, [run for run, _ in eval_futures], show)
     run_of = {id(f): run for run, f in eval_futures}
     results: dict[int, object] = {}
-    for fut in as_completed([*group_futures, *(f for _, f in eval_futures)]):
-        results[id(fut)] = fut.result()
-        if id(fut) in run_of:
-            progress.evaluated(run_of[id(fut)], results[id(fut)])
-        else:
-            progress.trained(results[id(fut)])
-    progress.close()
+    try:
+        with waiting():  # only waits for the tasks: Ctrl-C / SIGTERM ends the wait at once, the tasks at a batch
+            for fut in as_completed([*group_futures, *(f for _, f in eval_futures)]):
+                results[id(fut)] = fut.result()
+                if id(fut) in run_of:
+                    progress.evaluated(run_of[id(fut)], results[id(fut)])
+                else:
+                    progress.trained(results[id(fut)])
+    finally:
+        progress.close()
     trained = [record for f in group_futures for record in results[id(f)]]
     return trained, [results[id(f)] for _, f in eval_futures], len(cells) - len(train_futures), len(groups)
 
@@ -128,7 +135,17 @@ def grid_flow(cfg: dict) -> dict:
 
     With ``max_store_gb`` the grid's layers run in groups that fit the disk (extract, train and evaluate the group's
     cells, evict its features); without it there is one group."""
-    g = GridConfig.from_dict(cfg)
+    with own_tags():  # the flow run has the grid's tags; each task run only its own
+        return _grid(GridConfig.from_dict(cfg))
+
+
+def _extract_tagged(cfg) -> dict:
+    """One backbone's (sharded) extraction whose task runs carry that extraction's tags, not the grid's."""
+    with prefect_tags(*extract_tags(cfg.to_json())):
+        return extract_sharded(cfg)
+
+
+def _grid(g: GridConfig) -> dict:
     log = run_logger()
     cells = start_grid(g, log)
     if g.task_runner != "threads":  # a compute node that lacks a mount fails here, in one line, before any work
@@ -146,10 +163,10 @@ def grid_flow(cfg: dict) -> dict:
         else:
             if budgeted:  # written before extraction starts, so a resumed run still knows what it made
                 record_created_layers(g, group.extraction_jobs())
-            outcome.extracted += [extract_sharded(c) for c in extraction_configs(g, group.extraction_jobs())]
+            outcome.extracted += [_extract_tagged(c) for c in extraction_configs(g, group.extraction_jobs())]
             if not checked:  # after the first extraction (it registers the dataset), before any run directory
                 check_subsets(g)
-                write_index(g.out, cells)
+                write_index(g.out, [c.train for c in cells])
                 checked = True
             outcome.add_cells(*_run_cells(group_cells, g.max_workers, g.options.progress))
         if budgeted and not g.keep_features:
@@ -157,18 +174,18 @@ def grid_flow(cfg: dict) -> dict:
     if g.baselines:
         baselines_task(g)
     path, table = write_grid_results(g, cells)
-    _publish(table)
+    _publish(table, grid_artifact_key(g.to_json()))
     log.info(outcome.done_line(path))
     return outcome.as_dict(path, len(table))
 
 
-def _publish(table) -> None:
-    """The IoU summary as a Prefect artifact (visible in the UI when a server is configured)."""
+def _publish(table, key: str) -> None:
+    """The IoU summary as a Prefect artifact (visible in the UI when a server is configured), keyed by grid."""
     from prefect.artifacts import create_markdown_artifact
 
     markdown = iou_markdown(table)
     if markdown is not None:
-        create_markdown_artifact(key="grid-iou", markdown=markdown,
+        create_markdown_artifact(key=key, markdown=markdown,
                                  description="mean IoU (%) per decoder × layer × test set, averaged over train sets")
 
 

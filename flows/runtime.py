@@ -76,6 +76,14 @@ def run_flow(flow, *args, name: str, tags: list[str], task_runner=None):
         return flow.with_options(**options)(*args)
 
 
+def own_tags():
+    """A context in which task runs carry only the tags given to them, not the enclosing flow run's: a grid's cells
+    are tagged with their own backbone, layer and decoder (the SRM cell was tagged with the grid's two ViT layers)."""
+    from prefect.context import TagsContext
+
+    return TagsContext(current_tags=set())
+
+
 def hide_failure_logs_on_console() -> None:
     """Prefect prints a failed task and flow with full tracebacks (75-98 lines) on the console; the CLI prints the
     one line that matters (or Python's own traceback for a bug), so those records stay in the run logs (the UI) and
@@ -120,6 +128,7 @@ def watch_ephemeral_server() -> None:
         @staticmethod
         def Popen(args, **kw):  # noqa: N802 - stands in for subprocess.Popen
             watchdog = [sys.executable, str(Path(__file__).with_name("server_watchdog.py")), str(os.getpid()), "--"]
+            kw.setdefault("start_new_session", True)  # a terminal's Ctrl-C reaches the command, not its API server
             return subprocess.Popen(watchdog + list(args), **kw)
 
     def run_watched(self):

@@ -22,6 +22,7 @@ from PIL import Image
 from declip.decoders import Decoder, load_decoder
 from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.core.keys import CLEAN_VIEW, SourceKey
 from declip.core.validation import check_config, number, whole
 from declip.pipeline.metrics.registry import MetricAccumulator
@@ -54,6 +55,7 @@ class EvalConfig(JsonConfig):
     device: str = "cpu"
     memory_gb: float | None = None
     view: str = CLEAN_VIEW  # evaluate on the cached copy DATASET@VIEW (features.views), e.g. "jpeg:75"
+    maps_dir: str | None = None  # with save_maps: maps go to MAPS_DIR/<test set>/ (DeCLIP's --output_save_path)
 
     def __post_init__(self) -> None:
         if self.source is not None:
@@ -61,7 +63,13 @@ class EvalConfig(JsonConfig):
         check_config(self, {"batch_size": whole(1), "memory_gb": number(at_least=0, optional=True)}, "evaluation")
 
     #: Fields that say where results go or how they are computed, never what they are.
-    NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")
+    NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "maps_dir")
+
+    def to_json(self) -> dict:
+        data = super().to_json()
+        if data.get("maps_dir") is None:  # records written before maps_dir existed keep their bytes
+            data.pop("maps_dir", None)
+        return data
 
     def identity(self) -> str:
         """Hash of everything that changes the numbers (why: a grid re-evaluates when, and only when, it must)."""
@@ -93,6 +101,7 @@ def score_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows
     paths = data.samples["image_path"].tolist()
     sources = sorted({source for _, source in models})  # SourceKeys order by their text
     for batch in data.batches(rows, batch_size, shuffle=False, seed=0, sources=sources):
+        check_stop()
         sizes = [native_size(data.samples, row) for row in batch.rows]
         truth = []
         for row in batch.rows:
@@ -179,7 +188,7 @@ def evaluate(cfg: EvalConfig) -> pd.DataFrame:
         set_dir = out / subset
         acc = score_rows(decoder, data, source, rows, metrics=cfg.metrics, image_score_rule=cfg.image_score_rule,
                          batch_size=cfg.batch_size, device=cfg.device,
-                         maps_dir=set_dir / "maps" if cfg.save_maps else None)
+                         maps_dir=_maps_dir(cfg, set_dir, subset))
         set_dir.mkdir(parents=True, exist_ok=True)
         record = {"identity": cfg.subset_identity(subset), "config": replace(cfg, test_subsets=(subset,)).to_json()}
         (set_dir / EVAL_RECORD).write_text(json.dumps(record, indent=2, default=str))
@@ -206,6 +215,12 @@ def write_per_image(acc: MetricAccumulator, directory: Path) -> None:
     ids, hist = acc.pixel_histograms()
     if len(ids):
         save_histograms(directory / HISTOGRAM_FILE, ids, hist)
+
+
+def _maps_dir(cfg: EvalConfig, set_dir: Path, subset: str) -> Path | None:
+    if not cfg.save_maps:
+        return None
+    return Path(cfg.maps_dir) / subset if cfg.maps_dir else set_dir / "maps"
 
 
 def _describe(cfg: EvalConfig, meta: dict, source: SourceKey, store_meta: dict) -> dict:

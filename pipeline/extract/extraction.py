@@ -31,6 +31,7 @@ from declip.features.taps import layer_info, parse_layers
 from declip.features.views import View
 from declip.core.configs import JsonConfig
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.core.validation import check_config, whole
 from declip.pipeline.extract.registration import prepare_dataset, prepare_view_dataset
 from declip.store.block_writer import BlockWriter
@@ -299,6 +300,7 @@ def _run_blocks(cfg, store, backbone, samples, root, recipe, arrays, todo, stats
     try:
         pin = cfg.device.startswith("cuda") and torch.cuda.is_available()
         for batch in prefetch_batches(jobs, recipe, workers=cfg.workers, view=view, pin=pin):
+            check_stop()  # Ctrl-C / SIGTERM: the writer below still finishes the blocks already encoded
             stats.seconds["decode"] += batch.seconds
             if batch.problems and cfg.strict:
                 p = batch.problems[0]

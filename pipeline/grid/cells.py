@@ -21,6 +21,7 @@ from pathlib import Path
 from declip.core.io import atomic_write_text
 from declip.pipeline.evaluate.evaluation import EvalConfig, evaluate
 from declip.pipeline.grid.plan import Cell, cell_finished, eval_finished
+from declip.pipeline.grid.run_index import training_marks
 from declip.pipeline.train.training import TrainConfig, train, train_heads
 
 #: Beside a failed cell's checkpoints: why it failed (removed when the cell trains).
@@ -56,7 +57,13 @@ def train_cell(cfg: TrainConfig, log: logging.Logger | logging.LoggerAdapter = L
 
 
 def train_cells(cfgs: list[TrainConfig], log: logging.Logger | logging.LoggerAdapter = LOG) -> list[dict]:
-    """Train cells sharing a backbone, train set and seed as one multi-head run; if that fails, each alone."""
+    """Train cells sharing a backbone, train set and seed as one multi-head run; if that fails, each alone. While
+    they train, their run directories say so (``runs/index.csv`` status ``training``)."""
+    with training_marks(cfgs):
+        return _train_cells(cfgs, log)
+
+
+def _train_cells(cfgs: list[TrainConfig], log: logging.Logger | logging.LoggerAdapter) -> list[dict]:
     if len(cfgs) > 1:
         try:
             summaries = train_heads(cfgs, log)

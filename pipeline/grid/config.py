@@ -161,6 +161,14 @@ class GridConfig(JsonConfig):
             raise DeclipError(f"{source}: {exc}") from None
         if not cfg.train_sets or not cfg.test_sets:
             raise DeclipError(f"{source}: train_sets and test_sets must each name at least one generator")
+        if bool(cfg.backbones) != bool(cfg.layers):
+            given, empty = ("backbones", "layers") if cfg.backbones else ("layers", "backbones")
+            raise DeclipError(f"{source}: {given} = {list(getattr(cfg, given))} but {empty} is empty; every backbone "
+                              f"is cached at every layer, so set both (e.g. backbones = [\"ViT-L-14@openai\"], "
+                              f"layers = [\"layer12\", \"layer20\"]) or neither")
+        if not (cfg.backbones or cfg.fused or cfg.extra_sources):
+            raise DeclipError(f"{source}: the grid has no features to train on: set backbones and layers, fused or "
+                              "extra_sources")
         if cfg.max_store_gb is not None and not cfg.manifest:
             raise DeclipError(f"{source}: max_store_gb evicts features and re-extracts them when needed, so it needs "
                               "manifest = \"...\" (the manifest the store's dataset was extracted from)")

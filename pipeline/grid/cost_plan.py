@@ -9,7 +9,6 @@ Training epochs are not known in advance (the plateau schedule stops them), so a
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,14 +17,14 @@ import numpy as np
 import torch
 
 from declip.core.errors import DeclipError
-from declip.core.keys import DECLIP_ARCHES, BackboneKey, LayerKey, SourceKey
+from declip.core.keys import CLEAN_VIEW, DECLIP_ARCHES, BackboneKey, LayerKey, SourceKey
 from declip.features.families import family_for, layer_shapes
-from declip.pipeline.grid.config import GridConfig
-from declip.pipeline.grid.plan import plan_cells, sources
+from declip.pipeline.grid.config import GridConfig, resolved_test_views, resolved_train_views
+from declip.pipeline.grid.plan import sources, subset_problems
 from declip.pipeline.grid.model_flops import decoder_flops, encode_flops
 from declip.pipeline.grid.budget import layer_nbytes, plan_groups, source_layers
 
-FULL_ABLATION_DISK_GB = 56.0  # a 64 GiB disk, less masks (2.6 GB at Dolos size), runs and slack
+
 DEFAULT_EPOCHS = 25  # DeCLIP's schedule: best epoch + 3 lr drops × (patience 5 + 1) is ~20-40 epochs
 
 
@@ -67,10 +66,23 @@ class Workload:
     seeds: int = 1
     epochs: int = DEFAULT_EPOCHS
     notes: list[str] = field(default_factory=list)
+    evals_per_cell: int | None = None  # evaluations of one cell (default: one per test set)
+    eval_rows: int | None = None  # rows one cell's evaluations score in all (default: the test sets' test rows)
+    view_images: int = 0  # images each encode pass encodes again under a view (test views, training views)
+    views: list[str] = field(default_factory=list)
 
     @property
     def cells(self) -> int:
         return len(self.sources) * len(self.decoders) * len(self.train_rows) * self.seeds
+
+    @property
+    def evaluations(self) -> int:
+        return self.cells * (len(self.test_rows) if self.evals_per_cell is None else self.evals_per_cell)
+
+    @property
+    def rows_scored(self) -> int:
+        """Rows one cell's evaluations score, every split and view counted."""
+        return sum(self.test_rows.values()) if self.eval_rows is None else self.eval_rows
 
 
 def _source_shape(source: "SourceKey | str") -> tuple[int, tuple[int, int], str, str]:
@@ -100,7 +112,7 @@ def estimate(work: Workload, rates: Rates) -> dict:
     for group in groups:
         for backbone, group_layers in _by_backbone(group.layers).items():
             deepest = layer_shapes(backbone.arch).deepest(group_layers)
-            encode_s += work.n_images * encode_flops(backbone.arch, deepest) / rates.encode
+            encode_s += (work.n_images + work.view_images) * encode_flops(backbone.arch, deepest) / rates.encode
             passes += 1
     train_s = eval_s = 0.0
     per_decoder: dict[str, float] = {}
@@ -110,11 +122,13 @@ def estimate(work: Workload, rates: Rates) -> dict:
             fwd, step = decoder_flops(decoder, channels, grid, family, work.width)
             for n_train, n_valid in work.train_rows.values():
                 t = work.seeds * work.epochs * (n_train * step / rates.train + n_valid * fwd / rates.eval)
-                e = work.seeds * sum(work.test_rows.values()) * fwd / rates.eval
+                e = work.seeds * work.rows_scored * fwd / rates.eval
                 train_s, eval_s = train_s + t, eval_s + e
                 per_decoder[decoder] = per_decoder.get(decoder, 0.0) + t + e
     return {
-        "name": work.name, "cells": work.cells, "evaluations": work.cells * len(work.test_rows),
+        "name": work.name, "cells": work.cells, "evaluations": work.evaluations,
+        "views": work.views, "view_images": work.view_images,
+        "view_bytes": sum(per_image.values()) * work.view_images,
         "n_images": work.n_images, "storage_dtype": work.storage_dtype,
         "layers": [{"layer": str(k), "shape": _shape_text(k), "bytes_per_image": per_image[k],
                     "bytes": nbytes[k], "bytes_test_view": per_image[k] * work.test_split_images}
@@ -134,22 +148,40 @@ def _shape_text(layer: LayerKey) -> str:
 
 
 def grid_workload(cfg: GridConfig, epochs: int = DEFAULT_EPOCHS) -> Workload:
-    """The grid's own workload, with row counts from its manifest (or the store's registered rows)."""
+    """The grid's own workload, with row counts from its manifest (or the store's registered rows): every
+    evaluation the grid runs (each evaluation split, and each test view on the test split, × test sets) and every
+    view it extracts (test views on the test split, training views on the train split)."""
     samples = _samples(cfg)
+    problems = subset_problems(cfg, samples)
+    if problems:
+        raise DeclipError(f"grid on {cfg.dataset}: " + "; ".join(problems) + "; fix train_sets/test_sets")
     partial = samples["kind"] == "partial"
     masked = partial & (samples["mask_path"] != "") & (samples["label"] == 1)
     train_rows = {}
     for t in cfg.train_sets:
         of = masked & samples["subset"].isin(_expand(t, samples))
-        train_rows[t] = (int((of & (samples["split"] == "train")).sum()),
-                         int((of & (samples["split"] == "valid")).sum()))
-    reals = int(((samples["label"] == 0) & (samples["split"] == "test")).sum())
-    test_rows = {t: int(((samples["subset"] == t) & (samples["label"] == 1) & (samples["split"] == "test")).sum())
-                 + reals for t in cfg.test_sets}
+        train_rows[t] = (int((of & (samples["split"] == cfg.options.train_split)).sum()),
+                         int((of & (samples["split"] == cfg.options.valid_split)).sum()))
+
+    def scored(test: str, split: str) -> int:  # the test set's fakes and every real of the split
+        of_split = samples["split"] == split
+        return int((of_split & (samples["subset"] == test) & (samples["label"] == 1)).sum()
+                   + (of_split & (samples["label"] == 0)).sum())
+
+    test_views = resolved_test_views(cfg) if "test" in cfg.eval_splits else []
+    plan = [split for split in cfg.eval_splits] + ["test"] * len(test_views)
+    train_views = [v for v in resolved_train_views(cfg) if v != CLEAN_VIEW]
+    split_rows = samples["split"].value_counts()
     budget = int(cfg.max_store_gb * 2**30) if cfg.max_store_gb is not None else None
-    return Workload("this grid", sources(cfg), list(cfg.decoders), train_rows, test_rows, len(samples),
-                    int((samples["split"] == "test").sum()), cfg.storage_dtype, budget, cfg.options.width,
-                    len(cfg.seeds), min(epochs, cfg.options.max_epochs))
+    return Workload("this grid", sources(cfg), list(cfg.decoders), train_rows,
+                    {t: scored(t, "test") for t in cfg.test_sets}, len(samples),
+                    int(split_rows.get("test", 0)), cfg.storage_dtype, budget, cfg.options.width,
+                    len(cfg.seeds), min(epochs, cfg.options.max_epochs),
+                    evals_per_cell=len(plan) * len(cfg.test_sets),
+                    eval_rows=sum(scored(t, split) for split in plan for t in cfg.test_sets),
+                    view_images=int(split_rows.get("test", 0)) * len(resolved_test_views(cfg))
+                    + int(split_rows.get(cfg.options.train_split, 0)) * len(train_views),
+                    views=resolved_test_views(cfg) + train_views)
 
 
 def _expand(train_set: str, samples) -> set[str]:
@@ -266,6 +298,9 @@ def render(plan: dict, list_cells: list[str] | None = None) -> str:
     peak = max(g["held_bytes"] for g in plan["groups"])
     lines.append(f"   store: {_gb(plan['total_bytes'])} for every layer; {budget}: {len(plan['groups'])} group(s), "
                  f"peak {_gb(peak)} on disk, {plan['encode_passes']} encode pass(es)")
+    if plan.get("views"):
+        lines.append(f"   views: {', '.join(plan['views'])}: {plan['view_images']} more images per encode pass, "
+                     f"{_gb(plan['view_bytes'])} more in the store (included in encode and total)")
     s = plan["seconds"]
     lines.append(f"   time: encode {_h(s['encode'])}, train {_h(s['train'])} "
                  f"({plan['epochs_assumed']} epochs assumed), "
@@ -284,36 +319,3 @@ def _gb(n: float) -> str:
 
 def _h(seconds: float) -> str:
     return f"{seconds / 3600:.3g} h" if seconds >= 360 else f"{seconds:.3g} s"
-
-
-def dry_run(cfg: GridConfig, rates: Rates | None = None, epochs: int = DEFAULT_EPOCHS) -> tuple[str, dict]:
-    """The text and the figures of ``declip grid --dry-run``: this grid, then DeCLIP's full ablation."""
-    rates = rates or calibrate(cfg)
-    own = estimate(grid_workload(cfg, epochs), rates)
-    cells = [f"{c.train.source} {c.train.decoder} train={','.join(c.train.train_sets)} seed={c.train.seed} "
-             f"-> runs/{c.run_id}" for c in plan_cells(cfg)]
-    full = _full_ablation_plan(cfg, rates, epochs)
-    text = render(own, cells) + "\n\n" + render(full)
-    if math.isfinite(full["seconds"]["total"]):
-        text += "\n   (the full ablation's rates are this device's, measured on the grid's models above)"
-    return text, {"grid": own, "declip_full": full}
-
-
-def _full_ablation_plan(cfg: GridConfig, rates: Rates, epochs: int) -> dict:
-    """DeCLIP's full ablation on the grid's disk budget (else a 64 GiB disk) in the grid's storage dtype. What does
-    not fit is planned in int8 (RN50 layer1 in float16 is 60 GiB at Dolos size), then on a 64 GiB disk (a budget
-    sized for a small grid cannot hold one ViT-L/14 layer of Dolos), each step said in a note: the projection never
-    stops the grid's own plan from printing."""
-    budget = int((cfg.max_store_gb if cfg.max_store_gb is not None else FULL_ABLATION_DISK_GB) * 2**30)
-    disk = int(FULL_ABLATION_DISK_GB * 2**30)
-    notes: list[str] = []
-    for storage_dtype, limit in dict.fromkeys([(cfg.storage_dtype, budget), ("int8", budget), ("int8", disk)]):
-        try:
-            plan = estimate(declip_full_ablation(storage_dtype, limit, epochs), rates)
-        except DeclipError as exc:
-            notes.append(f"{storage_dtype} does not fit {limit / 2**30:.3g} GiB ({exc})")
-            continue
-        if notes:
-            plan["notes"] += notes + [f"planned in {storage_dtype} on {limit / 2**30:.3g} GiB"]
-        return plan
-    raise DeclipError("; ".join(notes))

@@ -29,6 +29,6 @@ def extraction_configs(g: GridConfig, jobs: dict[str, list[str]]) -> list[Extrac
         return []
     base = ExtractConfig(manifest=g.manifest, store=g.store, backbone="", dataset=g.dataset,
                          batch_size=g.extract_batch_size, device=g.options.device, storage_dtype=g.storage_dtype,
-                         shards=g.extract_shards, progress=False)
+                         shards=g.extract_shards, progress=g.options.progress)  # a bar per pass: hours
     return [replace(base, backbone=backbone, layers=",".join(sorted(set(layers))), view=view, splits=splits)
             for view, splits in view_splits(g) for backbone, layers in jobs.items()]

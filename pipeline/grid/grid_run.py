@@ -100,7 +100,7 @@ def write_grid_results(g: GridConfig, cells: list[Cell]) -> tuple[Path, pd.DataF
     """Collect every evaluation on disk into ``results.{parquet,csv}`` (merged with earlier runs' rows in the same
     folder), refresh ``runs/index.csv``; returns the path and the merged table."""
     path = write_results(collect_results(g, cells, code_version()), Path(g.out))
-    write_index(g.out, cells)
+    write_index(g.out, [c.train for c in cells])
     return path, pd.read_parquet(path)
 
 

@@ -101,15 +101,22 @@ def check_subsets(cfg: GridConfig, samples=None) -> None:
         from declip.store.feature_store import FeatureStore
 
         samples = FeatureStore(cfg.store, mode="r").samples(cfg.dataset)
+    problems = subset_problems(cfg, samples)
+    if problems:
+        raise DeclipError(f"grid on {cfg.store} / {cfg.dataset}: " + "; ".join(problems)
+                          + "; fix train_sets/test_sets, or scan and extract those generators first. Nothing was trained")
+
+
+def subset_problems(cfg: GridConfig, samples) -> list[str]:
+    """One line per train/test set with no fake rows of its split in ``samples`` (a manifest's or a store's rows):
+    what :func:`check_subsets` refuses and ``grid --dry-run`` reports before planning."""
     problems = []
     for names, split in ((cfg.train_sets, cfg.options.train_split), (cfg.test_sets, "test")):
         present = set(samples.loc[(samples["split"] == split) & (samples["label"] == 1), "subset"])
         missing = [n for n in names if n != "all" and n not in present]
         if missing:
             problems.append(f"{split} sets {missing} have no {split} rows (known: {sorted(present) or 'none'})")
-    if problems:
-        raise DeclipError(f"grid on {cfg.store} / {cfg.dataset}: " + "; ".join(problems)
-                          + "; fix train_sets/test_sets, or scan and extract those generators first. Nothing was trained")
+    return problems
 
 
 def check_grid_data(cfg: GridConfig) -> None:

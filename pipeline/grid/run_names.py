@@ -60,15 +60,20 @@ def tags(*, backbones: Iterable[str] = (), layers: Iterable[str] = (), decoders:
 
 
 def grid_run_name(cfg: dict) -> str:
-    """``grid-<dataset>-<arch>-<layers>x<decoders>``, e.g. ``grid-dolos-demo-demo-vit-small-3x3``."""
-    archs = _joined([arch(b) for b in cfg.get("backbones", ())] or ["fused"])
-    n_layers = len(cfg.get("layers", ())) + len(cfg.get("fused", ()))
-    return slug(f"grid-{cfg['dataset']}-{archs}-{n_layers}x{len(cfg.get('decoders', ()))}", 100)
+    """``grid-<dataset>-<arch>-<layers>x<decoders>[+<extra sources>]``, e.g. ``grid-dolos-demo-demo-vit-small-2x2+srm``:
+    the extra sources (the SRM control, ...) are named by their architecture, as backbones are."""
+    archs = [arch(b) for b in cfg.get("backbones", ())] or (["fused"] if cfg.get("fused") else [])
+    n_sources = len(cfg.get("layers", ())) + len(cfg.get("fused", ()))
+    extra = [arch(b) for s in cfg.get("extra_sources", ()) for b, _ in source_parts(s)]
+    if not archs:  # only extra sources (e.g. the SRM control alone): they are the grid
+        archs, n_sources, extra = extra, len(cfg.get("extra_sources", ())), []
+    more = f"+{_joined(extra)}" if extra else ""
+    return slug(f"grid-{cfg['dataset']}-{_joined(archs)}-{n_sources}x{len(cfg.get('decoders', ()))}{more}", 100)
 
 
 def grid_tags(cfg: dict) -> list[str]:
     pairs = [p for b in cfg.get("backbones", ()) for p in [(b, layer) for layer in cfg.get("layers", ())]]
-    pairs += [p for s in cfg.get("fused", ()) for p in source_parts(s)]
+    pairs += [p for s in (*cfg.get("fused", ()), *cfg.get("extra_sources", ())) for p in source_parts(s)]
     return tags(backbones=[b for b, _ in pairs], layers=[layer for _, layer in pairs],
                 decoders=cfg.get("decoders", ()), datasets=[cfg.get("dataset")])
 
@@ -123,12 +128,39 @@ def evaluate_run_name(cfg: dict) -> str:
     return slug(f"evaluate-{run}-on-{_joined(cfg['test_subsets'])}", 100)
 
 
+def checkpoint_config(checkpoint: str | None) -> dict:
+    """A decoder directory's ``config.json`` (source, decoder name, ...), or {} when it cannot be read: names only."""
+    import json
+
+    try:
+        return json.loads((Path(checkpoint) / "config.json").read_text())
+    except (OSError, TypeError, ValueError):
+        return {}
+
+
 def evaluate_tags(cfg: dict) -> list[str]:
-    pairs = source_parts(cfg["source"]) if cfg.get("source") else []
-    return tags(backbones=[b for b, _ in pairs], layers=[layer for _, layer in pairs], datasets=[cfg.get("dataset")])
+    """The dataset, and the backbone(s), layer(s) and decoder evaluated: the source given, else the checkpoint's."""
+    saved = checkpoint_config(cfg.get("checkpoint"))
+    source = cfg.get("source") or saved.get("source")
+    try:
+        pairs = source_parts(source) if source and source != "declip" else []
+    except DeclipError:
+        pairs = []
+    return tags(backbones=[b for b, _ in pairs], layers=[layer for _, layer in pairs],
+                decoders=[saved.get("name")], datasets=[cfg.get("dataset")])
 
 
 def cell_name(source: str, decoder: str, train_sets: Sequence[str], seed: int, run_id: str) -> str:
     """A grid cell's readable name, unique by the hash suffix: ``ViT-L-14_layer20_conv-20_lama_s0-3fa2b1``."""
     layers = "+".join(f"{arch(b)}_{layer}" for b, layer in source_parts(source)) + _view(source)
     return slug(f"{layers}_{decoder}_{'+'.join(train_sets)}_s{seed}", 90) + f"-{run_id[:6]}"
+
+
+def grid_artifact_key(cfg: dict) -> str:
+    """The Prefect artifact key of a grid's IoU table: one per grid folder (two grids used to share ``grid-iou`` and
+    overwrite each other's table), in Prefect's alphabet (lowercase letters, digits, dashes)."""
+    import hashlib
+
+    name = re.sub(r"[^a-z0-9]+", "-", str(cfg.get("dataset", "grid")).lower()).strip("-")[:40]
+    where = hashlib.sha256(str(cfg.get("out", "")).encode()).hexdigest()[:8]
+    return f"grid-iou-{name}-{where}" if name else f"grid-iou-{where}"

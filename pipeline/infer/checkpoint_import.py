@@ -63,11 +63,12 @@ def import_declip_checkpoint(file: str | os.PathLike, out: str | os.PathLike, *,
         decoder, info = load_declip_checkpoint(file, family=family, grid=_grid(parts), in_channels=channels)
     else:
         _refuse_unknown_layer(layer, [DECLIP_BACKBONES["vit"], DECLIP_BACKBONES["resnet"]], file)
+        guessed = family is None
         decoder, info = load_declip_checkpoint(file, family=family)
         family = info["family"]
-        keys = ([DECLIP_BACKBONES["vit"], DECLIP_BACKBONES["resnet"]] if family == "fused"
-                else [DECLIP_BACKBONES[family]])
-        parts = _parts(keys, family, layer, file)
+        parts = _parts(_declip_keys(family), family, layer, file)
+        if guessed and info.get("embedded_family") is None:
+            _refuse_ambiguous(file, layer, info, parts)
     _check_geometry(parts, info, file)
     if use_embedded_backbone:
         parts, extra = _embedded(file, out, parts, family)
@@ -76,6 +77,36 @@ def import_declip_checkpoint(file: str | os.PathLike, out: str | os.PathLike, *,
             "source_file": str(file), "source_sha256": file_sha256(str(file)), "total_steps": info["total_steps"], **extra}
     save_decoder(decoder, out, meta)
     return {**info, "source": source, **extra}
+
+
+def _declip_keys(family: str) -> list[str]:
+    """DeCLIP's backbones for a checkpoint family (the fused model: the ViT first)."""
+    return [DECLIP_BACKBONES["vit"], DECLIP_BACKBONES["resnet"]] if family == "fused" else [DECLIP_BACKBONES[family]]
+
+
+def _refuse_ambiguous(file: Path, layer: str, info: dict, parts: list[tuple[str, str]]) -> None:
+    """A checkpoint that embeds no backbone says its family only through its decoder's shapes, and conv decoders do
+    not depend on the grid: RN50 layer4 (2048 channels) reads like the fused ViT layer4 + RN50 layer3 (1024 + 1024).
+    When another family fits the weights and DeCLIP's backbones as well, refuse to guess."""
+    from declip.decoders import load_declip_checkpoint
+
+    readings = {info["family"]: parts}
+    for other in ("fused", "vit", "resnet"):
+        if other in readings:
+            continue
+        try:
+            _, other_info = load_declip_checkpoint(file, family=other)
+            other_parts = _parts(_declip_keys(other), other, layer, file)
+            _check_geometry(other_parts, other_info, file)
+        except DeclipError:
+            continue
+        readings[other] = other_parts
+    if len(readings) > 1:
+        said = " or ".join(f"{fam} ({'+'.join(f'{k}/{l}' for k, l in p)})" for fam, p in readings.items())
+        raise DeclipError(
+            f"{file}: its {info['decoder_type']} decoder ({info['in_channels']} channels, feature_layer {layer!r}) "
+            f"reads as {said}, and the file holds no backbone weights that would tell (a hand-stripped checkpoint?); "
+            f"pass --family {'|'.join(readings)} or --backbone KEY")
 
 
 def _parts(keys: list[str], family: str, layer: str, file: Path) -> list[tuple[str, str]]:

@@ -1,5 +1,6 @@
 """``declip predict``: a trained decoder (ours or an imported DeCLIP checkpoint) plus its frozen backbone on new
-images: probability maps (PNG at the image's size), overlays, and a CSV of image scores.
+images: probability maps at the image's size (8-bit PNG and exact float32 ``.npy``), a panel per image (original |
+map with its colour bar, :mod:`declip.pipeline.infer.panels`), and a CSV of image scores.
 
 This is the one place where images go through the backbone at decoder time, so it uses the same preprocessing
 recipe and layer taps as extraction; a decoder trained on cached ``ViT-L-14@openai/layer20`` features sees exactly
@@ -22,8 +23,10 @@ from declip.features.backbones import load_backbone
 from declip.features.images import ImageProblem, open_rgb
 from declip.features.encode import encode_images
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.core.keys import DECLIP_FUSION_PARTNER, DECLIP_VIT, BackboneKey, SourceKey
 from declip.pipeline.evaluate.maps import decoder_inputs, native_maps
+from declip.pipeline.infer.panels import save_panel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
@@ -63,11 +66,12 @@ def weights_files(meta: dict, checkpoint: str | os.PathLike) -> dict[str, str]:
     return {key: str(Path(checkpoint) / path) for key, path in (meta.get("weights_files") or {}).items()}
 
 
-def _backbone_key(text: str, files: dict[str, str]) -> BackboneKey:
-    """A store key such as ``RN50@file-<sha>`` names weights by checksum; load them from the recorded file."""
-    if text not in files:
-        return BackboneKey.parse(text)
-    key = BackboneKey.parse(text)
+def _backbone_key(key: BackboneKey, files: dict[str, str]) -> BackboneKey:
+    """A store key such as ``RN50@file-<sha>`` names weights by checksum; load them from the file given with it
+    (``--backbone ARCH@FILE``: the key still knows the path) or recorded in the checkpoint (``weights_files``)."""
+    text = str(key)
+    if key.weights_path or text not in files:
+        return key
     loaded = BackboneKey.parse(f"{key.arch}@{files[text]}~{key.recipe}")
     if loaded.weights != key.weights:
         raise DeclipError(f"{files[text]} no longer holds the weights {text} was made with (checksum differs); "
@@ -83,7 +87,7 @@ class Predictor:
     files: dict[str, str] | None = None
 
     def __post_init__(self):
-        self.backbones = [load_backbone(_backbone_key(str(p.backbone), self.files or {}), self.device)
+        self.backbones = [load_backbone(_backbone_key(p.backbone, self.files or {}), self.device)
                           for p in self.spec.parts]
         self.recipes = [bb.recipe() for bb in self.backbones]
         self.decoder.to(self.device).eval()
@@ -116,25 +120,19 @@ def out_names(paths: list[Path], common: Path) -> dict[Path, str]:
     return {p: _out_name(p, common, keep_suffix=True) if counts[n.lower()] > 1 else n for p, n in plain.items()}
 
 
-def overlay(image: Image.Image, prob: np.ndarray, threshold: float = 0.5) -> Image.Image:
-    """The image with predicted-fake pixels tinted red (alpha by probability) and the p > threshold area outlined."""
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    alpha = (prob[..., None] * 0.6).astype(np.float32)
-    red = np.array([255.0, 0.0, 0.0], dtype=np.float32)
-    out = base * (1 - alpha) + red * alpha
-    mask = prob > threshold
-    out[_edges(mask)] = (255, 255, 0)
-    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
-
-
-def _edges(mask: np.ndarray) -> np.ndarray:
-    pad = np.pad(mask, 1, mode="edge")
-    inner = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
-    return mask & ~inner
+def trained_on_random_weights(meta: dict) -> bool:
+    """Whether the checkpoint's decoder was trained on features of a random-weight backbone (``@random-N``)."""
+    try:
+        source = SourceKey.parse(meta["source"])
+    except (KeyError, TypeError, DeclipError):
+        return False
+    return any(part.backbone.is_random for part in source.parts)
 
 
 def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | None = None, device: str = "cpu",
             batch_size: int = 16, threshold: float = 0.5, overlays: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Maps, panels and scores for ``inputs``; the table's ``attrs`` say the source used and whether the checkpoint
+    was trained on random-weight features (``random_weights``)."""
     decoder, meta = load_decoder(checkpoint)
     predictor = Predictor(decoder, resolve_source(meta, backbone), device, weights_files(meta, checkpoint))
     paths = expand_inputs(inputs)
@@ -150,6 +148,7 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
     from tqdm.auto import tqdm
 
     for lo in tqdm(range(0, len(paths), batch_size), desc="predict", unit="batch", disable=not progress):
+        check_stop()
         good, images = [], []
         for path in paths[lo:lo + batch_size]:
             try:
@@ -162,12 +161,26 @@ def predict(checkpoint: str, inputs: list[str], out: str, *, backbone: str | Non
         for path, image, native in zip(good, images, predictor.maps(images)):
             name = names[path]
             Image.fromarray(np.clip(native * 255 + 0.5, 0, 255).astype(np.uint8)).save(out_dir / "maps" / name)
+            np.save(out_dir / "maps" / float_map_name(name), native.astype(np.float32))  # exact, as TruFor's
+            row = {"path": str(path), "status": "ok", "reason": "", "detail": "", "width": image.width,
+                   "height": image.height, "image_score": float(native.mean()), "max_prob": float(native.max()),
+                   "fake_fraction": float((native > threshold).mean()), "map": f"maps/{name}",
+                   "float_map": f"maps/{float_map_name(name)}"}
             if overlays:
-                overlay(image, native, threshold).save(out_dir / "overlays" / name)
-            rows.append({"path": str(path), "status": "ok", "reason": "", "detail": "", "width": image.width,
-                         "height": image.height, "image_score": float(native.mean()),
-                         "max_prob": float(native.max()), "fake_fraction": float((native > threshold).mean()),
-                         "map": f"maps/{name}"})
+                save_panel(image, native, out_dir / "overlays" / name, threshold,
+                           f"{path.name}: mean p {row['image_score']:.3f}, max p {row['max_prob']:.3f}, "
+                           f"{100 * row['fake_fraction']:.1f}% of pixels p > {threshold:g}")
+            rows.append(row)
     table = pd.DataFrame(rows)
+    for column in ("width", "height"):  # whole pixels, also beside skipped files (which have none)
+        if column in table:
+            table[column] = table[column].astype("Int64")
     table.to_csv(out_dir / "scores.csv", index=False)
+    table.attrs.update(source=str(predictor.spec), random_weights=trained_on_random_weights(meta)
+                       or any(part.backbone.is_random for part in predictor.spec.parts))
     return table
+
+
+def float_map_name(png_name: str) -> str:
+    """``x.png`` -> ``x.npy``: the float32 map beside its 8-bit PNG."""
+    return png_name.removesuffix(".png") + ".npy"

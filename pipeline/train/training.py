@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from declip.core import stop
 from declip.core.errors import DeclipError
+from declip.core.stop import check_stop
 from declip.decoders import Decoder, build_decoder, save_decoder
 from declip.features.views import parse_views
 from declip.pipeline.data.augmentation import AugmentedSplits
@@ -126,7 +126,7 @@ def train_heads(cfgs: list[TrainConfig], log: logging.Logger | logging.LoggerAda
     """Train one or more decoders together; returns one summary per head (also written as summary.json).
 
     ``log`` gets one line per epoch (a flow passes its run logger, so the lines reach the Prefect run log). The loop
-    checks :mod:`declip.core.stop` at every batch boundary and raises ``StopRequested``: the run directories keep
+    checks :mod:`declip.core.stop` at every batch boundary and raises ``Interrupted``: the run directories keep
     their last finished epoch, from which the same call resumes."""
     _check_compatible(cfgs)
     base = cfgs[0]
@@ -224,7 +224,7 @@ def _train_epoch(active: list[Head], data: CachedSplits | AugmentedSplits, rows:
     alone = [h for h in active if not _fusable(h, o.mode)]
     n = 0
     for batch in _epoch_batches(data, rows, cfg, epoch, sorted({h.cfg.source for h in active})):
-        stop.check(f"epoch {epoch}")  # a batch boundary: nothing of this epoch is saved yet
+        check_stop(f"epoch {epoch}")  # Ctrl-C / SIGTERM: end here; the last finished epoch's state.pt is what resumes
         masks, labels = _batch_targets(batch, o.device)  # the soft targets, once per batch for every head
         inputs = {id(h): _head_input(h, batch, o.device) for h in active}
         for heads in fused:  # linear/attention heads: one upsampling call, one backward (pipeline/train/fused_loss)

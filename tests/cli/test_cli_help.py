@@ -37,6 +37,14 @@ def test_help_shows_defaults_but_not_none_or_false():
     assert "default: None" not in flat and "default: False" not in flat
 
 
+@pytest.mark.parametrize("path, parser", COMMANDS, ids=[" ".join(p) or "declip" for p, _ in COMMANDS])
+def test_help_never_shows_a_python_object_as_a_default(path, parser):
+    text = parser.format_help()
+    assert "object at 0x" not in text and "MISSING" not in text, f"declip {' '.join(path)} --help"
+    if path == ("grid",):
+        assert "(required)" in " ".join(text.split())  # --store, --dataset, --out: the file or the flag gives them
+
+
 def _example_argv(command: str) -> list[list[str]]:
     joined = EXAMPLES[command].replace("\\\n", " ")
     out = []

@@ -67,6 +67,7 @@ def test_round_trip_is_bit_identical(tmp_path, name, family, c, grid, layer, bac
         "feature_layer": layer, "decoder_type": name, "family": family, "in_channels": c, "grid": grid,
         "total_steps": 1234, "ignored_keys": len(backbone or {}),
         "num_params": sum(p.numel() for p in dec.parameters()),
+        "embedded_family": family if backbone else None,  # what the embedded CLIP weights say
     }
     for (k1, v1), (k2, v2) in zip(dec.state_dict().items(), loaded.state_dict().items()):
         assert k1 == k2 and torch.equal(v1, v2)

@@ -21,6 +21,10 @@ def test_api_quickstart_runs_scan_extract_train_evaluate(tiny_dolos, tmp_path, c
     assert set(result["iou"]) == {"bright", "tint"} and all(0 <= v <= 100 for v in result["iou"].values())
     assert (tmp_path / "work" / "run" / "best" / "decoder.pt").exists()
     assert "test IoU (%) by generator" in out and "random backbone weights" in out
+    assert set(result["collapsed"]) == {"bright", "tint"}  # the collapse flags are read and returned
+    flagged = [name for name, c in result["collapsed"].items() if c]
+    assert all(f"COLLAPSED on {name}:" in out for name in flagged)
+    assert ("COLLAPSED everywhere" in out) == (len(flagged) == 2)
 
 
 def _grid_toml(tmp_path: Path) -> Path:

@@ -55,3 +55,37 @@ def test_quiet_dask_keeps_distributed_to_warnings(monkeypatch):
     quiet_dask()
     assert os.environ["DASK_LOGGING__DISTRIBUTED"] == "warning"
     assert logging.getLogger("distributed").level == logging.WARNING
+
+
+async def _task_runs_and_artifacts(flow_name: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, \
+        FlowRunFilterName
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_name])))
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [r.id for r in runs]}))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[r.id for r in runs])))
+        return runs, tasks, artifacts
+
+
+@pytest.mark.flow
+def test_grid_task_runs_carry_their_own_tags_and_grids_their_own_table(tiny_store, tmp_path, prefect_harness):
+    """Issue 19 item 9: grid task runs inherited the grid's tags (the SRM cell was tagged with the ViT layers) and
+    two grids published their table under one artifact key."""
+    from declip.flows.grid import run_grid
+    from tests.fixtures import grid_json
+
+    for name in ("a", "b"):
+        run_grid(grid_json(tiny_store, tmp_path / name, layers=["layer0", "layer1"], baselines=False))
+    runs, tasks, artifacts = asyncio.run(_task_runs_and_artifacts("grid-dolos-celebahq-test-vit-tiny-2x1"))
+    assert len(runs) == 2 and all({"layer:layer0", "layer:layer1"} <= set(r.tags) for r in runs)
+    evaluations = [t for t in tasks if "-on-tint" in t.name]
+    assert len(evaluations) == 2 * 2 * 2  # 2 grids × 2 cells × (valid, test)
+    for t in evaluations:
+        layer = "layer0" if "_layer0_" in t.name else "layer1"
+        assert set(t.tags) == {f"backbone:{TINY_BACKBONE}", f"layer:{layer}", "decoder:linear",
+                               "dataset:dolos-celebahq"}, (t.name, t.tags)
+    keys = {a.key for a in artifacts}
+    assert len(keys) == 2 and all(k.startswith("grid-iou-dolos-celebahq-") for k in keys)

@@ -135,8 +135,9 @@ MUTANTS: list[Mutant] = [
       '    if not eval_summary_path(ev).exists() or not record.exists():\n        return False',
       '    if eval_summary_path(ev).exists():\n        return True', IDENTITY_TESTS),
     M("G3", "training", "evaluation identity ignores the metrics", "pipeline/evaluate/evaluation.py",
-      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb")',
-      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "metrics")', IDENTITY_TESTS),
+      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "maps_dir")',
+      'NOT_RESULTS = ("out", "save_maps", "batch_size", "device", "memory_gb", "maps_dir", "metrics")',
+      IDENTITY_TESTS),
     # ---- the grid's own state, without Prefect (pipeline/grid: cells, ledger, baselines table, progress)
     M("G4", "grid", "layers already in the store recorded as the grid's own", "pipeline/grid/ledger.py",
       "if (b, layer) not in mine and fs.layer_path(b, layer, g.dataset) not in fs.root}",
@@ -392,13 +393,13 @@ MUTANTS: list[Mutant] = [
       'return mode == "localization" and h.decoder.scores_then_upsample',
       "return h.decoder.scores_then_upsample", FUSED_TESTS),
     M("U5", "progress", "the stop flag never checked in the training loop", "pipeline/train/training.py",
-      'stop.check(f"epoch {epoch}")', "pass", PROGRESS_TESTS),
+      'check_stop(f"epoch {epoch}")', "pass", PROGRESS_TESTS),
     M("U6", "progress", "epoch lines to the module logger, not the flow's", "pipeline/train/training.py",
       'log.info("%s", epoch_line(', 'logging.getLogger(__name__).info("%s", epoch_line(', PROGRESS_TESTS),
     M("U7", "progress", "grid groups train without their logger", "pipeline/grid/cells.py",
       "summaries = train_heads(cfgs, log)", "summaries = train_heads(cfgs)", PROGRESS_TESTS),
     M("U8", "progress", "a stop request caught as a failed cell", "core/stop.py",
-      "class StopRequested(BaseException):", "class StopRequested(Exception):", PROGRESS_TESTS),
+      "class Interrupted(KeyboardInterrupt):", "class Interrupted(Exception):", PROGRESS_TESTS),
 ]
 
 try:  # imported as tests.mutation.mutants (the suite) or as mutants (run.py puts this folder on sys.path)
@@ -433,6 +434,13 @@ except ImportError:
     from cluster_mutants import CLUSTER_MUTANTS  # noqa: E402
 
 MUTANTS += [Mutant(*fields) for fields in CLUSTER_MUTANTS]
+
+try:  # issue 19/21's user-experience work (signals, one-line errors, help, run index)
+    from tests.mutation.ux_mutants import UX_MUTANTS  # noqa: E402
+except ImportError:
+    from ux_mutants import UX_MUTANTS  # noqa: E402
+
+MUTANTS += [Mutant(*fields) for fields in UX_MUTANTS]
 
 def anchor_count(root: Path, m: Mutant) -> int:
     """How often the mutant's anchor text occurs in its file under ``root`` (0 when the file is gone)."""

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import TINY_BACKBONE
-from declip.pipeline.grid.cost_plan import Rates, declip_full_ablation, dry_run, estimate, grid_workload
+from declip.pipeline.grid.cost_plan import Rates, declip_full_ablation, estimate, grid_workload
+from declip.pipeline.grid.dry_run import dry_run
+from declip.core.errors import DeclipError
 from declip.pipeline.grid.config import GridConfig
 from declip.store.feature_store import FeatureStore
 from declip.store.listing import list_entries
@@ -34,7 +36,8 @@ def test_dry_run_bytes_match_the_store(tiny_store, tmp_path):
     for row in plan["layers"]:
         # the store adds only zarr metadata and compressed flags to the array bytes the plan counts
         assert row["bytes"] == pytest.approx(actual[row["layer"]], rel=0.03), row
-    assert plan["cells"] == 3 * 2 * 2 and plan["evaluations"] == 12
+    # every cell is evaluated on the valid and the test split (eval_splits) of its one test set
+    assert plan["cells"] == 3 * 2 * 2 and plan["evaluations"] == 3 * 2 * 2 * 2
     assert plan["epochs_assumed"] == 3  # never more than max_epochs
 
 
@@ -47,7 +50,9 @@ def test_time_estimate_is_flops_over_rate(tiny_store, tmp_path):
     fwd, step, encode = 2 * 64 * 64, 2 * 2 * 64 * 64, 16_515_584
     expect_train = 3 * (n_train * step / RATES.train + n_valid * fwd / RATES.eval)
     assert plan["seconds"]["train"] == pytest.approx(expect_train)
-    assert plan["seconds"]["evaluate"] == pytest.approx(n_test * fwd / RATES.eval)
+    assert n_test == 4 + 2  # the tiny tree's test split: 4 tint fakes and 2 reals (tests/fixtures.py)
+    n_valid_scored = 4 + 2  # every cell is also evaluated on the valid split: the same counts
+    assert plan["seconds"]["evaluate"] == pytest.approx((n_test + n_valid_scored) * fwd / RATES.eval)
     assert plan["seconds"]["encode"] == pytest.approx(work.n_images * encode / 2e9)
     doubled = estimate(grid_workload(cfg), Rates(4e9, 2e9, 8e9, "x"))
     assert doubled["seconds"]["total"] == pytest.approx(plan["seconds"]["total"] / 2)
@@ -97,8 +102,9 @@ def test_cli_dry_run_prints_the_plan_and_runs_nothing(tiny_store, tiny_manifest,
                           "--decoders", "linear", "--train-sets", "tint", "--test-sets", "tint,bright"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "== this grid: 2 cells, 4 evaluations" in out.stdout
-    assert "DeCLIP full ablation, Dolos size: 560 cells" in out.stdout and "supplied" in out.stdout
+    # 2 cells × (valid + test split) × 2 test sets
+    assert "== this grid: 2 cells, 8 evaluations" in out.stdout and "supplied" in out.stdout
+    assert "DeCLIP full ablation" not in out.stdout and "calibrat" not in out.stdout  # opt-in; rates supplied
     assert not store.exists() and not (tmp_path / "g").exists()
 
 
@@ -126,7 +132,8 @@ test_sets = ["tint"]
 max_store_gb = {2e6 / 2**30}
 """)
     out = subprocess.run([sys.executable, "-m", "declip.cli", "grid", "--config", str(config), "--dry-run",
-                          "--throughputs", str(rates)], cwd=REPO, capture_output=True, text=True, timeout=300)
+                          "--project-declip", "--throughputs", str(rates)], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     assert "== this grid: 2 cells" in out.stdout
     srm = next(line for line in out.stdout.splitlines() if line.strip().startswith("srm@fixed/layer0"))
@@ -145,3 +152,58 @@ def test_a_grid_of_the_srm_control_alone_calibrates_on_its_fixed_weights(tiny_st
     assert "srm@fixed/layer0" in text and "calibrated on cpu (srm to layer0" in text
     assert all(rate > 0 for rate in (plan["grid"]["rates"]["encode"], plan["grid"]["rates"]["train"]))
     assert plan["grid"]["layers"][0]["bytes_per_image"] == SRM_BYTES_PER_IMAGE
+
+
+def test_evaluations_count_every_split_and_view_and_views_are_encoded(tiny_store, tiny_manifest, tmp_path):
+    """Issue 19 item 5: the dry run counted 4 evaluations where the grid runs 32 (eval splits × views × test sets)
+    and left the view extraction out of the total."""
+    cfg = _grid(tiny_store, tmp_path, tiny_manifest, layers=["layer1"], decoders=["linear"], train_sets=["tint"],
+                test_sets=["tint", "bright"], test_views=["jpeg:50", "blur:1"])
+    from declip.pipeline.grid.plan import plan_cells
+
+    plan = estimate(grid_workload(cfg), RATES)
+    # (valid, test) clean + 2 views on test = 4 evaluations per test set, 2 test sets, 1 cell
+    assert plan["evaluations"] == 8 == sum(len(c.evals) for c in plan_cells(cfg))
+    plain = estimate(grid_workload(_grid(tiny_store, tmp_path, tiny_manifest, layers=["layer1"], decoders=["linear"],
+                                         train_sets=["tint"], test_sets=["tint", "bright"])), RATES)
+    # each view re-encodes the test split (4 tint + 4 bright fakes + 2 reals = 10 images): 2 views, 20 images
+    assert plan["view_images"] == 20 and plain["view_images"] == 0
+    encode = 16_515_584  # the tiny ViT to layer1, hand-counted (tests/pipeline/grid/test_model_flops.py)
+    assert plan["seconds"]["encode"] - plain["seconds"]["encode"] == pytest.approx(20 * encode / RATES.encode)
+    # the view evaluations score the test split again: twice (valid + test) becomes four times per test set
+    assert plan["seconds"]["evaluate"] == pytest.approx(2 * plain["seconds"]["evaluate"])
+    assert plan["view_bytes"] == 20 * plan["layers"][0]["bytes_per_image"]
+
+
+def test_dry_run_names_unknown_sets_before_calibrating(tiny_store, tmp_path, monkeypatch):
+    """Issue 21 item 9: an unknown test set passed the dry run silently."""
+    import declip.pipeline.grid.dry_run as module
+
+    monkeypatch.setattr(module, "calibrate", lambda cfg: pytest.fail("calibrated before checking the sets"))
+    with pytest.raises(DeclipError, match=r"test sets \['nope'\] have no test rows \(known: \['bright', 'tint'\]\)"):
+        dry_run(_grid(tiny_store, tmp_path, test_sets=["nope"]))
+
+
+def test_dry_run_says_when_it_calibrates_and_projects_declip_only_when_asked(tiny_store, tmp_path):
+    cfg = _grid(tiny_store, tmp_path, layers=["layer0"], decoders=["linear"], train_sets=["tint"])
+    said: list[str] = []
+    text, plan = dry_run(cfg, say=said.append)
+    assert len(said) == 2 and said[0].startswith("calibrating: ") and "--throughputs" in said[0]
+    assert said[1].startswith("calibrated in ") and said[1].endswith(" s")
+    assert "DeCLIP" not in text and set(plan) == {"grid"}
+    text, plan = dry_run(cfg, RATES, project_declip=True, say=said.append)
+    assert len(said) == 2 and "DeCLIP full ablation, Dolos size: 560 cells" in text and "declip_full" in plan
+
+
+@pytest.mark.parametrize("keys, says", [
+    (dict(layers=["layer9"]), "has no layer9; its layers are layer0..layer3"),
+    (dict(layers=3), 'layers takes a list such as layers = ["layer12", "layer20"], got 3'),
+    (dict(layers="layer0"), "layers takes a list such as"),
+    (dict(layers=[]), "but layers is empty"),
+    (dict(backbones=[], layers=[]), "the grid has no features to train on"),
+])
+def test_bad_layers_are_one_line(tiny_store, tmp_path, keys, says):
+    """Issue 21 item 9: a 46-line AssertionError, a 24-line TypeError and an 18-line IndexError before."""
+    with pytest.raises(DeclipError) as caught:
+        dry_run(_grid(tiny_store, tmp_path, **keys), RATES)
+    assert says in str(caught.value) and "\n" not in str(caught.value)

@@ -26,7 +26,14 @@ def test_one_job_per_view_and_backbone_with_the_grids_settings(tmp_path):
         ("jpeg:50", ("test",), "b@random-0", "layer0,layer2"), ("jpeg:50", ("test",), "srm@fixed", "layer0")]
     for c in jobs:
         assert (c.manifest, c.store, c.dataset) == (g.manifest, g.store, "d")
-        assert (c.batch_size, c.storage_dtype, c.device, c.progress) == (4, "int8", "cpu", False)
+        assert (c.batch_size, c.storage_dtype, c.device, c.progress) == (4, "int8", "cpu", True)
+
+
+def test_the_grids_extraction_shows_a_bar_unless_progress_is_off(tmp_path):
+    """Issue 19 item 5: a grid encoded for hours with progress=False."""
+    jobs = {"b@random-0": ["layer0"]}
+    assert [c.progress for c in extraction_configs(_grid(tmp_path), jobs)] == [True]
+    assert [c.progress for c in extraction_configs(_grid(tmp_path, progress=False), jobs)] == [False]
 
 
 def test_without_a_manifest_nothing_is_extracted(tmp_path):

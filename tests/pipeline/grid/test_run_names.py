@@ -1,5 +1,7 @@
 """Readable names: Prefect flow-run names and tags derived from configs, and a grid's runs/index.csv + by-name links."""
+import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +60,7 @@ def test_index_csv_and_links_name_hash_directories(tmp_path):
     done = Path(cells[0].train.out)
     done.mkdir(parents=True)
     (done / "summary.json").write_text("{}")
-    path = write_index(cfg.out, cells)
+    path = write_index(cfg.out, [c.train for c in cells])
     index = pd.read_csv(path, dtype={"run_id": str})
     assert len(index) == 18 and index["name"].is_unique
     assert list(index["run_id"]) == [c.run_id for c in cells]
@@ -70,6 +72,28 @@ def test_index_csv_and_links_name_hash_directories(tmp_path):
     # a re-run with fewer cells keeps the other rows and refreshes the status of the ones it touched
     (Path(cells[1].train.out)).mkdir(parents=True)
     (Path(cells[1].train.out) / "failed.json").write_text("{}")
-    write_index(cfg.out, cells[1:2])
+    write_index(cfg.out, [cells[1].train])
     again = pd.read_csv(path, dtype={"run_id": str})
     assert len(again) == 18 and again.set_index("run_id").loc[cells[1].run_id, "status"] == "failed"
+
+
+def test_the_grid_name_counts_extra_sources_and_artifact_keys_differ_by_grid():
+    """Issue 19 item 9: the grid run name ignored extra sources; two grids published under one artifact key."""
+    with_srm = {**GRID, "extra_sources": ["srm@fixed/layer0"]}
+    assert rn.grid_run_name(with_srm) == "grid-dolos-demo-demo-vit-small-3x3+srm"
+    assert rn.grid_run_name({**GRID, "backbones": [], "layers": [], "extra_sources": ["srm@fixed/layer0"]}) == \
+        "grid-dolos-demo-srm-1x3"
+    assert "backbone:srm@fixed" in rn.grid_tags(with_srm)
+    a, b = rn.grid_artifact_key({**GRID, "out": "/runs/a"}), rn.grid_artifact_key({**GRID, "out": "/runs/b"})
+    assert a != b and a == rn.grid_artifact_key({**GRID, "out": "/runs/a"})
+    assert re.fullmatch(r"[a-z0-9-]+", a) and a.startswith("grid-iou-dolos-demo-")  # Prefect's alphabet for keys
+
+
+def test_evaluate_runs_are_tagged_with_the_checkpoints_source_and_decoder(tmp_path):
+    ckpt = tmp_path / "best"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"name": "conv-20", "source": "ViT-L-14@openai/layer20"}))
+    cfg = {"checkpoint": str(ckpt), "dataset": "d", "source": None, "test_subsets": ["lama"]}
+    assert rn.evaluate_tags(cfg) == ["backbone:ViT-L-14@openai", "layer:layer20", "decoder:conv-20", "dataset:d"]
+    assert rn.evaluate_tags({**cfg, "source": "RN50@openai/layer3"})[:2] == ["backbone:RN50@openai", "layer:layer3"]
+    assert rn.evaluate_tags({**cfg, "checkpoint": str(tmp_path / "absent")}) == ["dataset:d"]  # names never fail

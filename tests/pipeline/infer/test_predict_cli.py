@@ -83,6 +83,12 @@ def test_predict_cli_reports_skipped_file(checkpoint, tiny_dolos, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout and "zero.png" in proc.stdout
     assert len(pd.read_csv(tmp_path / "out" / "scores.csv")) == 2
+    # issue 19 item 9: the random-weight features are said, and sizes are whole pixels beside a skipped file
+    assert f"NOTE: {TINY_BACKBONE}/layer1: this checkpoint was trained on" in proc.stdout and "RANDOM" in proc.stdout
+    header, *lines = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    columns = header.split(",")
+    ok = next(line.split(",") for line in lines if ",ok," in line)
+    assert (ok[columns.index("width")], ok[columns.index("height")]) == (str(TINY_SIZE[1]), str(TINY_SIZE[0]))
 
 
 def test_same_stem_different_suffix_get_separate_maps(tmp_path):

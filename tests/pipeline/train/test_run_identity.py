@@ -45,7 +45,7 @@ EVAL_CHANGES = {
     "metrics": (("iou",), True), "image_score_rule": ("max_prob", True), "include_reals": (False, True),
     "view": ("jpeg:75", True),
     "out": ("elsewhere", False), "save_maps": (True, False), "batch_size": (8, False), "device": ("cuda", False),
-    "memory_gb": (2.0, False),
+    "memory_gb": (2.0, False), "maps_dir": ("maps", False),
 }
 
 GRID_BASE = dict(store="/data/s.zarr", dataset="d", out="/grid", backbones=["bb@random-0"], layers=["layer1"],

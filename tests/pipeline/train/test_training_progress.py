@@ -37,9 +37,9 @@ def _logger(name):
 
 @pytest.fixture(autouse=True)
 def _no_stop_left_over():
-    stop.clear()
+    stop.clear_stop()
     yield
-    stop.clear()
+    stop.clear_stop()
 
 
 def test_every_epoch_of_a_group_is_one_line_in_the_passed_logger_with_an_eta(tiny_store, tmp_path):
@@ -72,11 +72,11 @@ def test_a_stop_request_ends_training_at_a_batch_boundary_and_the_run_resumes(ti
         return real_targets(batch, device)
 
     monkeypatch.setattr(training, "_batch_targets", stop_in_epoch_two)
-    with pytest.raises(stop.StopRequested, match="epoch 1"):
+    with pytest.raises(stop.Interrupted, match="epoch 1"):
         train(cfg)
     assert len(pd.read_csv(tmp_path / "run" / "epochs.csv")) == 1  # the interrupted epoch left nothing behind
     monkeypatch.setattr(training, "_batch_targets", real_targets)
-    stop.clear()
+    stop.clear_stop()
     resumed = train(cfg)
     alone = train(replace(cfg, out=str(tmp_path / "alone")))
     assert resumed["epochs"] == alone["epochs"] == 3 and resumed["best_val"] == alone["best_val"]
@@ -88,6 +88,6 @@ def test_a_stop_request_ends_training_at_a_batch_boundary_and_the_run_resumes(ti
 def test_a_stop_in_a_grid_group_is_not_recorded_as_failed_cells(tiny_store, tmp_path):
     stop.request_stop()
     cfgs = [_cfg(tiny_store, tmp_path / d, decoder=d) for d in ("linear", "attention")]
-    with pytest.raises(stop.StopRequested):
+    with pytest.raises(stop.Interrupted):
         train_cells(cfgs)
     assert not list(tmp_path.rglob("failed.json"))
