@@ -12,6 +12,7 @@ from declip.pipeline.grid.cluster import (
     ClusterConfig, check_paths_here, job_script, slurm_adapt_kwargs, slurm_cluster_kwargs,
 )
 from declip.pipeline.grid.config import GridConfig, worker_paths
+from tests.fixtures import TINY_DATASET
 
 GRID = dict(store="/s.zarr", dataset="d", out="/g", backbones=["b@random-0"], layers=["layer1"], train_sets=["a"],
             test_sets=["a"])
@@ -117,13 +118,14 @@ def test_worker_paths_name_what_each_worker_touches(tiny_manifest, tmp_path):
     assert "feature store" not in worker_paths(GridConfig.from_dict({**GRID, "store": "s3://b/f.zarr"}))
 
 
-def test_planning_a_gpu_grid_on_a_login_node_without_cuda_is_one_line(monkeypatch):
+def test_planning_a_gpu_grid_on_a_login_node_without_cuda_is_one_line(monkeypatch, tiny_manifest):
     import torch
 
-    from declip.pipeline.grid.cost_plan import dry_run
+    from declip.pipeline.grid.dry_run import dry_run
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = GridConfig.from_dict({**GRID, "backbones": ["test-vit-tiny@random-0"], "layers": ["layer0"],
-                                "task_runner": "slurm", "cluster": {"gpus": 1}})
+                                "manifest": str(tiny_manifest), "dataset": TINY_DATASET, "train_sets": ["tint"],
+                                "test_sets": ["tint"], "task_runner": "slurm", "cluster": {"gpus": 1}})
     with pytest.raises(DeclipError, match="no CUDA to time them on.*--throughputs"):
         dry_run(cfg)

@@ -53,7 +53,7 @@ def test_the_index_says_training_while_a_grid_trains_the_cell(tmp_path, monkeypa
     write_index(out, [c.train for c in cells])
     seen = {}
 
-    def fake_train(cfg):  # what the index says while the cell trains
+    def fake_train(cfg, log=None):  # what the index says while the cell trains
         seen[cfg.identity()] = pd.read_csv(index, dtype={"run_id": str}).set_index("run_id")["status"].to_dict()
         return {"best_val": 1.0, "best_epoch": 0, "epochs": 1}
 
