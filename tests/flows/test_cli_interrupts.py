@@ -32,13 +32,13 @@ real = training.check_stop
 def ready():
     return when == "first-batch" or any(out.rglob("state.pt"))
 
-def gated():
+def gated(*args):
     if not marker.exists() and ready():
         marker.write_text("at a batch boundary")
         deadline = time.monotonic() + 120
         while not stop.stop_requested() and time.monotonic() < deadline:
             time.sleep(0.02)
-    real()
+    real(*args)
 
 training.check_stop = gated
 from declip.cli.app import main

@@ -57,13 +57,17 @@ def test_quiet_dask_keeps_distributed_to_warnings(monkeypatch):
     assert logging.getLogger("distributed").level == logging.WARNING
 
 
-async def _task_runs_and_artifacts(flow_name: str):
+async def _task_runs_and_artifacts(flow_name: str, outs: set[str] | None = None):
+    """Flow runs named ``flow_name`` (of these grid ``outs`` only: the harness is shared by the whole session, where
+    other tests run grids of the same name), their task runs and artifacts."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, \
         FlowRunFilterName
 
     async with get_client() as client:
         runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_name])))
+        if outs is not None:
+            runs = [r for r in runs if str(r.parameters.get("cfg", {}).get("out")) in outs]
         tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [r.id for r in runs]}))
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[r.id for r in runs])))
@@ -79,7 +83,8 @@ def test_grid_task_runs_carry_their_own_tags_and_grids_their_own_table(tiny_stor
 
     for name in ("a", "b"):
         run_grid(grid_json(tiny_store, tmp_path / name, layers=["layer0", "layer1"], baselines=False))
-    runs, tasks, artifacts = asyncio.run(_task_runs_and_artifacts("grid-dolos-celebahq-test-vit-tiny-2x1"))
+    runs, tasks, artifacts = asyncio.run(_task_runs_and_artifacts("grid-dolos-celebahq-test-vit-tiny-2x1",
+                                                                  {str(tmp_path / "a"), str(tmp_path / "b")}))
     assert len(runs) == 2 and all({"layer:layer0", "layer:layer1"} <= set(r.tags) for r in runs)
     evaluations = [t for t in tasks if "-on-tint" in t.name]
     assert len(evaluations) == 2 * 2 * 2  # 2 grids × 2 cells × (valid, test)
