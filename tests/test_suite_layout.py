@@ -15,3 +15,11 @@ def test_no_test_module_imports_another():
             offenders += [f"{path.relative_to(REPO)} imports {name}" for name in names
                           if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_")]
     assert offenders == [], "move the shared helpers into tests/fixtures.py or a helper module beside them"
+
+
+def test_each_conftest_defines_a_fixture_once():
+    """A second definition silently replaces the first (two merged branches each moved the Prefect harness here)."""
+    for conftest in sorted((REPO / "tests").rglob("conftest.py")):
+        names = [node.name for node in ast.parse(conftest.read_text()).body
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        assert len(names) == len(set(names)), (conftest, sorted({n for n in names if names.count(n) > 1}))
