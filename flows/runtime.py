@@ -26,12 +26,18 @@ def prefect_defaults(announce: bool = False) -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     quiet_dask()
+    private = None
     if not os.environ.get("PREFECT_API_URL"):
+        from declip.flows.api_database import choose_api_database
+
+        private = choose_api_database(Path(os.environ["PREFECT_HOME"]))  # several commands at once: one DB each
         watch_ephemeral_server()
     if not os.environ.get("DECLIP_DEBUG"):
         hide_failure_logs_on_console()
     if announce:
         print(startup_line(), file=sys.stderr, flush=True)
+        if private:
+            print(private, file=sys.stderr, flush=True)
 
 
 def startup_line() -> str:

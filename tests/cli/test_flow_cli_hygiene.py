@@ -105,3 +105,32 @@ def test_killed_flow_commands_leave_no_server(tiny_store, tmp_path):
     finally:
         for pid in (p for pids in left.values() for p in pids):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_two_flow_commands_at_once_share_one_prefect_home(tiny_store, tmp_path):
+    """Issue 21 item 8: two commands each starting a temporary API on one PREFECT_HOME raced on its SQLite file.
+    The second starts once the first has announced its API (so it holds the shared database): it must get its own,
+    both must finish, and no private database may be left behind."""
+    dataset = next(p.name for p in (tiny_store / "datasets").iterdir())
+    env = _env(tmp_path)
+
+    def start(name: str) -> tuple[subprocess.Popen, Path]:
+        err = tmp_path / f"{name}.err"
+        cmd = [sys.executable, "-m", "declip.cli", "train", "--store", str(tiny_store), "--dataset", dataset,
+               "--source", f"{TINY_BACKBONE}/layer1", "--decoder", "linear", "--train", "tint",
+               "--out", str(tmp_path / name), "--max-epochs", "2", "--no-progress"]
+        with open(err, "w") as stream:
+            return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stream), err
+
+    first, first_err = start("first")
+    deadline = time.time() + 120
+    while "temporary local Prefect API" not in first_err.read_text() and time.time() < deadline:
+        assert first.poll() is None, first_err.read_text()[-1500:]
+        time.sleep(0.1)
+    second, second_err = start("second")
+    assert first.wait(timeout=300) == 0, first_err.read_text()[-1500:]
+    assert second.wait(timeout=300) == 0, second_err.read_text()[-1500:]
+    assert "another declip command's temporary Prefect API" in second_err.read_text()
+    assert "another declip command" not in first_err.read_text()
+    assert not list((tmp_path / "prefect").glob("declip-api-*"))
+    assert (tmp_path / "first" / "summary.json").exists() and (tmp_path / "second" / "summary.json").exists()
