@@ -48,3 +48,27 @@ CONTROL_MUTANTS: list[tuple] = [
       "return rng.integers(self.n_views, size=self.n_rows)", "return rng.integers(max(1, self.n_views - 1), "
       "size=self.n_rows)", SAMPLER),
 ]
+
+LOCKS = ("tests/pipeline/extract/test_concurrent_extraction.py::test_lock_is_exclusive_and_breaks_a_dead_holders_lock",
+         "tests/pipeline/extract/test_concurrent_extraction.py::test_stale_lock_from_another_host_is_broken_after_its_"
+         "heartbeat_stops")
+MERGE = ("tests/flows/test_grid_views.py::test_results_merge_keeps_view_rows_apart",
+         "tests/pipeline/report/test_results_file.py")
+SELECTION = ("tests/pipeline/report/test_report_page.py", "tests/pipeline/report/test_headline.py")
+
+CONTROL_MUTANTS += [
+    M("LK1", "locks", "store lock file created without O_EXCL (two holders)", "store/locks.py",
+      "fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)",
+      "fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o644)", LOCKS),
+    M("LK2", "locks", "a dead holder on this host waits for the stale timeout", "store/locks.py",
+      "if same_host_dead or age > self.stale_after:", "if age > self.stale_after:", LOCKS),
+    M("MK1", "results merge", "results merge key without the view (a view's rows replace the clean ones)",
+      "pipeline/report/results_file.py", 'ROW_KEY = ("run_id", "train_set", "test_set", "split", "view", "metric")',
+      'ROW_KEY = ("run_id", "train_set", "test_set", "split", "metric")', MERGE),
+    M("MK2", "results merge", "merge keeps the old rows over the new ones", "pipeline/grid/results.py",
+      "kept = old[~key(old).isin(key(new))]", "kept = old", MERGE),
+    M("SE1", "selection", "best model = lowest validation IoU", "pipeline/report/selection.py",
+      'ascending=[False, True, True]', 'ascending=[True, True, True]', SELECTION),
+    M("SE2", "selection", "best chosen on test when validation exists", "pipeline/report/selection.py",
+      'return "valid" if "valid" in splits else "test"', 'return "test"', SELECTION),
+]
