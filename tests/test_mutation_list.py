@@ -82,3 +82,11 @@ def test_list_exits_nonzero_when_an_anchor_is_missing(monkeypatch, capsys):
     assert run.main(["--list"]) == 1
     out, err = capsys.readouterr()
     assert "Z1" in err and "anchor-missing" in out
+
+
+def test_area_table_counts_kills_per_area_lowest_first():
+    rows = [{"area": "locks", "verdict": "killed"}, {"area": "locks", "verdict": "survived"},
+            {"area": "srm", "verdict": "killed"}, {"area": "srm", "verdict": "killed"}]
+    table = _runner().area_table(rows).splitlines()
+    assert table[1].split() == ["locks", "1/2", "50.0%"]
+    assert table[2].split() == ["srm", "2/2", "100.0%"]
