@@ -70,7 +70,7 @@ def report_tables(table: pd.DataFrame, analysis: Analysis, matrix: pd.DataFrame,
         "Summary: best decoder per feature, chosen on validation; test metrics in percent [95 % interval]":
             readable(with_interval_text(summary)),
         "Every model, and its paired test difference from the chosen one (tied with best: not significant after "
-        "Holm)": readable(models_table(table, analysis.test_ties)),
+        "Holm)": readable(models_table(table, analysis.test_ties, bool(analysis.valid_ties))),
         f"Train × test matrix of the model {analysis.chosen_wording}, {label} (test IoU % [95 % interval])": readable(matrix),
     }
 

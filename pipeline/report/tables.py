@@ -57,10 +57,12 @@ def train_test_matrix(iou: pd.DataFrame, decoder: str, source: str) -> pd.DataFr
     return cell.pivot_table(index="test_set", columns="train_set", values="value", aggfunc="mean")
 
 
-def models_table(table: pd.DataFrame, ties: pd.DataFrame | None = None) -> pd.DataFrame:
+def models_table(table: pd.DataFrame, ties: pd.DataFrame | None = None, valid_tied: bool = False) -> pd.DataFrame:
     """Every model: its validation IoU (the selection score), test ID/OOD IoU, its collapsed evaluations, whether it
     may be chosen, and (with ``ties``, :func:`declip.pipeline.report.ties.ties_with`) its paired test difference from
-    the chosen model: Δ with its interval, Holm-adjusted p, and 'tied with best' where not significant."""
+    the chosen model: Δ with its interval, Holm-adjusted p, and 'tied with best' where not significant.
+    ``valid_tied``: validation could not separate the best from others, so it is marked as highest there, not chosen
+    (the headline and figures say the same)."""
     scores = model_scores(table)
     iou = iou_on_test(table)
     ties = ties.set_index(["source", "decoder"]) if ties is not None and len(ties) else None
@@ -87,7 +89,7 @@ def models_table(table: pd.DataFrame, ties: pd.DataFrame | None = None) -> pd.Da
             elif tie is None:
                 row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "not compared"})
             elif tie["status"] == "best":
-                row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "★ chosen"})
+                row.update({"test Δ IoU vs chosen [95 %]": "—", "p (Holm)": "—", "vs chosen (test)": "★ highest on valid (tied)" if valid_tied else "★ chosen"})
             else:
                 row.update({"test Δ IoU vs chosen [95 %]": f"{tie['difference']:+.2f} [{tie['ci_low']:+.2f}, "
                                                            f"{tie['ci_high']:+.2f}]"

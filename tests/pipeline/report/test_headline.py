@@ -41,6 +41,8 @@ def test_models_validation_cannot_tell_apart_are_not_crowned(tmp_path):
     md = (write_report(results).parent / "index.md").read_text()  # nor do the matrix's heading and title crown it
     assert "## Train × test matrix of the model highest on validation, not separable there from 1 other(s)" in md
     assert "of the chosen model" not in md
+    table = md.split("## Every model")[1].split("\n## ")[0]  # nor does the every-model table
+    assert "★ highest on valid (tied)" in table and "★ chosen" not in table
 
 
 def test_a_best_model_below_a_constant_map_is_said_plainly(tmp_path):
