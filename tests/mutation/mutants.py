@@ -195,6 +195,8 @@ MUTANTS: list[Mutant] = [
       TRAIN_TESTS),
     M("L6", "training", "optimizer gradients never zeroed", "pipeline/train/training.py",
       "h.optimizer.zero_grad(set_to_none=True)", "pass", TRAIN_TESTS),
+    M("L6b", "training", "fused heads' gradients never zeroed", "pipeline/train/fused_loss.py",
+      "optimizer.zero_grad(set_to_none=True)", "pass", TRAIN_TESTS),
     M("L7", "training", "decoder left in eval mode while training", "pipeline/train/training.py",
       "        h.decoder.train()", "        h.decoder.eval()", TRAIN_TESTS),
     M("L8", "training", "resume restarts the schedule", "pipeline/train/training.py",

@@ -153,8 +153,9 @@ def test_resumed_run_reproduces_the_reference(tiny_store, reference, tmp_path, m
 
 
 def test_conv_decoder_trains_batchnorm_in_train_mode_like_the_reference(tiny_store, tiny_manifest, tmp_path):
-    want = reference_weights(tiny_store, tiny_manifest, "layer1", epochs=1, decoder="conv-4", width=0.0625)
-    train(_cfg(tiny_store, tmp_path / "conv", decoder="conv-4", width=0.0625, max_epochs=1))
+    # two full-batch steps: the second shows gradients that were not zeroed (conv heads are not in the fused path)
+    want = reference_weights(tiny_store, tiny_manifest, "layer1", epochs=2, decoder="conv-4", width=0.0625)
+    train(_cfg(tiny_store, tmp_path / "conv", decoder="conv-4", width=0.0625, max_epochs=2))
     got = _final_weights(tmp_path / "conv")
     # A conv bias followed by BatchNorm has a zero gradient in exact arithmetic (BN removes the mean), so Adam's
     # update of it is rounding noise divided by its own size, and that noise shows in the next BN's running mean:
@@ -167,7 +168,7 @@ def test_conv_decoder_trains_batchnorm_in_train_mode_like_the_reference(tiny_sto
     assert noise and any(k.endswith(".weight") and "fc.1." in k for k in compared)  # BN scales are compared
     for k in compared:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, msg=k)
-    assert int(got["fc.1.num_batches_tracked"]) == 1  # BatchNorm ran in train mode for the one step
+    assert int(got["fc.1.num_batches_tracked"]) == 2  # BatchNorm ran in train mode for both steps
 
 
 def test_each_epoch_visits_every_training_fake_once_in_a_new_order(tiny_store, tmp_path, monkeypatch):
