@@ -12,78 +12,46 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from declip.core.errors import DeclipError
+from declip.store.lock_base import HeartbeatLock
 
 LOCK_DIR = ".locks"
 
 
-class StoreLock:
+class StoreLock(HeartbeatLock):
     """``with StoreLock(path):`` — exclusive across processes and hosts; stale locks of dead holders are broken."""
+
+    leftover = "the file"
 
     def __init__(self, path: str | os.PathLike, stale_after: float = 60.0, timeout: float = 3600.0,
                  poll: float = 0.02):
-        self.path = Path(path)
-        self.stale_after, self.timeout, self.poll = stale_after, timeout, poll
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        super().__init__(Path(path), stale_after, timeout, poll)
 
-    def __enter__(self) -> "StoreLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def acquire(self) -> None:
+    def _create(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._break_if_stale()
-                if time.monotonic() > deadline:
-                    raise DeclipError(f"waited {self.timeout:.0f}s for lock {self.path} (held by {self._holder()}); "
-                                      "if no other declip process uses this store, delete the file") from None
-                time.sleep(self.poll)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token}, fh)
-            break
-        self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name="store-lock", daemon=True)
-        self._beat.start()
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
-        if self._holder().get("token") == self.token:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.stale_after / 4):
-            try:
-                os.utime(self.path)
-            except FileNotFoundError:
-                return
-
-    def _holder(self) -> dict:
         try:
-            return json.loads(self.path.read_text() or "{}")
-        except (FileNotFoundError, ValueError):
-            return {}
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(self.payload())
+        return True
+
+    def _read(self) -> bytes:
+        return self.path.read_bytes()
+
+    def _refresh(self) -> bool:
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _remove(self) -> None:
+        self.path.unlink()
 
     def _break_if_stale(self) -> None:
         try:
@@ -93,7 +61,7 @@ class StoreLock:
         holder = self._holder()
         if not holder and age < self.stale_after:
             return  # being written right now
-        same_host_dead = holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
+        same_host_dead = self.holder_is_dead_here(holder)
         if same_host_dead or age > self.stale_after:
             # rename first: of several processes breaking the same stale lock, exactly one rename succeeds
             grave = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
@@ -110,18 +78,6 @@ class StoreLock:
                 os.replace(grave, self.path)
                 return
             grave.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _NoLock:

@@ -15,77 +15,40 @@ compared with ours: keep clocks in sync, as any cluster does).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
-import socket
-import threading
-import time
-import uuid
 
-from declip.core.errors import DeclipError
+from declip.store.lock_base import HeartbeatLock
 
 log = logging.getLogger(__name__)
 
 
-class ObjectStoreLock:
+class ObjectStoreLock(HeartbeatLock):
     """``with ObjectStoreLock(fs, path):`` — exclusive across processes and hosts sharing an object store."""
 
+    leftover = "that object"
+
     def __init__(self, fs, path: str, stale_after: float = 60.0, timeout: float = 3600.0, poll: float = 0.05):
-        self.fs, self.path = fs, path
-        self.stale_after, self.timeout, self.poll = stale_after, timeout, poll
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        super().__init__(path, stale_after, timeout, poll)
+        self.fs = fs
 
-    def __enter__(self) -> "ObjectStoreLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def _payload(self) -> bytes:
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token}).encode()
-
-    def acquire(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                self.fs.pipe_file(self.path, self._payload(), mode="create")
-                break
-            except FileExistsError:
-                self._break_if_stale()
-                if time.monotonic() > deadline:
-                    raise DeclipError(f"waited {self.timeout:.0f}s for lock {self.path} (held by {self._holder()}); "
-                                      "if no other declip process uses this store, delete that object") from None
-                time.sleep(self.poll)
-        self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name="store-object-lock", daemon=True)
-        self._beat.start()
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
-        if self._holder().get("token") == self.token:
-            try:
-                self.fs.rm_file(self.path)
-            except FileNotFoundError:
-                pass
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.stale_after / 4):
-            if self._holder().get("token") != self.token:
-                return  # broken by someone who judged us dead: do not write over their lock
-            self.fs.pipe_file(self.path, self._payload())
-
-    def _holder(self) -> dict:
+    def _create(self) -> bool:
         try:
-            return json.loads(self.fs.cat_file(self.path) or b"{}")
-        except (FileNotFoundError, ValueError):
-            return {}
+            self.fs.pipe_file(self.path, self.payload(), mode="create")
+        except FileExistsError:
+            return False
+        return True
+
+    def _read(self) -> bytes:
+        return self.fs.cat_file(self.path)
+
+    def _refresh(self) -> bool:
+        if self._holder().get("token") != self.token:
+            return False  # broken by someone who judged us dead: do not write over their lock
+        self.fs.pipe_file(self.path, self.payload())
+        return True
+
+    def _remove(self) -> None:
+        self.fs.rm_file(self.path)
 
     def _break_if_stale(self) -> None:
         try:
@@ -96,8 +59,7 @@ class ObjectStoreLock:
         modified = info.get("LastModified") or info.get("mtime") or info.get("created")
         age = (dt.datetime.now(dt.timezone.utc) - modified).total_seconds() if isinstance(modified, dt.datetime) \
             else 0.0
-        same_host_dead = holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
-        if not (same_host_dead or age > self.stale_after):
+        if not (self.holder_is_dead_here(holder) or age > self.stale_after):
             return
         try:  # only the lock judged stale: if it changed hands since (a new ETag), leave it
             if self.fs.info(self.path).get("ETag") != info.get("ETag"):
@@ -106,16 +68,3 @@ class ObjectStoreLock:
         except FileNotFoundError:
             return
         log.warning("broke the stale store lock %s of %s", self.path, holder or "an unknown holder")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-

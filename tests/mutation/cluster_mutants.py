@@ -42,10 +42,11 @@ CLUSTER_MUTANTS: list[tuple] = [
       'if path and "://" not in str(path) and not os.path.exists(path):',
       'if path and "://" not in str(path) and not os.path.exists(os.path.dirname(path)):', CLUSTER),
     M("X10", "object-lock", "lock object written without the conditional create", "store/object_lock.py",
-      'self.fs.pipe_file(self.path, self._payload(), mode="create")', "self.fs.pipe_file(self.path, self._payload())",
+      'self.fs.pipe_file(self.path, self.payload(), mode="create")', "self.fs.pipe_file(self.path, self.payload())",
       OBJECT_LOCK),
     M("X11", "object-lock", "a live remote holder's lock is broken at once", "store/object_lock.py",
-      "if not (same_host_dead or age > self.stale_after):", "if not (same_host_dead or age >= 0):", OBJECT_LOCK),
+      "if not (self.holder_is_dead_here(holder) or age > self.stale_after):",
+      "if not (self.holder_is_dead_here(holder) or age >= 0):", OBJECT_LOCK),
     M("X12", "object-lock", "object stores get no lock again", "store/locks.py",
       "if fs is None or fs_root is None:", "if True:", OBJECT_LOCK),
 ]
