@@ -16,9 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
 from declip.core.registry import Registry, import_submodules
 
@@ -46,7 +44,6 @@ class Recipe:
 # name → builder(size, mean, std, dtype) -> Recipe. A new recipe is one decorated builder (in any features module).
 RECIPES: Registry[Callable[..., Recipe]] = Registry("preprocessing recipe",
                                                     loader=lambda: import_submodules("declip.features"))
-_MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 
 @RECIPES.register("declip")
@@ -78,8 +75,14 @@ def make_recipe(name: str, size: int, mean, std, dtype: str = "float32") -> Reci
 
 
 def resize_for(recipe: Recipe, image: Image.Image) -> Image.Image:
-    """torchvision's PIL resize, as both DeCLIP (``Resize((224, 224))``) and open_clip use it."""
-    mode = _MODES[recipe.interpolation]
+    """torchvision's PIL resize, as both DeCLIP (``Resize((224, 224))``) and open_clip use it.
+
+    torchvision is imported here, not with the module: importing it loads its models and ops (~1.3 s), which
+    every command that reads the recipes (report, train, evaluate) would pay without resizing an image."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    mode = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}[recipe.interpolation]
     if not recipe.crop:
         return TF.resize(image, [recipe.size, recipe.size], interpolation=mode)
     return TF.center_crop(TF.resize(image, recipe.size, interpolation=mode), [recipe.size, recipe.size])

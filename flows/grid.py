@@ -49,12 +49,16 @@ def train_group(cfgs: list[TrainConfig]) -> list[dict]:
         return [dict(r, where=where(device)) for r in records]
 
 
-@task(name="evaluate-cell", cache_policy=NONE)
-def evaluate_cell(cfg: EvalConfig, trained: list[dict] | None, run: str) -> dict:
-    """One evaluation of cell ``run``; skipped when its training (``trained``, its group's records) failed."""
-    with task_device(cfg.device) as device:
-        record = grid_cells.evaluate_cell(replace(cfg, device=device), trained, run, task_run.name, run_logger())
-        return dict(record, where=where(device))
+@task(name="evaluate-cells", cache_policy=NONE)
+def evaluate_cells(work: list[tuple[str, list[EvalConfig]]], trained: list[dict] | None) -> list[dict]:
+    """The evaluations some cells still need (the cells of one training run, or one cell trained before), on one
+    device; a cell's are skipped when its training (``trained``, its run's records) failed. One record per
+    evaluation, each naming its cell and where it ran."""
+    device_wanted = work[0][1][0].device
+    with task_device(device_wanted) as device:
+        work = [(run, [replace(cfg, device=device) for cfg in cfgs]) for run, cfgs in work]
+        records = grid_cells.evaluate_cells(work, trained, task_run.name, run_logger())
+        return [dict(record, where=where(device)) for record in records]
 
 
 @task(name="check-worker-paths", cache_policy=NONE)
@@ -91,16 +95,21 @@ def _group_options(group) -> dict:
     return {"task_run_name": name, "tags": list(dict.fromkeys(t for c in group for t in _cell_options(c)["tags"]))}
 
 
-def _eval_options(cell, ev: EvalConfig) -> dict:
-    opts = _cell_options(cell)
-    name = f"{opts['task_run_name']}-on-{ev.test_subsets[0]}" + ("" if ev.split == "test" else f"-{ev.split}") \
-        + ("" if ev.view == "clean" else f"-{ev.view}")
+def _eval_options(group, evals: list[EvalConfig]) -> dict:
+    """The group's name (as its training run's) + ``-on-<test sets>``, then its splits unless only test and its views
+    other than clean; every cell's tags."""
+    opts = _group_options(group)
+    splits = list(dict.fromkeys(ev.split for ev in evals))
+    splits = [] if splits == ["test"] else splits
+    views = [v for v in dict.fromkeys(ev.view for ev in evals) if v != "clean"]
+    name = "-".join([f"{opts['task_run_name']}-on-" + "+".join(dict.fromkeys(ev.test_subsets[0] for ev in evals)),
+                     *(["+".join(splits)] if splits else []), *(["+".join(views)] if views else [])])
     return {"task_run_name": name, "tags": opts["tags"]}
 
 
 def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], list[dict], int, int]:
-    """Train the unfinished cells (grouped into multi-head runs) and evaluate what is missing; returns
-    (trained, evaluated, cells skipped, training runs)."""
+    """Train the unfinished cells (grouped into multi-head runs) and evaluate what is missing (one task per training
+    run, after it); returns (trained, evaluated, cells skipped, training runs)."""
     from prefect.futures import as_completed
 
     groups = training_groups([c for c in cells if not cell_finished(c)], parallel=parallel)
@@ -108,25 +117,33 @@ def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], lis
         group_futures = [train_group.with_options(**_group_options(group)).submit([c.train for c in group])
                          for group in groups]
         train_futures = {c.run_id: f for group, f in zip(groups, group_futures) for c in group}
-        eval_futures = [(cell.run_id, evaluate_cell.with_options(**_eval_options(cell, ev))
-                         .submit(ev, train_futures.get(cell.run_id), cell.run_id))
-                        for cell in cells for ev in cell.evals
-                        if cell.run_id in train_futures or not eval_finished(ev)]
-    progress = CellProgress(cells, groups, [run for run, _ in eval_futures], show)
-    run_of = {id(f): run for run, f in eval_futures}
+        pending = {cell.run_id: [ev for ev in cell.evals if cell.run_id in train_futures or not eval_finished(ev)]
+                   for cell in cells}
+        # one evaluation task per training run (its cells' evaluations), one per cell that had trained before
+        eval_groups = [[c for c in group if pending[c.run_id]] for group in groups]
+        eval_groups += [[c] for c in cells if c.run_id not in train_futures and pending[c.run_id]]
+        eval_futures = []
+        for group in filter(None, eval_groups):
+            evals = [ev for c in group for ev in pending[c.run_id]]
+            eval_futures.append(evaluate_cells.with_options(**_eval_options(group, evals)).submit(
+                [(c.run_id, pending[c.run_id]) for c in group], train_futures.get(group[0].run_id)))
+    progress = CellProgress(cells, groups, [run for run, evals in pending.items() for _ in evals], show)
+    is_eval = {id(f) for f in eval_futures}
     results: dict[int, object] = {}
     try:
         with waiting():  # only waits for the tasks: Ctrl-C / SIGTERM ends the wait at once, the tasks at a batch
-            for fut in as_completed([*group_futures, *(f for _, f in eval_futures)]):
+            for fut in as_completed([*group_futures, *eval_futures]):
                 results[id(fut)] = fut.result()
-                if id(fut) in run_of:
-                    progress.evaluated(run_of[id(fut)], results[id(fut)])
+                if id(fut) in is_eval:
+                    for record in results[id(fut)]:
+                        progress.evaluated(record["run"], record)
                 else:
                     progress.trained(results[id(fut)])
     finally:
         progress.close()
     trained = [record for f in group_futures for record in results[id(f)]]
-    return trained, [results[id(f)] for _, f in eval_futures], len(cells) - len(train_futures), len(groups)
+    evaluated = [record for f in eval_futures for record in results[id(f)]]
+    return trained, evaluated, len(cells) - len(train_futures), len(groups)
 
 
 @flow(name="grid", flow_run_name=lambda: grid_run_name(flow_run.parameters["cfg"]))

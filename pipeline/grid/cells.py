@@ -102,6 +102,18 @@ def evaluate_cell(cfg: EvalConfig, trained: list[dict] | None, run: str, label: 
     return {"status": "ok", "out": cfg.out}
 
 
+def evaluate_cells(work: list[tuple[str, list[EvalConfig]]], trained: list[dict] | None, label: str | None = None,
+                   log: logging.Logger | logging.LoggerAdapter = LOG) -> list[dict]:
+    """Every evaluation still needed by some cells (``work``: (cell run id, its evaluations)), one after another:
+    one record each, as :func:`evaluate_cell` gives it plus ``run``, so a failing evaluation stays with itself and
+    the others still run.
+
+    Why several at once: the grid submits one evaluation task per training run, not per evaluation; each Prefect
+    task costs ~0.1-0.3 s of orchestration on a Dask worker (state, tag concurrency slots, context; measured by
+    bench/grid_cost.py), more than a small evaluation."""
+    return [dict(evaluate_cell(cfg, trained, run, label, log), run=run) for run, cfgs in work for cfg in cfgs]
+
+
 def all_finished(cells: list[Cell]) -> bool:
     """Every cell trained and every one of its evaluations done: a budgeted group that needs no features."""
     return all(cell_finished(c) and all(eval_finished(ev) for ev in c.evals) for c in cells)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import TINY_BACKBONE
-from declip.pipeline.grid.cells import FAILED_RECORD, evaluate_cell, train_cell
+from declip.pipeline.grid.cells import FAILED_RECORD, evaluate_cell, evaluate_cells, train_cell
 from declip.pipeline.grid.config import GridConfig
 from declip.pipeline.grid.plan import plan_cells
 
@@ -55,3 +55,25 @@ def test_evaluations_of_failed_cells_are_skipped_and_failures_returned(cells, ca
         record = evaluate_cell(linear.evals[-1], [{"status": "ok", "run": linear.run_id}], linear.run_id, "my-eval")
     assert record == {"status": "ok", "out": linear.evals[-1].out}
     assert "evaluated my-eval: IoU" in caplog.text
+
+
+def test_one_failing_evaluation_does_not_stop_the_others(cells):
+    """The grid evaluates a training run's cells in one task (every test set, split and view): each evaluation keeps
+    its own record naming its cell, in order, and one that fails (a test set the store lacks) neither raises nor
+    hides the ones after it; a cell whose training failed is skipped while the others are evaluated."""
+    from dataclasses import replace
+
+    linear, broken = cells["linear"], cells["conv-7"]
+    if not (Path(linear.train.out) / "summary.json").exists():
+        train_cell(linear.train)
+    valid, test = linear.evals  # (valid, test) on tint
+    missing = replace(test, test_subsets=("no-such-set",), out=test.out + "-missing")
+    trained = [{"status": "ok", "run": linear.run_id}, {"status": "failed", "run": broken.run_id}]
+    records = evaluate_cells([(linear.run_id, [valid, missing]), (broken.run_id, list(broken.evals)),
+                              (linear.run_id, [test])], trained)
+    assert [(r["run"], r["status"]) for r in records] == [
+        (linear.run_id, "ok"), (linear.run_id, "failed"), (broken.run_id, "skipped"), (broken.run_id, "skipped"),
+        (linear.run_id, "ok")]
+    assert [r["out"] for r in records] == [valid.out, missing.out, *(ev.out for ev in broken.evals), test.out]
+    assert "no-such-set" in records[1]["error"]
+    assert all((Path(ev.out) / "tint" / "summary.parquet").exists() for ev in (valid, test))
