@@ -30,7 +30,7 @@ from declip.pipeline.grid.extraction_plan import extraction_configs
 from declip.pipeline.grid.grid_run import GridOutcome, iou_markdown, start_grid, write_grid_results
 from declip.pipeline.grid.ledger import evict_group, record_created_layers
 from declip.pipeline.grid.plan import (
-    cell_finished, cells_of, check_subsets, eval_finished, layer_groups, training_groups,
+    cell_finished, cells_of, check_subsets, evaluation_groups, layer_groups, training_groups,
 )
 from declip.pipeline.grid.progress import CellProgress
 from declip.pipeline.grid.run_index import write_index
@@ -95,10 +95,11 @@ def _group_options(group) -> dict:
     return {"task_run_name": name, "tags": list(dict.fromkeys(t for c in group for t in _cell_options(c)["tags"]))}
 
 
-def _eval_options(group, evals: list[EvalConfig]) -> dict:
-    """The group's name (as its training run's) + ``-on-<test sets>``, then its splits unless only test and its views
-    other than clean; every cell's tags."""
-    opts = _group_options(group)
+def _eval_options(task) -> dict:
+    """The cells' name (as their training run's) + ``-on-<test sets>``, then the splits unless only test and the
+    views other than clean; every cell's tags."""
+    opts = _group_options([cell for cell, _ in task])
+    evals = [ev for _, cell_evals in task for ev in cell_evals]
     splits = list(dict.fromkeys(ev.split for ev in evals))
     splits = [] if splits == ["test"] else splits
     views = [v for v in dict.fromkeys(ev.view for ev in evals) if v != "clean"]
@@ -117,17 +118,10 @@ def _run_cells(cells, parallel: int, show: bool = True) -> tuple[list[dict], lis
         group_futures = [train_group.with_options(**_group_options(group)).submit([c.train for c in group])
                          for group in groups]
         train_futures = {c.run_id: f for group, f in zip(groups, group_futures) for c in group}
-        pending = {cell.run_id: [ev for ev in cell.evals if cell.run_id in train_futures or not eval_finished(ev)]
-                   for cell in cells}
-        # one evaluation task per training run (its cells' evaluations), one per cell that had trained before
-        eval_groups = [[c for c in group if pending[c.run_id]] for group in groups]
-        eval_groups += [[c] for c in cells if c.run_id not in train_futures and pending[c.run_id]]
-        eval_futures = []
-        for group in filter(None, eval_groups):
-            evals = [ev for c in group for ev in pending[c.run_id]]
-            eval_futures.append(evaluate_cells.with_options(**_eval_options(group, evals)).submit(
-                [(c.run_id, pending[c.run_id]) for c in group], train_futures.get(group[0].run_id)))
-    progress = CellProgress(cells, groups, [run for run, evals in pending.items() for _ in evals], show)
+        eval_tasks = evaluation_groups(cells, groups)
+        eval_futures = [evaluate_cells.with_options(**_eval_options(task)).submit(
+            [(c.run_id, evals) for c, evals in task], train_futures.get(task[0][0].run_id)) for task in eval_tasks]
+    progress = CellProgress(cells, groups, [c.run_id for task in eval_tasks for c, evals in task for _ in evals], show)
     is_eval = {id(f) for f in eval_futures}
     results: dict[int, object] = {}
     try:

@@ -177,6 +177,23 @@ def training_groups(cells: list[Cell], parallel: int = 1) -> list[list[Cell]]:
     return runs
 
 
+def evaluation_groups(cells: list[Cell], groups: list[list[Cell]]) -> list[list[tuple[Cell, list[EvalConfig]]]]:
+    """The evaluations still needed, as tasks: one per training run of ``groups`` (every evaluation of its cells,
+    which train anew) and one per other cell that lacks some (trained before; a test set added since). Each entry is
+    (cell, its evaluations to run).
+
+    Why grouped: a Prefect task costs ~0.1-0.3 s of orchestration on a Dask worker (bench/grid_cost.py), more than
+    a small evaluation; one task per evaluation made that cost grow with test sets × splits × views."""
+    training = {c.run_id for group in groups for c in group}
+
+    def needed(cell: Cell) -> list[EvalConfig]:
+        return [ev for ev in cell.evals if cell.run_id in training or not eval_finished(ev)]
+
+    tasks = [[(c, needed(c)) for c in group if needed(c)] for group in groups]
+    tasks += [[(c, needed(c))] for c in cells if c.run_id not in training and needed(c)]
+    return [task for task in tasks if task]
+
+
 def eval_summary_path(ev: EvalConfig) -> Path:
     return Path(ev.out) / ev.test_subsets[0] / "summary.parquet"
 

@@ -9,7 +9,7 @@ import torch
 
 from tests.fixtures import TINY_BACKBONE, grid_json
 from declip.pipeline.grid.config import GridConfig
-from declip.pipeline.grid.plan import plan_cells, training_groups
+from declip.pipeline.grid.plan import evaluation_groups, plan_cells, training_groups
 
 
 def _grid(store, out, **kw):
@@ -37,6 +37,28 @@ def test_groups_share_backbone_train_set_and_seed(tmp_path):
     assert all(done not in group for group in regrouped)
     assert [resuming] in regrouped and len(regrouped) == len(groups) + 1
     assert sum(len(group) for group in regrouped) == len(cells) - 1
+
+
+def test_evaluations_run_one_task_per_training_run_and_one_per_earlier_cell_missing_some(tmp_path):
+    """A training run's cells are evaluated in one task (all their test sets and splits: they train anew); a cell
+    that trained before gets a task only for the evaluations it lacks (a test set added since); a finished cell none."""
+    cells = plan_cells(_grid("s", tmp_path, layers=("layer0", "layer1"), decoders=("linear",),
+                             test_sets=("tint", "bright")))
+    assert len(cells) == 2 and all(len(c.evals) == 2 * 2 for c in cells)  # (valid, test) × (tint, bright)
+    before, finished = cells
+    for ev in finished.evals + before.evals[:3]:  # evaluated in an earlier run, except before's last evaluation
+        (Path(ev.out) / ev.test_subsets[0]).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"x": [1]}).to_parquet(Path(ev.out) / ev.test_subsets[0] / "summary.parquet")
+        (Path(ev.out) / ev.test_subsets[0] / "eval.json").write_text(
+            json.dumps({"identity": ev.subset_identity(ev.test_subsets[0])}))
+    # neither has a finished training (its checkpoint is gone): both train anew, so every evaluation runs again
+    fresh = evaluation_groups(cells, training_groups(cells))
+    assert [[(c.run_id, evals) for c, evals in task] for task in fresh] == [[(c.run_id, list(c.evals)) for c in cells]]
+    for cell in cells:  # both trained
+        Path(cell.train.out).mkdir(parents=True, exist_ok=True)
+        (Path(cell.train.out) / "summary.json").write_text("{}")
+    assert training_groups(cells) == []
+    assert evaluation_groups(cells, []) == [[(before, [before.evals[3]])]]
 
 
 def test_groups_are_split_for_parallel_workers(tmp_path):
