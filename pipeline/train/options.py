@@ -40,10 +40,10 @@ CPU_WIDTH = 0.125
 
 
 def _is_device(text: object) -> bool:
+    if text in ("auto", "cpu"):  # the defaults answered without torch: building the CLI's flags validates them
+        return True
     import torch  # here, not at the top: the CLI builds its flags from this module without torch
 
-    if text == "auto":
-        return True
     try:
         torch.device(text)
     except (RuntimeError, TypeError, ValueError):

@@ -152,3 +152,23 @@ def test_example_config_prints_the_file_through_the_cli():
     run = subprocess.run([sys.executable, "-m", "declip.cli", "grid", "--example-config"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout == example_config()
+
+
+@pytest.mark.slow  # a fresh interpreter: the parent test process has imported everything already
+def test_building_the_command_line_imports_no_heavy_library():
+    """Every command builds the whole parser first: importing torch there (a device-name check of the demo's default
+    options did) cost each `declip` call ~1.2 s before it did anything, `--help` included."""
+    code = ("import sys; from declip.cli.app import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'prefect', 'pandas', 'zarr', 'open_clip') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_device_names_are_still_checked():
+    from declip.core.errors import DeclipError
+    from declip.pipeline.train.options import TrainOptions
+
+    assert TrainOptions(device="cuda:1").device == "cuda:1" and TrainOptions(device="cpu").device == "cpu"
+    with pytest.raises(DeclipError, match="device"):
+        TrainOptions(device="gpu7")
