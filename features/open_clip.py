@@ -20,10 +20,15 @@ weight source to another: a tag that cannot be fetched is an error that says how
 from __future__ import annotations
 
 import contextlib
+import copy
+import importlib.util
+import json
 import logging
 import os
 import socket
+import sys
 import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,7 +61,25 @@ def register_local_configs() -> None:
         open_clip.add_model_config(CONFIG_DIR)
 
 
+@lru_cache(maxsize=1)
+def _configs_on_disk() -> dict[str, dict]:
+    """The model configs open_clip lists (its own and our local ones), read from its JSON files without importing
+    it: the import loads torchvision's models and ops (~1.8 s), which a report or a dry run would pay only to ask
+    what an architecture is. Same files and rule as open_clip's ``_rescan_model_configs`` (a test compares them)."""
+    spec = importlib.util.find_spec("open_clip")
+    folders = [Path(spec.origin).parent / "model_configs"] if spec is not None and spec.origin else []
+    configs = {}
+    for folder in (*folders, CONFIG_DIR):
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+            if all(key in cfg for key in ("embed_dim", "vision_cfg", "text_cfg")):
+                configs[path.stem] = cfg
+    return configs
+
+
 def list_architectures() -> list[str]:
+    if "open_clip" not in sys.modules:  # once imported (to build a model), ask it: it may know configs added since
+        return list(_configs_on_disk())
     import open_clip
 
     register_local_configs()
@@ -80,12 +103,15 @@ def open_clip_arch(arch: str) -> tuple[str, bool]:
 def open_clip_config(arch: str) -> dict | None:
     """open_clip's model config for ``arch`` (our local test/demo configs included, ``X-quickgelu`` for any ``X``),
     or None if it has none."""
-    import open_clip
-
     try:
-        return open_clip.get_model_config(open_clip_arch(arch)[0])
+        name = open_clip_arch(arch)[0]
     except DeclipError:
         return None
+    if "open_clip" not in sys.modules:
+        return copy.deepcopy(_configs_on_disk().get(name))
+    import open_clip
+
+    return open_clip.get_model_config(name)
 
 
 def vision_config(arch: str) -> dict | None:
