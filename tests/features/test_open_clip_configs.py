@@ -17,13 +17,19 @@ def test_asking_what_an_architecture_is_imports_neither_open_clip_nor_torchvisio
     assert done.stdout.strip().split(maxsplit=3) == ["vit", "resnet", "srm", "[]"], done.stdout + done.stderr
 
 
-def test_configs_read_from_disk_equal_open_clips_own():
-    """The oracle is open_clip: every architecture it lists (ours registered), with the config it returns."""
+def test_configs_read_from_disk_equal_open_clips_own(monkeypatch):
+    """The oracle is open_clip's own scan of its folder and ours (other tests register folders of their own: the scan
+    is run afresh on exactly these two, and the registry restored afterwards)."""
+    from pathlib import Path
+
     import open_clip
+    from open_clip import factory
 
-    from declip.features.open_clip import _configs_on_disk, register_local_configs
+    from declip.features.open_clip import CONFIG_DIR, _configs_on_disk
 
-    register_local_configs()
+    monkeypatch.setattr(factory, "_MODEL_CONFIG_PATHS", [Path(open_clip.__file__).parent / "model_configs", CONFIG_DIR])
+    monkeypatch.setattr(factory, "_MODEL_CONFIGS", {})
+    factory._rescan_model_configs()
     on_disk = _configs_on_disk()
     assert sorted(on_disk) == sorted(open_clip.list_models())
     assert "ViT-L-14" in on_disk and "RN50" in on_disk and "test-vit-tiny" in on_disk
