@@ -34,6 +34,9 @@
 #   by CPU (SelectTypeParameters=CR_CPU), not by core: on a machine with 2 hyperthreads per core CR_Core would
 #   give each 1-CPU job a whole core and halve the number of jobs that run at once. Memory is not a consumable
 #   resource here: with CR_CPU_Memory and no --mem a job would take all of the node's memory and run alone.
+# - Sharing: the partition lets up to 4 jobs share a CPU (OverSubscribe=FORCE:4). The suite's two processes (and a
+#   bench beside them) each start 2 one-core worker jobs; on a 2-CPU node the second session's jobs waited, pending,
+#   until the first's ended, and its test waited out its timeout.
 # - munge: munged refuses a key readable by group or others ("Keyfile is insecure ... perms=0444") and directories
 #   owned by anyone but the user it runs as ("PRNG seed dir is insecure: invalid ownership"); the key is created with
 #   `mungekey` (or dd from /dev/urandom), owned munge:munge, mode 0400, its directories are owned by munge, and munged
@@ -160,7 +163,7 @@ InactiveLimit=0
 SlurmctldTimeout=60
 SlurmdTimeout=60
 $(node_line) NodeAddr=127.0.0.1 State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
   if [ -e "$CONF" ] && cmp -s "$new" "$CONF"; then
     rm -f "$new"
