@@ -15,9 +15,9 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
 # Both test targets spread test files over two processes (the machine's two cores; tests of one file stay together,
-# and the services the tests start -- SLURM, S3, Prefect -- are per process or serialised): 13:52 -> 9:04 for the
-# full suite here. PARALLEL= runs in one process.
-PARALLEL ?= -n 2 --dist loadfile
+# and the services the tests start -- SLURM, S3, Prefect -- are per process or serialised), heaviest files first in
+# the order tests/conftest.py gives (xdist's own reorder put the longest file last). PARALLEL= runs in one process.
+PARALLEL ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: venv demo test test-fast bench clean
 
