@@ -42,6 +42,7 @@ class RowReader:
         self.dtype = array.dtype
         self.row_bytes = int(np.prod(self.row_shape)) * array.dtype.itemsize
         self.base = _direct_base(array)
+        self.threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rows") if self.base else None
 
     @property
@@ -81,14 +82,25 @@ class RowReader:
                 if self.check is not None:
                     self.check(int(row), out[i])
             return out
-        list(self._pool.map(lambda i: self._read_into(int(rows[i]), out[i]), range(len(rows))))
+        list(self._pool.map(lambda span: self._read_span(rows, out, *span), _spans(len(rows), self.threads)))
         return out
+
+    def _read_span(self, rows: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            self._read_into(int(rows[i]), out[i])
 
     def read_all(self) -> np.ndarray:
         """Every row, read directly (each checked in its thread); callers read other layouts through zarr."""
         if not self.direct:
             return self.array[:]
         return self.read(np.arange(self.array.shape[0]))
+
+
+def _spans(n: int, threads: int, per_span: int = 64) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges covering ``n`` rows: one task per span, not per row (a task per 512 KiB row cost ~15 % of a
+    whole-layer read in thread hand-offs), and at least ``threads`` spans when there are enough rows to share."""
+    size = max(1, min(per_span, -(-n // threads)))
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
 def _direct_base(array: zarr.Array) -> str | None:
