@@ -68,3 +68,15 @@ def test_detection_heads_keep_the_per_head_image_loss(tiny_store, tmp_path, monk
     monkeypatch.setattr(training, "_loss", spy)
     training.train(train_config(tiny_store, tmp_path / "det", mode="detection", max_epochs=1, batch_size=8))
     assert modes and set(modes) == {"detection"}
+
+
+def test_the_reported_loss_holds_for_large_logits():
+    """``mean_bce`` writes softplus with vectorised passes (ATen's is a scalar loop); at logits far from 0, where
+    the two forms differ most, it still equals PyTorch's BCE-with-logits in float64."""
+    from declip.pipeline.train.fused_loss import mean_bce
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 64, 64, generator=g) * 25  # |u| up to ~100
+    targets = torch.rand(4, 64, 64, generator=g)
+    want = F.binary_cross_entropy_with_logits(logits.double(), targets.double())
+    assert float(mean_bce(logits, targets)) == pytest.approx(float(want), rel=1e-6)
