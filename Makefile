@@ -38,8 +38,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not flow" $(PARALLEL) $(TEST_ARGS)
 
+# The speed targets (bench/p*.py) and the grid's fixed cost per cell (bench/grid_cost.py, threads; add
+# `--runners threads,slurm` by hand where the local SLURM of tests/cluster/slurm.sh can run). Measure alone.
 bench: $(STAMP)
-	for f in bench/p*.py; do $(BIN)/python $$f || exit 1; done
+	for f in bench/p*.py bench/grid_cost.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf demo-out .prefect .pytest_cache
