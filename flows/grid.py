@@ -54,8 +54,7 @@ def evaluate_cells(work: list[tuple[str, list[EvalConfig]]], trained: list[dict]
     """The evaluations some cells still need (the cells of one training run, or one cell trained before), on one
     device; a cell's are skipped when its training (``trained``, its run's records) failed. One record per
     evaluation, each naming its cell and where it ran."""
-    device_wanted = work[0][1][0].device
-    with task_device(device_wanted) as device:
+    with task_device(work[0][1][0].device) as device:
         work = [(run, [replace(cfg, device=device) for cfg in cfgs]) for run, cfgs in work]
         records = grid_cells.evaluate_cells(work, trained, task_run.name, run_logger())
         return [dict(record, where=where(device)) for record in records]

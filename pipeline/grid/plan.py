@@ -185,12 +185,9 @@ def evaluation_groups(cells: list[Cell], groups: list[list[Cell]]) -> list[list[
     Why grouped: a Prefect task costs ~0.1-0.3 s of orchestration on a Dask worker (bench/grid_cost.py), more than
     a small evaluation; one task per evaluation made that cost grow with test sets × splits × views."""
     training = {c.run_id for group in groups for c in group}
-
-    def needed(cell: Cell) -> list[EvalConfig]:
-        return [ev for ev in cell.evals if cell.run_id in training or not eval_finished(ev)]
-
-    tasks = [[(c, needed(c)) for c in group if needed(c)] for group in groups]
-    tasks += [[(c, needed(c))] for c in cells if c.run_id not in training and needed(c)]
+    needed = {c.run_id: [ev for ev in c.evals if c.run_id in training or not eval_finished(ev)] for c in cells}
+    tasks = [[(c, needed[c.run_id]) for c in group if needed[c.run_id]] for group in groups]
+    tasks += [[(c, needed[c.run_id])] for c in cells if c.run_id not in training and needed[c.run_id]]
     return [task for task in tasks if task]
 
 
