@@ -133,22 +133,42 @@ def _agrees(computed: np.ndarray, stated: np.ndarray) -> np.ndarray:
     return both_nan | np.isclose(computed, stated, rtol=1e-6, atol=1e-9)
 
 
-def _fill(out: pd.DataFrame, index: list[int], iv: Intervals, n: int, stated: np.ndarray) -> None:
-    """Write one call's intervals into ``out`` rows ``index``; rows whose stated value the per-image tables
-    contradict (a stale file) get a note instead of an interval."""
-    rows = np.asarray(index)
-    ok = _agrees(iv.value, stated)
-    good = rows[ok]
-    out.loc[good, "ci_low"] = iv.low[ok]
-    out.loc[good, "ci_high"] = iv.high[ok]
-    out.loc[good, "ci_method"] = iv.method
-    out.loc[good, "ci_resamples"] = iv.resamples
-    out.loc[good, "n_images"] = n
-    out.loc[rows[ok & np.isnan(iv.value)], "ci_note"] = "value undefined"
-    if not ok.all():
-        out.loc[rows[~ok], "ci_note"] = [
-            f"per_image gives {c:.6g}, the row says {v:.6g}: the per-image table is stale; re-run this evaluation"
-            for c, v in zip(iv.value[~ok], stated[~ok])]
+class _IntervalColumns:
+    """The interval columns of ``out`` as arrays, filled call by call and written back once: pandas' per-row
+    ``.loc`` writes cost more than the bootstrap itself on a grid's few thousand results rows."""
+
+    def __init__(self, out: pd.DataFrame) -> None:
+        self.out = out
+        self.low = out["ci_low"].to_numpy(dtype=np.float64, copy=True)
+        self.high = out["ci_high"].to_numpy(dtype=np.float64, copy=True)
+        self.method = out["ci_method"].to_numpy(dtype=object, copy=True)
+        self.resamples = out["ci_resamples"].to_numpy(copy=True)
+        self.n_images = out["n_images"].to_numpy(copy=True)
+        self.note = out["ci_note"].to_numpy(dtype=object, copy=True)
+
+    def fill(self, index: list[int], iv: Intervals, n: int, stated: np.ndarray) -> None:
+        """One call's intervals into rows ``index``; rows whose stated value the per-image tables contradict (a
+        stale file) get a note instead of an interval."""
+        rows = np.asarray(index)
+        ok = _agrees(iv.value, stated)
+        good = rows[ok]
+        self.low[good], self.high[good] = iv.low[ok], iv.high[ok]
+        self.method[good], self.resamples[good], self.n_images[good] = iv.method, iv.resamples, n
+        self.note[rows[ok & np.isnan(iv.value)]] = "value undefined"
+        for at, c, v in zip(rows[~ok], iv.value[~ok], stated[~ok]):
+            self.note[at] = (f"per_image gives {c:.6g}, the row says {v:.6g}: the per-image table is stale; re-run "
+                             "this evaluation")
+
+    def write(self) -> pd.DataFrame:
+        for col, values in (("ci_low", self.low), ("ci_high", self.high), ("ci_method", self.method),
+                            ("ci_resamples", self.resamples), ("n_images", self.n_images), ("ci_note", self.note)):
+            self.out[col] = values
+        return self.out
+
+
+def _key(values: tuple) -> tuple:
+    """A row's evaluation key with missing values as None, so that two rows' NaNs compare equal."""
+    return tuple(None if isinstance(v, float) and v != v else v for v in values)
 
 
 def add_intervals(results: pd.DataFrame, load: PerImageLoader,
@@ -159,31 +179,38 @@ def add_intervals(results: pd.DataFrame, load: PerImageLoader,
     or None. Rows of one image set are bootstrapped together (shared draws, one call per metric level).
     """
     out = _empty_columns(results, options)
+    columns = _IntervalColumns(out)
     eval_cols = _present(out, EVAL_KEY)
+    keys = [_key(k) for k in zip(*(out[c].tolist() for c in eval_cols))] if eval_cols else [()] * len(out)
+    metrics = out["metric"].astype(str).tolist()
+    row_levels = out["level"].tolist() if "level" in out else [None] * len(out)
+    values = out["value"].to_numpy(dtype=np.float64)
     for _, group in out.groupby(_present(out, IMAGE_SET_KEY), dropna=False, sort=False):
+        index = group.index.to_numpy()
         frames: dict[tuple, pd.DataFrame | None] = {}
-        for _, row in group.drop_duplicates(eval_cols).iterrows():
-            frames[tuple(row[eval_cols])] = load(row.to_dict())
+        for i in index:
+            if keys[i] not in frames:
+                frames[keys[i]] = load(out.loc[i].to_dict())
         loaded = [f for f in frames.values() if f is not None]
         images = ImageSet.of(loaded) if loaded else None
         todo: dict[str, list[tuple[int, Cell]]] = defaultdict(list)
-        for i, row in group.iterrows():
-            frame = frames[tuple(row[eval_cols])]
+        for i in index:
+            frame = frames[keys[i]]
             if frame is None:
-                out.loc[i, "ci_note"] = "no per-image table for this evaluation"
+                columns.note[i] = "no per-image table for this evaluation"
                 continue
-            cell = Cell(str(row["metric"]), (frame,))
-            level = level_of(cell.metric, row.get("level"))
+            cell = Cell(metrics[i], (frame,))
+            level = level_of(cell.metric, row_levels[i])
             why = unavailable(cell, level, images)
             if why:
-                out.loc[i, "ci_note"] = why
+                columns.note[i] = why
                 continue
             todo[level].append((i, cell))
         for level, items in todo.items():
-            index = [i for i, _ in items]
+            at = [i for i, _ in items]
             iv = cell_intervals([c for _, c in items], level, images, options)
-            _fill(out, index, iv, n_images(level, images), out.loc[index, "value"].to_numpy(dtype=np.float64))
-    return out
+            columns.fill(at, iv, n_images(level, images), values[at])
+    return columns.write()
 
 
 def seed_summary(results: pd.DataFrame, load: PerImageLoader,
@@ -211,11 +238,13 @@ def seed_summary(results: pd.DataFrame, load: PerImageLoader,
         models.append(part.iloc[0].to_dict())
     out = _empty_columns(pd.DataFrame(rows), options)
     out.insert(len(key), "interval", "")
-    _seed_intervals(out, cells, models, options)
-    return out
+    columns = _IntervalColumns(out)
+    _seed_intervals(out, columns, cells, models, options)
+    return columns.write()
 
 
-def _seed_intervals(out: pd.DataFrame, cells: list[Cell | None], models: list[dict], options: BootstrapOptions) -> None:
+def _seed_intervals(out: pd.DataFrame, columns: _IntervalColumns, cells: list[Cell | None], models: list[dict],
+                    options: BootstrapOptions) -> None:
     sets = _present(out, IMAGE_SET_KEY)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, model in enumerate(models):
@@ -226,15 +255,15 @@ def _seed_intervals(out: pd.DataFrame, cells: list[Cell | None], models: list[di
         todo: dict[tuple[str, int], list[int]] = defaultdict(list)
         for i in members:
             if cells[i] is None:
-                out.loc[i, "ci_note"] = "no per-image table for some seed"
+                columns.note[i] = "no per-image table for some seed"
                 continue
             level = level_of(cells[i].metric, models[i].get("level"))
             why = unavailable(cells[i], level, images)
             if why:
-                out.loc[i, "ci_note"] = why
+                columns.note[i] = why
                 continue
             todo[(level, len(cells[i].seeds))].append(i)
         for (level, n_seeds), index in todo.items():
             iv = cell_intervals([cells[i] for i in index], level, images, options)
-            _fill(out, index, iv, n_images(level, images), out.loc[index, "mean"].to_numpy(dtype=np.float64))
+            columns.fill(index, iv, n_images(level, images), out.loc[index, "mean"].to_numpy(dtype=np.float64))
             out.loc[index, "interval"] = "seeds, then images" if n_seeds > 1 else "images (one seed)"

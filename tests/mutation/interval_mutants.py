@@ -21,6 +21,7 @@ MODEL_INTERVALS = ("tests/pipeline/report/test_model_intervals.py",)
 HEADLINE = ("tests/pipeline/report/test_headline.py",)
 FIGURES = ("tests/pipeline/report/test_report_figures.py",)
 COMPARE_MODELS = ("tests/pipeline/report/test_compare_models.py",)
+BASELINES = ("tests/pipeline/evaluate/test_baselines.py",)
 
 INTERVAL_MUTANTS: list[tuple] = [
     M("I1", "intervals", "undefined images counted as zeros in the mean", "pipeline/metrics/resampling.py",
@@ -64,6 +65,11 @@ INTERVAL_MUTANTS: list[tuple] = [
       "return (lambda c: per_seed(np.split(c[0], [len(real_at)], axis=1))), [len(images.image_ids)]", TABLES),
     M("I17", "intervals", "seed standard deviation with ddof=0", "pipeline/report/intervals.py",
       "std=float(np.std(vals, ddof=1))", "std=float(np.std(vals, ddof=0))", INTERVALS),
+    M("I18", "intervals", "a row without a per-image table gets no note", "pipeline/report/intervals.py",
+      'columns.note[i] = "no per-image table for this evaluation"', "pass", TABLES),
+    M("I19", "intervals", "an interval's image count not written", "pipeline/report/intervals.py",
+      "self.method[good], self.resamples[good], self.n_images[good] = iv.method, iv.resamples, n",
+      "self.method[good], self.resamples[good] = iv.method, iv.resamples", INTERVALS + TABLES),
     # ---- the statistics wired into results, report, compare and the demo's summary (area "report")
     M("RP1", "report", "the positive control crowned best", "pipeline/report/selection.py",
       'scores = scores[~scores["control"]]', "scores = scores", HEADLINE),
@@ -104,4 +110,10 @@ INTERVAL_MUTANTS: list[tuple] = [
     M("RP16", "report", "every model line of the layer figure in one colour", "pipeline/report/figures.py",
       "colour = rows.sort_values(\"depth\"), MODEL_COLOURS[k % len(MODEL_COLOURS)]",
       "colour = rows.sort_values(\"depth\"), \"C0\"", FIGURES),
+    M("RP17", "report", "a model's seeds pooled before their spread is taken", "pipeline/report/model_intervals.py",
+      'return part["value"].groupby(seeds).mean()', 'return part["value"].groupby(np.zeros(len(part))).mean()',
+      MODEL_INTERVALS),
+    M("RP18", "report", "every baseline image scored against the first test image's mask",
+      "pipeline/evaluate/baselines.py", "gt = store.native_mask(dataset, row, size) if labels[row] == 1 else None",
+      "gt = store.native_mask(dataset, int(rows[0]), size) if labels[row] == 1 else None", BASELINES),
 ]
