@@ -78,7 +78,7 @@ def test_grid_on_slurm_jobs_equals_threads(slurm, slurm_job_name, tiny_manifest,
 
 @pytest.fixture(scope="module")
 def slow_single(tiny_manifest, tmp_path_factory):
-    """A one-process extraction slow enough to be interrupted (ViT-B/16, one image per block, its last layer)."""
+    """A one-process extraction slow enough to be interrupted (ViT-B/16 to its sixth block, one image per block)."""
     from declip.pipeline.extract.extraction import run_extraction
 
     path = tmp_path_factory.mktemp("single") / "s.zarr"
@@ -87,7 +87,7 @@ def slow_single(tiny_manifest, tmp_path_factory):
 
 
 def _slow(manifest, store, **kw):
-    return extract_config(manifest, store, backbone="ViT-B-16@random-0", layers="layer11", batch_size=1, **kw)
+    return extract_config(manifest, store, backbone="ViT-B-16@random-0", layers="layer5", batch_size=1, **kw)
 
 
 def test_worker_job_cancelled_mid_extraction_is_replaced_and_the_store_is_byte_identical(
@@ -103,7 +103,7 @@ def test_worker_job_cancelled_mid_extraction_is_replaced_and_the_store_is_byte_i
     stop = threading.Event()
 
     def cancel_one_job_mid_way():
-        done_path = store / "features" / "ViT-B-16@random-0" / "layer11" / "dolos-celebahq" / "done"
+        done_path = store / "features" / "ViT-B-16@random-0" / "layer5" / "dolos-celebahq" / "done"
         while not stop.is_set():
             seen.update(squeue_job_ids(slurm_job_name, states="PENDING,RUNNING"))
             if not cancelled and done_path.exists():
