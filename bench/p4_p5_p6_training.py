@@ -113,7 +113,7 @@ def p5(store: Path, dataset: str, backbone_key: str, layers: list[str], memory_g
            ("separate runs, s", alone), ("together (one read per batch), s", together), together / alone, "≤ 0.5")
 
 
-def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], train_set: str, repeats: int = 2) -> None:
+def p5_grid(store: Path, dataset: str, backbone_key: str, layers: list[str], train_set: str, repeats: int = 4) -> None:
     """Both sides planned by the grid and trained by the grid flow's own code, interleaved ``repeats`` times (fresh
     run directories each time); the fastest of each side is reported, wall and CPU time (CPU time is steadier when
     other processes share the machine)."""
@@ -181,6 +181,7 @@ def main() -> None:
     ap.add_argument("--layer", default="layer7")
     ap.add_argument("--width", type=float, default=0.125)
     ap.add_argument("--only", default="p4,p5,p5grid,p6")
+    ap.add_argument("--repeats", type=int, default=4, help="p5grid: interleaved runs of each side (fastest kept)")
     ap.add_argument("--p6-child", nargs=3)
     args = ap.parse_args()
     if args.p6_child:
@@ -200,7 +201,7 @@ def main() -> None:
         p5(store, dataset, args.backbone, layers, None, "features in RAM")
         p5(store, dataset, args.backbone, layers, 0.0, "streaming from the store")
     if "p5grid" in wanted:
-        p5_grid(store, dataset, args.backbone, layers, "all")
+        p5_grid(store, dataset, args.backbone, layers, "all", args.repeats)
     if "p6" in wanted:
         p6(root / "p6", args.images, args.backbone, args.layer)
 

@@ -88,11 +88,11 @@ EVAL_RECORD = "eval.json"  # beside each subset's summary: the identity of the e
 
 def score_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows: np.ndarray, *, metrics=None,
                image_score_rule: str = "mean_prob", batch_size: int = 64, device: str = "cpu",
-               maps_dirs: list[Path | None] | None = None) -> list[MetricAccumulator]:
+               maps_dirs: list[Path | None] | None = None, matrix_upsample: bool = False) -> list[MetricAccumulator]:
     """Run several (decoder, source) pairs over ``rows`` from one read of each batch; one accumulator each.
 
     Maps come from :mod:`declip.pipeline.evaluate.maps` at each native mask size and are scored there (DeCLIP's
-    protocol).
+    protocol); ``matrix_upsample`` is validation's faster upsampling (:func:`maps.probabilities`).
     """
     for decoder, _ in models:
         decoder.eval()
@@ -108,7 +108,8 @@ def score_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows
             label = int(data.labels[int(row)])
             truth.append((data.native_mask(int(row)) if label == 1 else None, label, paths[int(row)]))
         for (decoder, source), acc, maps in zip(models, accs, maps_dirs):
-            for native, (gt, label, path) in zip(native_maps(decoder, *batch.features[source], sizes, device), truth):
+            maps_now = native_maps(decoder, *batch.features[source], sizes, device, matrix_upsample)
+            for native, (gt, label, path) in zip(maps_now, truth):
                 acc.add(native, gt, label, path)
                 if maps is not None:
                     _save_map(maps, path, native)
@@ -131,10 +132,12 @@ def _save_map(directory: Path, image_path: str, prob: np.ndarray) -> None:
 
 def validate_many(models: list[tuple[Decoder, SourceKey]], data: CachedSplits, rows: np.ndarray, mode: str,
                   device: str, batch_size: int = 64) -> list[dict]:
-    """Per-epoch validation scores: mean IoU (localization) or image AP/accuracy/AUC (detection)."""
+    """Per-epoch validation scores: mean IoU (localization) or image AP/accuracy/AUC (detection). Maps are upsampled
+    by matrices, as in training (equal to evaluation's up to float rounding; a tenth of the time per head)."""
     names = ["iou"] if mode == "localization" else ["image_ap", "image_acc", "image_auc"]
     out = []
-    for acc in score_many(models, data, rows, metrics=names, device=device, batch_size=batch_size):
+    for acc in score_many(models, data, rows, metrics=names, device=device, batch_size=batch_size,
+                          matrix_upsample=True):
         table = acc.summary().set_index("metric")
         summary = table["value"]
         if mode == "localization":

@@ -19,6 +19,7 @@ import torch
 
 from declip.core.keys import SourceKey
 from declip.decoders import Decoder
+from declip.decoders.bicubic import matrix_logits
 from declip.features.fusion import fuse
 from declip.pipeline.data.cached_splits import CachedSplits
 from declip.pipeline.metrics.resize import to_native
@@ -36,16 +37,26 @@ def decoder_inputs(parts: Sequence[tuple[torch.Tensor, torch.Tensor | None]], fu
 
 
 @torch.no_grad()
-def probabilities(decoder: Decoder, feats: torch.Tensor, cls: torch.Tensor | None, device: str = "cpu") -> np.ndarray:
-    """(B, 256, 256) manipulation probabilities of one batch of decoder inputs."""
-    logits = decoder(feats.to(device).float(), None if cls is None else cls.to(device).float())
+def probabilities(decoder: Decoder, feats: torch.Tensor, cls: torch.Tensor | None, device: str = "cpu",
+                  matrix_upsample: bool = False) -> np.ndarray:
+    """(B, 256, 256) manipulation probabilities of one batch of decoder inputs.
+
+    ``matrix_upsample`` (per-epoch validation): a decoder that upsamples its token scores does so as training does,
+    by :func:`declip.decoders.bicubic.matrix_logits` (BLAS, ~10x faster on the CPU, equal to the decoder's own
+    ``F.interpolate`` up to float rounding); evaluation and prediction keep the decoder's forward, DeCLIP's call."""
+    feats, cls = feats.to(device).float(), None if cls is None else cls.to(device).float()
+    if matrix_upsample and decoder.scores_then_upsample:
+        logits = matrix_logits(decoder, feats, cls)
+    else:
+        logits = decoder(feats, cls)
     return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
 
 
 def native_maps(decoder: Decoder, feats: torch.Tensor, cls: torch.Tensor | None, sizes: Sequence[Size],
-                device: str = "cpu") -> list[np.ndarray]:
+                device: str = "cpu", matrix_upsample: bool = False) -> list[np.ndarray]:
     """One float32 probability map per input, each resized to its image's (height, width)."""
-    return [to_native(prob, size) for prob, size in zip(probabilities(decoder, feats, cls, device), sizes)]
+    probs = probabilities(decoder, feats, cls, device, matrix_upsample)
+    return [to_native(prob, size) for prob, size in zip(probs, sizes)]
 
 
 def native_size(samples: pd.DataFrame, row: int) -> Size:

@@ -16,6 +16,7 @@ The statistics are cheap (no sorting) except pixel AUC, which is used when the e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,10 +47,15 @@ class CollapseRule:
 DEFAULT_RULE = CollapseRule()
 
 
+@lru_cache(maxsize=256)
+def _thumbnail_index(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.ix_(np.linspace(0, h - 1, THUMB).astype(int), np.linspace(0, w - 1, THUMB).astype(int))
+
+
 def thumbnail(prob: np.ndarray) -> np.ndarray:
-    """A THUMB×THUMB nearest-neighbour sample of a map of any size (enough to see whether maps differ)."""
-    h, w = prob.shape
-    return prob[np.linspace(0, h - 1, THUMB).astype(int)][:, np.linspace(0, w - 1, THUMB).astype(int)]
+    """A THUMB×THUMB nearest-neighbour sample of a map of any size (enough to see whether maps differ); the sample
+    positions are computed once per map size (validation asks for one per head and image, every epoch)."""
+    return prob[_thumbnail_index(*prob.shape)]
 
 
 class CollapseStats:

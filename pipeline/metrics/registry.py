@@ -153,6 +153,9 @@ class MetricAccumulator:
         mi.image_score(np.zeros((1, 1)), image_score_rule)  # fail early on an unknown rule
         self.image_score_rule = image_score_rule
         self._pixel = [n for n in self.names if REGISTRY[n].level == "image-pixel"]
+        # image scores only where an image-level metric is asked for (per-epoch validation asks for IoU alone, once
+        # per head and image); the per-image table says nan otherwise
+        self._image = any(REGISTRY[n].level == "image" for n in self.names)
         self._rows: list[dict] = []
         self._pooled = np.zeros(3, dtype=np.int64)  # TP, FP, FN
         self._histograms = any(REGISTRY[n].pooled_from == "histograms" for n in self.names)
@@ -163,7 +166,7 @@ class MetricAccumulator:
         """Score one image; ``gt`` is its native-size boolean mask (None or ignored for real images)."""
         prob = np.asarray(prob_native, dtype=np.float32)
         row: dict = {"image_id": image_id, "label": int(label),
-                     "image_score": mi.image_score(prob, self.image_score_rule)}
+                     "image_score": mi.image_score(prob, self.image_score_rule) if self._image else float("nan")}
         if int(label) == 1:
             row.update(self._pixel_values(prob, gt))
         self._rows.append(row)

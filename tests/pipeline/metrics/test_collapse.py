@@ -110,3 +110,14 @@ def test_image_spread_threshold_is_pinned(half_gap, collapsed):
     verdict, why = stats.verdict(pixel_auc=0.9)
     assert verdict is collapsed, why
     assert ("same map" in why) is collapsed
+
+
+def test_thumbnail_samples_the_corners_of_a_non_square_map():
+    from declip.pipeline.metrics.collapse import THUMB, thumbnail
+
+    prob = np.arange(5 * 70, dtype=np.float32).reshape(5, 70)
+    thumb = thumbnail(prob)
+    assert thumb.shape == (THUMB, THUMB)
+    assert thumb[0, 0] == prob[0, 0] and thumb[-1, -1] == prob[-1, -1] and thumb[-1, 0] == prob[-1, 0]
+    assert (np.diff(thumb, axis=0) >= 0).all() and (np.diff(thumb, axis=1) >= 0).all()  # positions in order
+    assert thumbnail(prob.T).shape == (THUMB, THUMB) and thumbnail(prob.T)[-1, 0] == prob[0, -1]

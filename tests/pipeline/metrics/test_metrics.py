@@ -409,3 +409,19 @@ def test_declip_f1_best_nan_makes_the_mean_nan_while_trufor_skips_nothing():
     assert math.isnan(s.loc["f1_best", "value"]) and s.loc["f1_best", "n_undefined"] == 1
     assert not math.isnan(s.loc["f1_best_trufor", "value"]) and s.loc["f1_best_trufor", "n_undefined"] == 0
     assert REGISTRY["f1_best"].undefined == "propagate" and REGISTRY["f1_best_trufor"].undefined == "skip"
+
+
+def test_image_scores_only_where_an_image_metric_is_asked_for():
+    """Validation asks for IoU alone: no image score is computed (nan in the per-image table); with an image-level
+    metric every image gets its mean probability (the default rule, by hand)."""
+    prob = np.full((4, 6), 0.25, np.float32)
+    prob[:2] = 0.75
+    gt = np.zeros((4, 6), bool)
+    gt[:2] = True
+    pixel_only, both = MetricAccumulator(["iou"]), MetricAccumulator(["iou", "image_auc"])
+    for acc in (pixel_only, both):
+        acc.add(prob, gt, 1, "fake.png")
+        acc.add(prob, None, 0, "real.png")
+    assert pixel_only.per_image()["image_score"].isna().all()
+    assert both.per_image()["image_score"].tolist() == pytest.approx([0.5, 0.5])
+    assert pixel_only.per_image()["iou"].iloc[0] == both.per_image()["iou"].iloc[0] == pytest.approx(100.0)
