@@ -6,6 +6,7 @@ Usage: python bench/p1_p2_extraction.py [--images 256] [--backbone demo-vit-smal
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 from common import make_jpeg_manifest, report, timed, workdir
@@ -36,6 +37,7 @@ def main() -> None:
     pixels = images_to_pixels(recipe, [open_rgb(m.abspath(p), exif=recipe.applies_exif) for p in m.df["image_path"]])
     t: dict[str, float] = {}
     encode_pixels(backbone, pixels[: args.batch], names, args.device)  # warm-up
+    os.sync()
     with timed(t, "forward"):
         for lo in range(0, len(pixels), args.batch):
             out = encode_pixels(backbone, pixels[lo:lo + args.batch], names, args.device)
@@ -44,6 +46,7 @@ def main() -> None:
     del out
 
     def extract(layers: str, name: str) -> float:
+        os.sync()  # the previous side's files are on disk: no writeback of them competes with this side's timing
         cfg = ExtractConfig(manifest=str(manifest), store=str(root / f"{name}.zarr"), backbone=args.backbone,
                             layers=layers, batch_size=args.batch, device=args.device, progress=False)
         stats = run_extraction(cfg, backbone=backbone)

@@ -6,14 +6,18 @@ otherwise.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="declip-prefect-"))
+if "PREFECT_HOME" not in os.environ:  # (`make test` sets one) a private one, removed when the session ends
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="declip-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("TQDM_DISABLE", "1")
 

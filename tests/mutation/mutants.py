@@ -308,7 +308,7 @@ MUTANTS: list[Mutant] = [
     # ---- decoders
     M("C1", "decoders", "linear upsampling bilinear instead of bicubic", "decoders/linear.py",
       'mode="bicubic", align_corners=False', 'mode="bilinear", align_corners=False', DECODER_TESTS),
-    M("C8", "decoders", "linear head scores patches column by column", "decoders/linear.py",
+    M("C13", "decoders", "linear head scores patches column by column", "decoders/linear.py",
       'torch.einsum("c,bcn->bn", linear.weight[0], feats.flatten(2))',
       'torch.einsum("c,bcn->bn", linear.weight[0], feats.transpose(2, 3).flatten(2))', DECODER_TESTS),
     M("C2", "decoders", "init gain 0.02 -> 0.01", "decoders/weight_init.py", "INIT_GAIN = 0.02", "INIT_GAIN = 0.01",
