@@ -42,15 +42,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_user_error_in_a_flow_is_one_line_and_debug_shows_the_trace(tmp_path):
+def test_user_error_in_a_flow_is_one_line_and_debug_shows_the_trace(tmp_path, prefect_harness):
+    """Against the session's API (the temporary-server path is the other tests' subject): the error raised inside the
+    flow is one line after the line naming the API, and --debug shows its traceback."""
     cmd = [sys.executable, "-m", "declip.cli", "train", "--store", str(tmp_path / "none.zarr"), "--dataset", "d",
            "--source", "B@random-0/layer1", "--decoder", "linear", "--train", "a", "--out", str(tmp_path / "o")]
-    plain = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    env = dict(_env(tmp_path), PREFECT_API_URL=prefect_harness)
+    plain = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 2
-    lines = [l for l in plain.stderr.strip().splitlines() if not l.startswith("declip: starting a temporary")]
-    assert len(lines) == 1 and lines[0].startswith("declip train: error: ") and "none.zarr" in lines[0], plain.stderr
-    debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], cwd=REPO, env=_env(tmp_path), capture_output=True,
-                           text=True, timeout=300)
+    lines = plain.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0] == f"declip: running as a Prefect flow, reporting to {prefect_harness}", lines
+    assert lines[1].startswith("declip train: error: ") and "none.zarr" in lines[1], plain.stderr
+    debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=300)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "DeclipError" in debug.stderr
 
 
@@ -98,7 +102,10 @@ def test_killed_flow_commands_leave_no_server(tiny_store, tmp_path):
     assert len(killed) == len(procs), "the ephemeral server never started"
     for proc in procs.values():
         proc.wait(timeout=60)
-    time.sleep(8)  # the watchdog polls twice a second; the server gets 5 s to stop before SIGKILL
+    # the watchdog polls twice a second and gives the server 5 s to stop before SIGKILL: allow 8 s, no more
+    deadline = time.time() + 8
+    while time.time() < deadline and any(_alive(p) for pids in killed.values() for p in pids):
+        time.sleep(0.2)
     left = {sig.name: [p for p in pids if _alive(p)] for sig, pids in killed.items()}
     try:
         assert not any(left.values()), f"processes outlived their command: {left}"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -64,6 +65,7 @@ prefect_defaults()
 from declip.flows.extract import run_extract
 from tests.fixtures import extract_config
 go = Path(sys.argv[3])
+Path(f"{go}.ready-{sys.argv[4]}").touch()  # imported: at the start line
 while not go.exists():
     time.sleep(0.005)
 run_extract(extract_config(sys.argv[1], sys.argv[2], layers="layer0,layer2", batch_size=4, shards=2).to_json())
@@ -79,13 +81,13 @@ def test_two_extract_flows_started_together_into_one_s3_store(s3_env, s3_bucket,
     url = f"s3://{s3_bucket}/feats.zarr"
     go = tmp_path / "go"
     env = dict(os.environ, **s3_env, PREFECT_API_URL=prefect_harness, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", _FLOW, str(tiny_manifest), url, str(go)], cwd=REPO, env=env,
-                              stderr=subprocess.PIPE) for _ in range(2)]
-    ready = time.monotonic() + 120
-    while time.monotonic() < ready and all(p.poll() is None for p in procs):
-        time.sleep(0.1)
-        if time.monotonic() > ready - 110:  # both have had 10 s to import and wait at the start line
+    procs = [subprocess.Popen([sys.executable, "-c", _FLOW, str(tiny_manifest), url, str(go), str(i)], cwd=REPO,
+                              env=env, stderr=subprocess.PIPE) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):  # a barrier, not a sleep
+        if all(Path(f"{go}.ready-{i}").exists() for i in range(2)):
             break
+        time.sleep(0.02)
     go.touch()  # both flows start their setups at the same moment
     for p in procs:
         _, err = p.communicate(timeout=600)
