@@ -58,6 +58,28 @@ def write_rows(array: zarr.Array, start: int, rows: np.ndarray, valid: np.ndarra
         _atomic_put(path, memoryview(rows[i]).cast("B"))
 
 
+def write_chunk(array: zarr.Array, start: int, values: np.ndarray) -> None:
+    """``array[start:start + len(values)] = values`` for a range that is one whole chunk along the first axis (a block's
+    class tokens, scales, valid flags, checksums), written to the chunk's file directly when the layout allows.
+
+    Why: zarr's write of even a tiny chunk is an asyncio round trip and a codec pipeline, and a block writes four of
+    them per layer besides its rows (the done flag, zstd-compressed, stays with zarr). The last chunk of an array may
+    be short; it is padded with the fill value, as zarr stores edge chunks (tests compare the bytes with zarr's own
+    write). Any other range or layout goes through zarr unchanged.
+    """
+    base = _direct_base(array, any_rows=True) if isinstance(array, zarr.Array) else None
+    rows = int(array.metadata.chunks[0]) if base is not None else 0
+    if base is None or start % rows or len(values) != min(rows, array.shape[0] - start) or array.fill_value is None:
+        array[start:start + len(values)] = values
+        return
+    values = np.asarray(values, dtype=array.dtype)
+    chunk = np.full((rows, *array.shape[1:]), array.fill_value, dtype=array.dtype)
+    chunk[:len(values)] = values
+    path = os.path.join(base, array.metadata.encode_chunk_key((start // rows,) + (0,) * (array.ndim - 1)))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _atomic_put(path, memoryview(np.ascontiguousarray(chunk)).cast("B"))
+
+
 def _atomic_put(path: str, data: memoryview) -> None:
     tmp = f"{path}.{uuid.uuid4().hex}.partial"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)

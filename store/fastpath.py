@@ -103,13 +103,15 @@ def _spans(n: int, threads: int, per_span: int = 64) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
-def _direct_base(array: zarr.Array) -> str | None:
+def _direct_base(array: zarr.Array, any_rows: bool = False) -> str | None:
+    """The array's folder when its chunks are plain little-endian bytes on a local store, each one row (or, with
+    ``any_rows``, any number of whole rows); None for every other layout."""
     meta = array.metadata
     chunks = getattr(meta, "chunks", None)
     codecs = getattr(meta, "codecs", ())
     if not isinstance(array.store, LocalStore) or sys.byteorder != "little":
         return None
-    if chunks is None or chunks[0] != 1 or tuple(chunks[1:]) != tuple(array.shape[1:]):
+    if chunks is None or (chunks[0] != 1 and not any_rows) or tuple(chunks[1:]) != tuple(array.shape[1:]):
         return None
     if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
         return None

@@ -34,7 +34,7 @@ from declip.core.errors import DeclipError
 from declip.core.versions import library_versions
 from declip.store.base import SCHEMA_VERSION, StoreBase, as_stored
 from declip.store.checksums import block_sums, row_sums
-from declip.store.chunk_writes import FLAT_CHUNK_KEYS, write_rows
+from declip.store.chunk_writes import FLAT_CHUNK_KEYS, write_chunk, write_rows
 from declip.store.quantize import DEFAULT_STORAGE_DTYPE, cls_dtype, disk_dtype, is_quantized
 
 # Fields that must agree for cached features to be reused; the rest of the record is informational.
@@ -129,12 +129,16 @@ class StoreLayers(StoreBase):
         if meta["has_cls"]:
             group.create_array("cls", shape=(n, c), chunks=(br, c), dtype=cls_dtype(storage), fill_value=0,
                                compressors=None, overwrite=True)
-        group.create_array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, overwrite=True)
+        # the per-block arrays the block checksums cover are small and written once per block: uncompressed, so a
+        # block's write goes straight to its chunk file (store/chunk_writes.py: write_chunk); layers made before keep
+        # zstd and go through zarr. The done flag keeps zstd: nothing else covers it, and a damaged frame is caught
+        small = {"compressors": None, "overwrite": True}
+        group.create_array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, **small)
         group.create_array("done", shape=(max(1, math.ceil(n / br)),), chunks=(1,), dtype="bool",
                            fill_value=False, overwrite=True)
         group.create_array("sums", shape=(max(1, math.ceil(n / br)), 3), chunks=(1, 3), dtype="uint32",
-                           fill_value=0, overwrite=True)
-        group.create_array("row_sums", shape=(n, 3), chunks=(br, 3), dtype="uint32", fill_value=0, overwrite=True)
+                           fill_value=0, **small)
+        group.create_array("row_sums", shape=(n, 3), chunks=(br, 3), dtype="uint32", fill_value=0, **small)
         record = dict(meta, created=dt.datetime.now(dt.timezone.utc).isoformat(), versions=library_versions(),
                       schema_version=SCHEMA_VERSION, layout="NCHW", dtype=storage)
         group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
@@ -168,18 +172,18 @@ class StoreLayers(StoreBase):
             raise DeclipError(f"{arrays.path} stores {arrays.feats.dtype} features; got {feats.dtype}")
         write_rows(arrays.feats, start, feats, valid)  # the chunk files directly on a local store
         if scales is not None:
-            arrays.scales[start:stop] = scales
+            write_chunk(arrays.scales, start, scales)
         if arrays.cls is not None and cls is not None:
-            arrays.cls[start:stop] = cls
-        arrays.valid[start:stop] = valid.astype("uint8")
+            write_chunk(arrays.cls, start, cls)
+        write_chunk(arrays.valid, start, valid.astype("uint8"))
         if problems:
             self._put_file(f"{arrays.path}/problems/{_PROBLEM_FILE.format(block)}", json.dumps(problems).encode())
         if arrays.sums is not None:  # with the done flag: what a later read must find again
             stored_cls = None if arrays.cls is None or cls is None else np.asarray(cls, arrays.cls.dtype)
             stored_scales = None if scales is None else np.asarray(scales, arrays.scales.dtype)
-            arrays.sums[block] = block_sums(feats, stored_cls, valid, stored_scales)
+            write_chunk(arrays.sums, block, np.asarray([block_sums(feats, stored_cls, valid, stored_scales)]))
             if arrays.row_sums is not None:
-                arrays.row_sums[start:stop] = row_sums(feats, stored_cls, stored_scales)
+                write_chunk(arrays.row_sums, start, row_sums(feats, stored_cls, stored_scales))
         arrays.done[block] = True
 
     def block_problems(self, arrays: LayerArrays) -> dict[int, list[dict]]:
