@@ -292,7 +292,7 @@ MUTANTS: list[Mutant] = [
       "return [(lo, min(n, lo + size)) for lo in range(0, n, size)]",
       "return [(lo, lo + size) for lo in range(0, n - size + 1, size)]", STORE_TESTS),
     M("D2", "store", "class tokens not written", "store/layers.py",
-      "            arrays.cls[start:stop] = cls", "            pass", STORE_TESTS),
+      "            write_chunk(arrays.cls, start, cls)", "            pass", STORE_TESTS),
     M("D3", "store", "recipe left out of the identity fields", "store/layers.py",
       '"schema_version", "backbone", "weights_checksum", "recipe", "layer",',
       '"schema_version", "backbone", "weights_checksum", "layer",', STORE_TESTS),
