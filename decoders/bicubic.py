@@ -16,7 +16,6 @@ import torch
 
 from declip.decoders.registry import OUTPUT_SIZE, Decoder
 
-OUTPUT = OUTPUT_SIZE  # DeCLIP's 256² logits
 BICUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
 
 
@@ -40,7 +39,7 @@ def _bicubic_weights(n_in: int, n_out: int) -> torch.Tensor:
     return weights
 
 
-def bicubic_matrix(n_in: int, device: torch.device | str = "cpu", n_out: int = OUTPUT) -> torch.Tensor:
+def bicubic_matrix(n_in: int, device: torch.device | str = "cpu", n_out: int = OUTPUT_SIZE) -> torch.Tensor:
     """The float32 ``[n_out, n_in]`` resampling matrix on ``device``."""
     return _bicubic_weights(int(n_in), int(n_out)).to(device=device, dtype=torch.float32)
 

@@ -72,9 +72,9 @@ def write_chunk(array: zarr.Array, start: int, values: np.ndarray) -> None:
     if base is None or start % rows or len(values) != min(rows, array.shape[0] - start) or array.fill_value is None:
         array[start:start + len(values)] = values
         return
-    values = np.asarray(values, dtype=array.dtype)
-    chunk = np.full((rows, *array.shape[1:]), array.fill_value, dtype=array.dtype)
-    chunk[:len(values)] = values
+    chunk = np.ascontiguousarray(values, dtype=array.dtype)
+    if len(chunk) < rows:  # the array's short last chunk
+        chunk = np.concatenate([chunk, np.full((rows - len(chunk), *array.shape[1:]), array.fill_value, array.dtype)])
     path = os.path.join(base, array.metadata.encode_chunk_key((start // rows,) + (0,) * (array.ndim - 1)))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _atomic_put(path, memoryview(np.ascontiguousarray(chunk)).cast("B"))

@@ -70,13 +70,13 @@ def group_intervals(rows: pd.DataFrame, by: Sequence[str], load: PerImageLoader,
         seed_means = _seed_means(part)
         rec = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         tests = part["test_set"].astype(str)
+        test_sets = set(tests)
         rec.update(value=float(part["value"].mean()), n_cells=len(set(zip(part["train_set"].astype(str), tests))),
                    n_seeds=len(seed_means), seed_std=float(np.std(seed_means, ddof=1)) if len(seed_means) > 1
-                   else float("nan"), n_images=int(sum(len(align[t].ids) for t in set(part["test_set"].astype(str))
-                                                       if t in align)),
+                   else float("nan"), n_images=int(sum(len(align[t].ids) for t in test_sets if t in align)),
                    ci_low=float("nan"), ci_high=float("nan"), interval="", ci_note="")
         missing = [i for i in part.index if frames[i] is None]
-        small = [t for t in set(part["test_set"].astype(str)) if t not in align or len(align[t].ids) < 2]
+        small = [t for t in test_sets if t not in align or len(align[t].ids) < 2]
         if missing:
             rec["ci_note"] = "no per-image table for some evaluation"
         elif small:
@@ -84,7 +84,7 @@ def group_intervals(rows: pd.DataFrame, by: Sequence[str], load: PerImageLoader,
         elif metric not in by_test[str(part["test_set"].iloc[0])][0].columns:
             rec["ci_note"] = f"per_image has no {metric!r} column"
         else:
-            todo[(len(seed_means), tuple(sorted(set(part["test_set"].astype(str)))))].append(
+            todo[(len(seed_means), tuple(sorted(test_sets)))].append(
                 (len(out), list(part.index)))
         out.append(rec)
     table = pd.DataFrame(out)

@@ -56,11 +56,6 @@ def bce_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.relu(u).sum() - log_p - torch.dot(u, targets.reshape(-1))
 
 
-def mean_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``F.binary_cross_entropy_with_logits(logits, targets)`` (the mean), by :func:`bce_sum`."""
-    return bce_sum(logits, targets) / logits.numel()
-
-
 class UpsampledBCE(torch.autograd.Function):
     """``maps`` ``[K·B, 1, h, w]`` (K heads' grid scores, head-major) and ``targets`` ``[B, 256, 256]`` → the K
     heads' mean BCE-with-logits losses ``[K]``.

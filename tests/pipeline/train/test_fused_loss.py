@@ -66,10 +66,10 @@ def test_detection_heads_keep_the_per_head_image_loss(tiny_store, tmp_path, monk
 
 
 def test_the_reported_loss_holds_for_large_logits():
-    """``mean_bce`` writes softplus with vectorised passes (ATen's is a scalar loop) and takes its logs of products
+    """``bce_sum`` writes softplus with vectorised passes (ATen's is a scalar loop) and takes its logs of products
     of 32 sigmoids; at logits far from 0, where the forms differ most, at logits all 0 (the smallest products), and
     with a count of logits that is no multiple of 32, it still equals PyTorch's BCE-with-logits in float64."""
-    from declip.pipeline.train.fused_loss import mean_bce
+    from declip.pipeline.train.fused_loss import bce_sum
 
     g = torch.Generator().manual_seed(0)
     cases = [torch.randn(4, 64, 64, generator=g) * 25,  # |u| up to ~100
@@ -78,4 +78,4 @@ def test_the_reported_loss_holds_for_large_logits():
     for logits in cases:
         targets = torch.rand(logits.shape, generator=g)
         want = F.binary_cross_entropy_with_logits(logits.double(), targets.double())
-        assert float(mean_bce(logits, targets)) == pytest.approx(float(want), rel=1e-6), logits.shape
+        assert float(bce_sum(logits, targets) / logits.numel()) == pytest.approx(float(want), rel=1e-6), logits.shape
