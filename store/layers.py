@@ -120,29 +120,30 @@ class StoreLayers(StoreBase):
         h, w = meta["grid"]
         storage = meta.get("dtype", DEFAULT_STORAGE_DTYPE)
         group = self.root.require_group(path)
-        kw = {"shards": (br, c, h, w)} if shards else {}
-        group.create_array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype=disk_dtype(storage),
-                           fill_value=0, compressors=None, overwrite=True, chunk_key_encoding=FLAT_CHUNK_KEYS, **kw)
+        made: dict[str, zarr.Array] = {}  # kept as created: reopening each by name is another metadata read
+
+        def array(name: str, **kw) -> None:
+            made[name] = group.create_array(name, overwrite=True, **kw)
+
+        array("feats", shape=(n, c, h, w), chunks=(1, c, h, w), dtype=disk_dtype(storage), fill_value=0,
+              compressors=None, chunk_key_encoding=FLAT_CHUNK_KEYS, **({"shards": (br, c, h, w)} if shards else {}))
         if is_quantized(storage):
-            group.create_array("scales", shape=(n, c), chunks=(br, c), dtype="float32", fill_value=0,
-                               compressors=None, overwrite=True)
+            array("scales", shape=(n, c), chunks=(br, c), dtype="float32", fill_value=0, compressors=None)
         if meta["has_cls"]:
-            group.create_array("cls", shape=(n, c), chunks=(br, c), dtype=cls_dtype(storage), fill_value=0,
-                               compressors=None, overwrite=True)
+            array("cls", shape=(n, c), chunks=(br, c), dtype=cls_dtype(storage), fill_value=0, compressors=None)
         # the per-block arrays the block checksums cover are small and written once per block: uncompressed, so a
         # block's write goes straight to its chunk file (store/chunk_writes.py: write_chunk); layers made before keep
         # zstd and go through zarr. The done flag keeps zstd: nothing else covers it, and a damaged frame is caught
-        small = {"compressors": None, "overwrite": True}
-        group.create_array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, **small)
-        group.create_array("done", shape=(max(1, math.ceil(n / br)),), chunks=(1,), dtype="bool",
-                           fill_value=False, overwrite=True)
-        group.create_array("sums", shape=(max(1, math.ceil(n / br)), 3), chunks=(1, 3), dtype="uint32",
-                           fill_value=0, **small)
-        group.create_array("row_sums", shape=(n, 3), chunks=(br, 3), dtype="uint32", fill_value=0, **small)
+        blocks = max(1, math.ceil(n / br))
+        array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, compressors=None)
+        array("done", shape=(blocks,), chunks=(1,), dtype="bool", fill_value=False)
+        array("sums", shape=(blocks, 3), chunks=(1, 3), dtype="uint32", fill_value=0, compressors=None)
+        array("row_sums", shape=(n, 3), chunks=(br, 3), dtype="uint32", fill_value=0, compressors=None)
         record = dict(meta, created=dt.datetime.now(dt.timezone.utc).isoformat(), versions=library_versions(),
                       schema_version=SCHEMA_VERSION, layout="NCHW", dtype=storage)
         group.attrs["meta"] = record  # last: the group counts as existing only with its metadata
-        return self._arrays(path, group, record)
+        return LayerArrays(path, made["feats"], made.get("cls"), made["valid"], made["done"], record,
+                           made.get("scales"), made["sums"], made["row_sums"])
 
     def _arrays(self, path: str, group: zarr.Group, meta: dict) -> LayerArrays:
         quantized = is_quantized(str(meta.get("dtype", DEFAULT_STORAGE_DTYPE)))
@@ -184,7 +185,7 @@ class StoreLayers(StoreBase):
             write_chunk(arrays.sums, block, np.asarray([block_sums(feats, stored_cls, valid, stored_scales)]))
             if arrays.row_sums is not None:
                 write_chunk(arrays.row_sums, start, row_sums(feats, stored_cls, stored_scales))
-        arrays.done[block] = True
+        write_chunk(arrays.done, block, np.ones(1, dtype=bool))
 
     def block_problems(self, arrays: LayerArrays) -> dict[int, list[dict]]:
         """{block: the unreadable-image records :meth:`write_block` stored for it}."""
