@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec
+from zarr.codecs import BytesCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 from declip.core.errors import DeclipError
@@ -103,9 +103,10 @@ def _spans(n: int, threads: int, per_span: int = 64) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
-def _direct_base(array: zarr.Array, any_rows: bool = False) -> str | None:
+def _direct_base(array: zarr.Array, any_rows: bool = False, zstd: bool = False) -> str | None:
     """The array's folder when its chunks are plain little-endian bytes on a local store, each one row (or, with
-    ``any_rows``, any number of whole rows); None for every other layout."""
+    ``any_rows``, any number of whole rows; with ``zstd``, also those bytes in one zstd frame); None for every other
+    layout."""
     meta = array.metadata
     chunks = getattr(meta, "chunks", None)
     codecs = getattr(meta, "codecs", ())
@@ -113,6 +114,8 @@ def _direct_base(array: zarr.Array, any_rows: bool = False) -> str | None:
         return None
     if chunks is None or (chunks[0] != 1 and not any_rows) or tuple(chunks[1:]) != tuple(array.shape[1:]):
         return None
+    if zstd and len(codecs) == 2 and isinstance(codecs[1], ZstdCodec):
+        codecs = codecs[:1]
     if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
         return None
     if codecs[0].endian is not None and codecs[0].endian.value != "little":  # None: one-byte dtypes (int8)
