@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from declip.decoders.weight_init import init_declip_
 from declip.decoders.registry import OUTPUT_SIZE, Decoder, make_config, register_decoder
+from declip.decoders.token_scores import token_scores
 
 
 def token_head(in_channels: int) -> nn.Sequential:
@@ -43,11 +43,11 @@ class LinearDecoder(Decoder):
 
     def token_scores(self, feats: Tensor, cls_token: Tensor | None = None) -> Tensor:
         """DeCLIP's ``fc`` on every patch token (row-major, CLIP's patch order), as one contraction over the channels
-        of the NCHW map: ``nn.Linear`` on the ``[B, H*W, C]`` token view first copies the transposed map (2.4x slower
-        on the CPU). The same numbers up to float rounding."""
+        of the NCHW map (:mod:`declip.decoders.token_scores`): ``nn.Linear`` on the ``[B, H*W, C]`` token view first
+        copies the transposed map (2.4x slower on the CPU). The same numbers up to float rounding."""
         self.check_input(feats)
         linear = self.fc[0]
-        return torch.einsum("c,bcn->bn", linear.weight[0], feats.flatten(2)) + linear.bias
+        return token_scores(linear.weight[0], linear.bias, feats)
 
 
 @register_decoder("linear")

@@ -56,6 +56,7 @@ CHUNK_TESTS = ("tests/store/test_chunk_writes.py",)
 PREPROCESS_TESTS = ("tests/features/test_preprocess.py",)
 FUSED_TESTS = ("tests/pipeline/train/test_fused_loss.py",)
 BICUBIC_TESTS = ("tests/decoders/test_bicubic.py",)
+TOKEN_SCORE_TESTS = ("tests/decoders/test_token_scores.py",)
 PROGRESS_TESTS = ("tests/pipeline/train/test_training_progress.py", "tests/core/test_stop.py")
 MUTANTS: list[Mutant] = [
     # ---- the table of issue 15
@@ -409,6 +410,15 @@ MUTANTS: list[Mutant] = [
       "    if len(codecs) == 2:  # bytes, then zstd", "    if False:  # bytes, then zstd", CHUNK_TESTS),
     M("W12", "chunk writes", "zstd arrays left to zarr's slow write", "store/fastpath.py",
       "    if zstd and len(codecs) == 2", "    if False and len(codecs) == 2", CHUNK_TESTS),
+    M("TS1", "token scores", "weight gradient averaged over the batch", "decoders/token_scores.py",
+      "grad.unsqueeze(2)).sum(0)", "grad.unsqueeze(2)).mean(0)", TOKEN_SCORE_TESTS),
+    M("TS2", "token scores", "the custom backward used under autocast", "decoders/token_scores.py",
+      "if torch.is_autocast_enabled(feats.device.type) or", "if", TOKEN_SCORE_TESTS),
+    M("TS3", "token scores", "no gradient for the features", "decoders/token_scores.py",
+      "if ctx.needs_input_grad[0] else None", "if False else None", TOKEN_SCORE_TESTS),
+    M("TS4", "token scores", "feature gradient without the weights", "decoders/token_scores.py",
+      "grad_x = w.view(1, -1, 1) * grad.unsqueeze(1)", "grad_x = grad.unsqueeze(1).expand_as(x)",
+      TOKEN_SCORE_TESTS),
     M("W5", "preprocessing", "normalisation table built in float64", "features/preprocess.py",
       "values = np.arange(256, dtype=np.float32)[:, None] / 255.0",
       "values = np.arange(256, dtype=np.float64)[:, None] / 255.0", PREPROCESS_TESTS),
