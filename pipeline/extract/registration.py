@@ -86,13 +86,14 @@ def _cache_masks(store: FeatureStore, key: str, df, abspath, exif: bool, view: V
     pending = store.pending_mask_blocks(key)
     block_rows = int(store.dataset_attrs(key)["block_rows"])
     _check_mask_orientation(store, key, exif, fresh=len(pending) == max(1, math.ceil(len(df) / block_rows)))
+    has_mask = ((df["label"] == 1) & (df["mask_path"].fillna("").astype(str) != "")).to_numpy()
     for block in tqdm(pending, desc=f"masks {key}", unit="block", disable=not progress or len(pending) == 0):
         rows = range(block * block_rows, min((block + 1) * block_rows, len(df)))
         soft = np.zeros((len(rows), 256, 256), dtype=np.uint8)
         native: list[np.ndarray | None] = []
         for i, row in enumerate(rows):
-            rec = df.iloc[row]
-            if rec["label"] == 1 and rec["mask_path"]:
+            if has_mask[row]:  # a fake with a mask file; every other row has none (read as all zero)
+                rec = df.iloc[row]
                 mask = row_mask(abspath(rec["mask_path"]), rec, record, exif)
                 if view is not None:
                     mask = view.apply_mask(mask)

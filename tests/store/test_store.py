@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,30 @@ def test_soft_and_native_masks_round_trip(tmp_path):
         else:
             assert got.dtype == bool and got.shape == (h, w)
             np.testing.assert_array_equal(got, native[i])
+
+
+def test_mask_blocks_read_back_through_zarr_itself_and_rows_without_a_mask_keep_no_chunk(tmp_path):
+    """The block's soft masks, checksums and done flag are written to their chunk files directly: zarr (not our
+    readers) must read them as written, checksums as zlib computes them, and an all-zero soft mask must leave no
+    chunk file (as zarr leaves an all-fill chunk)."""
+    samples = make_samples(5)
+    store = FeatureStore(str(tmp_path / "s.zarr"))
+    store.create_dataset(DS, samples, "/data", "list", block_rows=2)
+    soft = np.zeros((5, 256, 256), dtype=np.uint8)
+    soft[1, 10:20, 30:40] = 255
+    soft[4] = 3
+    for b in (0, 1, 2):
+        store.write_masks(DS, b, soft[2 * b:2 * b + 2], [None] * len(soft[2 * b:2 * b + 2]))
+    folder = tmp_path / "s.zarr" / "datasets" / DS
+    np.testing.assert_array_equal(zarr.open_array(str(folder / "soft_masks"), mode="r")[:], soft)
+    assert zarr.open_array(str(folder / "mask_done"), mode="r")[:].tolist() == [True, True, True]
+    sums = zarr.open_array(str(folder / "mask_sums"), mode="r")[:]
+    assert sums[:, 0].tolist() == [zlib.crc32(soft[2 * b:2 * b + 2].tobytes()) for b in range(3)]
+    rows = zarr.open_array(str(folder / "mask_row_sums"), mode="r")[:]
+    assert rows[:, 0].tolist() == [zlib.crc32(m.tobytes()) for m in soft]
+    chunks = sorted(p.relative_to(folder / "soft_masks").parts[1] for p in (folder / "soft_masks").rglob("*")
+                    if p.is_file() and p.name != "zarr.json")
+    assert chunks == ["1", "4"]
 
 
 # ---------------------------------------------------------------- concurrent writers
