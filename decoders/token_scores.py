@@ -33,6 +33,15 @@ class _ChannelScores(torch.autograd.Function):
 def token_scores(weight: Tensor, bias: Tensor, feats: Tensor) -> Tensor:
     """``[B, C, H, W]`` features → ``[B, H*W]`` scores ``weight · token + bias``, tokens in row-major grid order."""
     tokens = feats.flatten(2)
-    if torch.is_autocast_enabled(feats.device.type) or tokens.dtype != weight.dtype:
+    if _autocast_on(feats.device.type) or tokens.dtype != weight.dtype:
         return torch.einsum("c,bcn->bn", weight, tokens) + bias
     return _ChannelScores.apply(tokens, weight) + bias
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for this device type; devices autocast does not know (``meta``, used to count FLOPs)
+    have none."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
