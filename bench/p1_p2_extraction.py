@@ -71,10 +71,11 @@ def main() -> None:
         order = ("full_all", "full_one") if rep % 2 == 0 else ("full_one", "full_all")
         runs["forward"].append(forward())
         for side in order:
-            runs[side].append(extract(names[-1] if side == "full_one" else "all", f"{side.removeprefix('full_')}{rep}"))
+            layers = names[-1] if side == "full_one" else "all"
+            runs[side].append(extract(layers, f"{side.removeprefix('full_')}{rep}"))
     t = {side: min(values) for side, values in runs.items()}
-    print("  runs (s): " + "; ".join(f"{side} " + ", ".join(f"{v:.2f}" for v in values) for side, values in runs.items())
-          + f"; fastest of {args.repeats} compared")
+    listed = "; ".join(f"{side} " + ", ".join(f"{v:.2f}" for v in values) for side, values in runs.items())
+    print(f"  runs (s): {listed}; fastest of {args.repeats} compared")
     n = len(pixels)
     print(f"{args.backbone}, {n} JPEG images 256², batch {args.batch}, {len(names)} layers, "
           f"torch threads {torch.get_num_threads()}")

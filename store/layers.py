@@ -131,9 +131,10 @@ class StoreLayers(StoreBase):
             array("scales", shape=(n, c), chunks=(br, c), dtype="float32", fill_value=0, compressors=None)
         if meta["has_cls"]:
             array("cls", shape=(n, c), chunks=(br, c), dtype=cls_dtype(storage), fill_value=0, compressors=None)
-        # the per-block arrays the block checksums cover are small and written once per block: uncompressed, so a
-        # block's write goes straight to its chunk file (store/chunk_writes.py: write_chunk); layers made before keep
-        # zstd and go through zarr. The done flag keeps zstd: nothing else covers it, and a damaged frame is caught
+        # the per-block arrays the block checksums cover are small and written once per block, straight to their
+        # chunk files (store/chunk_writes.py: write_chunk); uncompressed, so no codec runs (layers made before keep
+        # zstd, framed as zarr frames it). The done flag keeps zstd: nothing else covers it, and zstd's frame check
+        # catches a damaged one
         blocks = max(1, math.ceil(n / br))
         array("valid", shape=(n,), chunks=(br,), dtype="uint8", fill_value=0, compressors=None)
         array("done", shape=(blocks,), chunks=(1,), dtype="bool", fill_value=False)
