@@ -128,9 +128,11 @@ def encode(feats: "torch.Tensor", name: str) -> tuple[np.ndarray, np.ndarray | N
     """(B, C, H, W) float tensor (any device) -> (stored array, per-channel scales (B, C) float32 or None)."""
     import torch
 
+    from declip.features.encode import to_host
+
     spec = storage_dtype(name)
     if not spec.quantized:
-        return feats.to("cpu", getattr(torch, spec.disk)).numpy(), None
+        return to_host(feats, getattr(torch, spec.disk)).numpy(), None
     x = feats.float()
     amax = x.abs().amax(dim=(2, 3))
     scales = torch.where(amax > 0, amax / spec.max_code, torch.ones_like(amax))
