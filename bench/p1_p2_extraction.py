@@ -1,7 +1,7 @@
 """P1: full extraction path ÷ forward alone on the same batches (target ≥ 0.80).
 P2: all layers in one pass ÷ one (the deepest) layer, wall time (target ≤ 1.15 while the disk keeps up).
 
-Usage: python bench/p1_p2_extraction.py [--images 256] [--backbone demo-vit-small@random-0] [--batch 32] [--repeats 2]
+Usage: python bench/p1_p2_extraction.py [--images 256] [--backbone demo-vit-small@random-0] [--batch 32] [--repeats 3]
 
 Each side runs ``--repeats`` times, interleaved (forward, all, one, one, all, forward, ...), every run into a fresh
 store, and the fastest run of each side is compared; every run is printed. Why: on this machine's ext4 (no journal)

@@ -79,7 +79,7 @@ def write_chunk(array: zarr.Array, start: int, values: np.ndarray) -> None:
         chunk = np.concatenate([chunk, np.full((rows - len(chunk), *array.shape[1:]), array.fill_value, array.dtype)])
     path = os.path.join(base, array.metadata.encode_chunk_key((start // rows,) + (0,) * (array.ndim - 1)))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = memoryview(np.ascontiguousarray(chunk)).cast("B")
+    payload = memoryview(chunk).cast("B")  # contiguous: made so above (or by the padding's concatenate)
     codecs = array.metadata.codecs
     if len(codecs) == 2:  # bytes, then zstd (the only pair _direct_base accepts)
         payload = memoryview(Zstd(level=codecs[1].level, checksum=codecs[1].checksum).encode(payload))
